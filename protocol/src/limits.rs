@@ -1,0 +1,107 @@
+//! Every protocol limit in one place, unit last in each name.
+//!
+//! The server may be configured *below* a ceiling but never above it; the values a session
+//! actually gets are announced in the server hello ([`crate::SessionLimits`]).
+
+/// The protocol version this crate speaks. Bumped only for incompatible changes; see the
+/// compatibility rules in `PROTOCOL.md`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame (length field excluded) accepted before the handshake completes. Small so
+/// that an unauthenticated peer can make the server buffer at most this much.
+pub const HANDSHAKE_FRAME_BYTES_MAX: u32 = 4 * 1024;
+
+/// Default largest frame after the handshake: a full batch of small jobs or one job with a
+/// maximal payload, with room for headers.
+pub const FRAME_BYTES_MAX_DEFAULT: u32 = 4 * 1024 * 1024;
+
+/// Hard ceiling for the configurable frame size. Also the byte limit handed to bincode when
+/// decoding any body, so a hostile length field can never make the decoder allocate more.
+pub const FRAME_BYTES_CEILING: u32 = 64 * 1024 * 1024;
+
+/// Default largest job payload. sled stores values above roughly 16 KiB in side files that
+/// it never fsyncs, so the storage layer raises its segment size to keep payloads of this
+/// size inline (see TECH-NOTES).
+pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 256 * 1024;
+
+/// Default largest result stored by an ACK.
+pub const RESULT_BYTES_MAX_DEFAULT: u32 = 64 * 1024;
+
+/// Default largest number of jobs in one ENQUEUE_BATCH.
+pub const BATCH_JOBS_MAX_DEFAULT: u32 = 1_000;
+
+/// Largest number of jobs one FETCH may ask for.
+pub const FETCH_JOBS_MAX: u32 = 1_000;
+
+/// Longest long-poll a FETCH may ask for.
+pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
+
+/// Largest number of queues one FETCH may name.
+pub const FETCH_QUEUES_MAX: usize = 64;
+
+/// Largest number of acknowledgements in one ACK_BATCH.
+pub const ACK_BATCH_MAX: usize = 1_000;
+
+/// Longest queue name, in bytes. Names use `[A-Za-z0-9._:-]`.
+pub const QUEUE_NAME_BYTES_MAX: usize = 128;
+
+/// Longest client name or version string in the hello.
+pub const CLIENT_NAME_BYTES_MAX: usize = 128;
+
+/// Longest credential string in the hello.
+pub const CREDENTIAL_BYTES_MAX: usize = 1024;
+
+/// Longest error message a FAIL may carry; longer messages are refused.
+pub const ERROR_MESSAGE_BYTES_MAX: usize = 8 * 1024;
+
+/// Most metadata entries on one job.
+pub const METADATA_ENTRIES_MAX: usize = 64;
+
+/// Most bytes of metadata (keys plus values) on one job.
+pub const METADATA_BYTES_MAX: usize = 8 * 1024;
+
+/// Largest page a LIST operation returns.
+pub const LIST_LIMIT_MAX: u32 = 1_000;
+
+/// Most jobs one PURGE, DEAD_RETRY or DEAD_DISCARD changes; the reply says how many remain
+/// so a client loops. Keeps every storage batch bounded.
+pub const BULK_JOBS_MAX: u32 = 10_000;
+
+/// Shortest lease a FETCH or EXTEND may ask for.
+pub const LEASE_MS_MIN: u32 = 100;
+
+/// Longest lease a FETCH or EXTEND may ask for (one day).
+pub const LEASE_MS_MAX: u32 = 24 * 60 * 60 * 1000;
+
+/// Lease used when neither the FETCH, the job nor the queue names one.
+pub const LEASE_MS_DEFAULT: u32 = 30_000;
+
+/// Attempts a job gets when neither it nor its queue says otherwise.
+pub const MAX_ATTEMPTS_DEFAULT: u32 = 10;
+
+/// Most attempts a job or queue may configure.
+pub const MAX_ATTEMPTS_CEILING: u32 = 1_000;
+
+/// Default first retry delay.
+pub const BACKOFF_INITIAL_MS_DEFAULT: u32 = 1_000;
+
+/// Default growth of the retry delay per attempt, in percent (200 = doubles).
+pub const BACKOFF_FACTOR_PERCENT_DEFAULT: u32 = 200;
+
+/// Default cap on one retry delay (one hour).
+pub const BACKOFF_MAX_MS_DEFAULT: u32 = 60 * 60 * 1000;
+
+/// Default random spread of a retry delay, in percent of the delay.
+pub const BACKOFF_JITTER_PERCENT_DEFAULT: u8 = 20;
+
+/// Furthest in the future a job may be scheduled (one year), so timers stay bounded.
+pub const SCHEDULE_AHEAD_MS_MAX: u64 = 366 * 24 * 60 * 60 * 1000;
+
+/// Default requests a session may have in flight; the server stops reading at the cap.
+pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: u32 = 1_024;
+
+const _: () = assert!(HANDSHAKE_FRAME_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT);
+const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_CEILING);
+const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT < FRAME_BYTES_MAX_DEFAULT);
+const _: () = assert!(LEASE_MS_MIN <= LEASE_MS_DEFAULT && LEASE_MS_DEFAULT <= LEASE_MS_MAX);
+const _: () = assert!(MAX_ATTEMPTS_DEFAULT <= MAX_ATTEMPTS_CEILING);

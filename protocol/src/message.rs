@@ -1,0 +1,556 @@
+//! Request and response bodies, and the opcode table that binds each operation to them.
+//!
+//! One table, [`operations!`] below, declares every operation: its stable number, its name,
+//! its request body and its response body. Everything else (the [`Opcode`] enum, the
+//! [`Request`] and [`Response`] enums, their encoders and decoders) is generated from it,
+//! so an operation cannot be half-added.
+
+use bincode::{Decode, Encode};
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorBody;
+use crate::limits::FRAME_BYTES_CEILING;
+use crate::types::*;
+
+/// The bincode configuration for every body: `standard()` (little-endian varints) with a
+/// byte limit, so no length field can make the decoder allocate beyond the frame ceiling.
+pub const BODY_CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<{ FRAME_BYTES_CEILING as usize }>,
+> = bincode::config::standard().with_limit::<{ FRAME_BYTES_CEILING as usize }>();
+
+/// Why a body could not be turned into a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageError {
+    /// The opcode is not in this version's table.
+    UnknownOpcode(u16),
+    /// The body does not decode as the opcode's type.
+    Malformed {
+        /// The operation whose body failed.
+        opcode: u16,
+        /// What bincode reported.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for MessageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageError::UnknownOpcode(opcode) => write!(f, "unknown opcode 0x{opcode:04x}"),
+            MessageError::Malformed { opcode, reason } => {
+                write!(f, "malformed body for opcode 0x{opcode:04x}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+/// Appends the `standard()` encoding of `value` to `out`.
+pub fn encode_body<T: Encode>(value: &T, out: &mut BytesMut) {
+    let mut writer = BytesWriter(out);
+    // Encoding into memory fails only if a type's own Encode impl fails, which none of
+    // ours do; the limit applies to decoding.
+    bincode::encode_into_writer(value, &mut writer, BODY_CONFIG)
+        .expect("encoding a protocol body into memory cannot fail");
+}
+
+/// Decodes `T` from `body`, ignoring trailing bytes (so that fields appended in a later
+/// protocol revision do not break this decoder).
+pub fn decode_body<T: Decode<()>>(opcode: u16, body: &[u8]) -> Result<T, MessageError> {
+    bincode::decode_from_slice(body, BODY_CONFIG)
+        .map(|(value, _consumed)| value)
+        .map_err(|error| MessageError::Malformed { opcode, reason: error.to_string() })
+}
+
+struct BytesWriter<'a>(&'a mut BytesMut);
+
+impl bincode::enc::write::Writer for BytesWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// A body with no fields (encodes to zero bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// How the client proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub enum Credentials {
+    /// The broker's root token (super-admin, default project).
+    RootToken(String),
+    /// A project API key, `tf_<key id>_<secret>`.
+    ApiKey(String),
+    /// A user's email and password.
+    Password {
+        /// The user's email.
+        email: String,
+        /// The user's password.
+        password: String,
+    },
+}
+
+/// HELLO request: must be the first request on a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct HelloRequest {
+    /// The protocol version the client speaks.
+    pub protocol_version: u16,
+    /// The client library's name, for logs.
+    pub client_name: String,
+    /// The client library's version, for logs.
+    pub client_version: String,
+    /// Who the client is.
+    pub credentials: Credentials,
+}
+
+/// What kind of principal a session has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub enum PrincipalKind {
+    /// The root token.
+    Root,
+    /// A project API key.
+    ApiKey,
+    /// A user of an organization.
+    User,
+}
+
+/// Limits in force for this session.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SessionLimits {
+    /// Largest frame (`length` field value) the server accepts.
+    pub frame_bytes_max: u32,
+    /// Requests the client may have in flight; the server stops reading beyond it.
+    pub requests_in_flight_max: u32,
+    /// Largest job payload.
+    pub payload_bytes_max: u32,
+    /// Largest ACK result.
+    pub result_bytes_max: u32,
+    /// Most jobs in one ENQUEUE_BATCH.
+    pub batch_jobs_max: u32,
+    /// Most jobs one FETCH returns.
+    pub fetch_jobs_max: u32,
+    /// Longest FETCH long-poll.
+    pub fetch_wait_ms_max: u32,
+    /// The server closes a session idle (no request in flight, none received) this long.
+    pub idle_timeout_ms: u32,
+}
+
+/// HELLO response.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct HelloResponse {
+    /// The protocol version the session will use.
+    pub protocol_version: u16,
+    /// The server's version string.
+    pub server_version: String,
+    /// What kind of principal the session has.
+    pub principal_kind: PrincipalKind,
+    /// The project the session works in.
+    pub project_id: ProjectId,
+    /// Limits for this session.
+    pub limits: SessionLimits,
+}
+
+/// PING response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Pong {
+    /// The server's clock, ms since the Unix epoch.
+    pub server_time_ms: u64,
+}
+
+/// A request naming one queue (GET, DELETE, PAUSE, RESUME, PURGE, STATS).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct QueueName {
+    /// The queue.
+    pub name: String,
+}
+
+/// QUEUE_CREATE and QUEUE_UPDATE request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct QueueWrite {
+    /// The queue.
+    pub name: String,
+    /// Settings to set; `None` fields take defaults (create) or stay (update).
+    pub settings: QueueSettings,
+}
+
+/// QUEUE_LIST request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct QueueListRequest {
+    /// Start after this name (the previous page's `next_after`).
+    pub after: Option<String>,
+    /// Page size, at most `LIST_LIMIT_MAX`.
+    pub limit: u32,
+}
+
+/// QUEUE_LIST response.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct QueueListResponse {
+    /// Queues in name order.
+    pub queues: Vec<QueueInfo>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next_after: Option<String>,
+}
+
+/// Response of bulk operations that work in bounded steps (PURGE, DEAD_RETRY, DEAD_DISCARD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct BulkResponse {
+    /// Jobs changed by this request.
+    pub affected: u64,
+    /// Jobs still matching; repeat the request while this is not zero.
+    pub remaining: u64,
+}
+
+/// QUEUE_STATS response.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub name: String,
+    /// Jobs per state.
+    pub counts: JobCounts,
+    /// True while deliveries are stopped.
+    pub paused: bool,
+    /// How long the oldest ready job has waited, in ms.
+    pub oldest_ready_age_ms: Option<u64>,
+}
+
+/// ENQUEUE request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EnqueueRequest {
+    /// The job.
+    pub job: NewJob,
+}
+
+/// ENQUEUE response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EnqueueResponse {
+    /// The new job's id.
+    pub job_id: JobId,
+    /// Its state (`ready` or `scheduled`).
+    pub state: JobState,
+}
+
+/// ENQUEUE_BATCH request: all jobs are stored, or none.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EnqueueBatchRequest {
+    /// The jobs, at most the session's `batch_jobs_max`.
+    pub jobs: Vec<NewJob>,
+}
+
+/// ENQUEUE_BATCH response.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EnqueueBatchResponse {
+    /// The new jobs' ids, in request order.
+    pub job_ids: Vec<JobId>,
+}
+
+/// FETCH request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// Queues to take from, in order of preference.
+    pub queues: Vec<String>,
+    /// Most jobs to return (at least 1).
+    pub max_jobs: u32,
+    /// How long to wait for a first job when none is ready; 0 answers at once.
+    pub wait_ms: u32,
+    /// Lease duration; `None` takes the job's or queue's default.
+    pub lease_ms: Option<u32>,
+}
+
+/// FETCH response.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct FetchResponse {
+    /// Leased jobs; empty when the wait ran out.
+    pub jobs: Vec<LeasedJob>,
+}
+
+/// ACK request; also one item of ACK_BATCH.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AckRequest {
+    /// The job.
+    pub job_id: JobId,
+    /// The lease FETCH returned.
+    pub lease_id: LeaseId,
+    /// Result bytes to store with the job, at most the session's `result_bytes_max`.
+    pub result: Option<Vec<u8>>,
+}
+
+/// ACK_BATCH request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AckBatchRequest {
+    /// The acknowledgements, at most `ACK_BATCH_MAX`.
+    pub acks: Vec<AckRequest>,
+}
+
+/// ACK_BATCH response: one outcome per ack, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AckBatchResponse {
+    /// `None` for an ack that succeeded, the error otherwise.
+    pub results: Vec<Option<ErrorBody>>,
+}
+
+/// What a FAIL asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub enum Retry {
+    /// Retry after the job's backoff, if attempts remain; otherwise dead.
+    Backoff,
+    /// Retry at this time (ms since the Unix epoch), if attempts remain.
+    At(u64),
+    /// Do not retry: the job is dead now.
+    Never,
+}
+
+/// FAIL request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct FailRequest {
+    /// The job.
+    pub job_id: JobId,
+    /// The lease FETCH returned.
+    pub lease_id: LeaseId,
+    /// What went wrong, at most `ERROR_MESSAGE_BYTES_MAX` bytes.
+    pub error: String,
+    /// Whether and when to retry.
+    pub retry: Retry,
+}
+
+/// FAIL response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct FailResponse {
+    /// `scheduled` for a retry, `dead` otherwise.
+    pub state: JobState,
+    /// When the retry runs.
+    pub run_at_ms: Option<u64>,
+    /// Attempts used so far.
+    pub attempts: u32,
+}
+
+/// EXTEND request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ExtendRequest {
+    /// The job.
+    pub job_id: JobId,
+    /// The lease FETCH returned.
+    pub lease_id: LeaseId,
+    /// The new lease runs this long from now.
+    pub lease_ms: u32,
+}
+
+/// EXTEND response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ExtendResponse {
+    /// The new deadline, ms since the Unix epoch.
+    pub lease_deadline_ms: u64,
+    /// True when the job was cancelled: stop work and FAIL or ACK it.
+    pub cancel_requested: bool,
+}
+
+/// A request naming one job (CANCEL, JOB_GET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct JobRef {
+    /// The job.
+    pub job_id: JobId,
+}
+
+/// CANCEL response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct CancelResponse {
+    /// `cancelled`, or `leased` with the cancel waiting for the lease holder.
+    pub state: JobState,
+    /// True when the job is leased and its holder will learn of the cancel.
+    pub cancel_requested: bool,
+}
+
+/// JOB_LIST request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct JobListRequest {
+    /// The queue.
+    pub queue: String,
+    /// Only jobs in this state; `None` for all.
+    pub state: Option<JobState>,
+    /// Start after this job id (the previous page's `next_after`).
+    pub after: Option<JobId>,
+    /// Page size, at most `LIST_LIMIT_MAX`.
+    pub limit: u32,
+}
+
+/// JOB_LIST and DEAD_LIST response.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct JobListResponse {
+    /// Jobs in id (enqueue time) order.
+    pub jobs: Vec<JobSummary>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next_after: Option<JobId>,
+}
+
+/// DEAD_LIST request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct DeadListRequest {
+    /// The queue.
+    pub queue: String,
+    /// Start after this job id.
+    pub after: Option<JobId>,
+    /// Page size, at most `LIST_LIMIT_MAX`.
+    pub limit: u32,
+}
+
+/// DEAD_RETRY and DEAD_DISCARD request.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct DeadBulkRequest {
+    /// The queue.
+    pub queue: String,
+    /// These dead jobs; empty for every dead job of the queue (up to `BULK_JOBS_MAX` per
+    /// request — repeat while `remaining` is not zero).
+    pub job_ids: Vec<JobId>,
+}
+
+macro_rules! operations {
+    ($( $(#[$doc:meta])* $number:literal $variant:ident $name:literal ($request:ty) -> $response:ty ;)*) => {
+        /// Every operation, by stable number.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum Opcode {
+            $( $(#[$doc])* $variant = $number, )*
+        }
+
+        impl Opcode {
+            /// Every opcode in table order.
+            pub const ALL: &'static [Opcode] = &[$(Opcode::$variant),*];
+
+            /// The opcode for a number, if this version knows it.
+            pub fn from_number(number: u16) -> Option<Opcode> {
+                match number {
+                    $( $number => Some(Opcode::$variant), )*
+                    _ => None,
+                }
+            }
+
+            /// The stable number on the wire.
+            pub fn number(self) -> u16 {
+                self as u16
+            }
+
+            /// The SCREAMING_CASE name used in `PROTOCOL.md`, logs and vector files.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Opcode::$variant => $name, )*
+                }
+            }
+        }
+
+        /// A decoded request body.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Request {
+            $( $(#[$doc])* $variant($request), )*
+        }
+
+        impl Request {
+            /// The request's opcode.
+            pub fn opcode(&self) -> Opcode {
+                match self {
+                    $( Request::$variant(_) => Opcode::$variant, )*
+                }
+            }
+
+            /// Appends the body's encoding to `out`.
+            pub fn encode_body(&self, out: &mut BytesMut) {
+                match self {
+                    $( Request::$variant(body) => encode_body(body, out), )*
+                }
+            }
+
+            /// Decodes the body of a request frame with opcode `opcode`.
+            pub fn decode(opcode: u16, body: &[u8]) -> Result<Request, MessageError> {
+                match Opcode::from_number(opcode) {
+                    $( Some(Opcode::$variant) => decode_body(opcode, body).map(Request::$variant), )*
+                    None => Err(MessageError::UnknownOpcode(opcode)),
+                }
+            }
+        }
+
+        /// A decoded successful response body.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Response {
+            $( $(#[$doc])* $variant($response), )*
+        }
+
+        impl Response {
+            /// The response's opcode.
+            pub fn opcode(&self) -> Opcode {
+                match self {
+                    $( Response::$variant(_) => Opcode::$variant, )*
+                }
+            }
+
+            /// Appends the body's encoding to `out`.
+            pub fn encode_body(&self, out: &mut BytesMut) {
+                match self {
+                    $( Response::$variant(body) => encode_body(body, out), )*
+                }
+            }
+
+            /// Decodes the body of a response frame with opcode `opcode`.
+            pub fn decode(opcode: u16, body: &[u8]) -> Result<Response, MessageError> {
+                match Opcode::from_number(opcode) {
+                    $( Some(Opcode::$variant) => decode_body(opcode, body).map(Response::$variant), )*
+                    None => Err(MessageError::UnknownOpcode(opcode)),
+                }
+            }
+        }
+    };
+}
+
+operations! {
+    /// Opens a session; the only request (besides PING) accepted before the handshake.
+    0x0001 Hello "HELLO" (HelloRequest) -> HelloResponse;
+    /// Liveness check; allowed before the handshake.
+    0x0002 Ping "PING" (Empty) -> Pong;
+    /// Ends the session after in-flight requests are answered.
+    0x0003 Bye "BYE" (Empty) -> Empty;
+    /// Creates a queue.
+    0x0100 QueueCreate "QUEUE_CREATE" (QueueWrite) -> QueueInfo;
+    /// Reads a queue.
+    0x0101 QueueGet "QUEUE_GET" (QueueName) -> QueueInfo;
+    /// Lists queues by name.
+    0x0102 QueueList "QUEUE_LIST" (QueueListRequest) -> QueueListResponse;
+    /// Changes a queue's defaults.
+    0x0103 QueueUpdate "QUEUE_UPDATE" (QueueWrite) -> QueueInfo;
+    /// Deletes an empty queue.
+    0x0104 QueueDelete "QUEUE_DELETE" (QueueName) -> Empty;
+    /// Stops deliveries from a queue.
+    0x0105 QueuePause "QUEUE_PAUSE" (QueueName) -> QueueInfo;
+    /// Resumes deliveries from a queue.
+    0x0106 QueueResume "QUEUE_RESUME" (QueueName) -> QueueInfo;
+    /// Removes a queue's jobs that are not leased, in bounded steps.
+    0x0107 QueuePurge "QUEUE_PURGE" (QueueName) -> BulkResponse;
+    /// Counts a queue's jobs by state.
+    0x0108 QueueStats "QUEUE_STATS" (QueueName) -> QueueStats;
+    /// Enqueues one job.
+    0x0200 Enqueue "ENQUEUE" (EnqueueRequest) -> EnqueueResponse;
+    /// Enqueues many jobs atomically.
+    0x0201 EnqueueBatch "ENQUEUE_BATCH" (EnqueueBatchRequest) -> EnqueueBatchResponse;
+    /// Leases jobs from queues, waiting for them if asked.
+    0x0202 Fetch "FETCH" (FetchRequest) -> FetchResponse;
+    /// Acknowledges a job as done.
+    0x0203 Ack "ACK" (AckRequest) -> Empty;
+    /// Acknowledges many jobs.
+    0x0204 AckBatch "ACK_BATCH" (AckBatchRequest) -> AckBatchResponse;
+    /// Reports a failed attempt.
+    0x0205 Fail "FAIL" (FailRequest) -> FailResponse;
+    /// Extends a lease.
+    0x0206 Extend "EXTEND" (ExtendRequest) -> ExtendResponse;
+    /// Cancels a job.
+    0x0207 Cancel "CANCEL" (JobRef) -> CancelResponse;
+    /// Reads a job.
+    0x0208 JobGet "JOB_GET" (JobRef) -> JobInfo;
+    /// Lists a queue's jobs.
+    0x0209 JobList "JOB_LIST" (JobListRequest) -> JobListResponse;
+    /// Lists a queue's dead jobs.
+    0x0300 DeadList "DEAD_LIST" (DeadListRequest) -> JobListResponse;
+    /// Makes dead jobs ready again with fresh attempts.
+    0x0301 DeadRetry "DEAD_RETRY" (DeadBulkRequest) -> BulkResponse;
+    /// Deletes dead jobs.
+    0x0302 DeadDiscard "DEAD_DISCARD" (DeadBulkRequest) -> BulkResponse;
+}

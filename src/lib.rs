@@ -1,0 +1,9 @@
+//! TaskForge: a durable, multi-tenant background-job broker.
+#![warn(missing_docs)]
+
+pub mod broker;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,3 @@
+//! in progress
+/// placeholder
+pub struct MemoryStorage;

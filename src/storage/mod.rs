@@ -1,0 +1,68 @@
+//! Storage: the store of record behind a small trait, so the broker can run on sled, in
+//! memory (benchmarks, simulation) or on a fault-injecting wrapper (tests).
+//!
+//! The trait is deliberately raw (byte keys, byte values): key layout and record encoding
+//! live in [`keys`] and [`records`], one place for every stored byte.
+//!
+//! # Contract
+//! - [`Storage::apply`] makes a whole batch visible atomically, and after a crash either
+//!   the whole batch or none of it is present.
+//! - [`Storage::sync`] returns only once everything applied before it survives power loss.
+//! - Batches are applied by one writer (the group committer), in order.
+
+pub mod keys;
+pub mod memory;
+pub mod records;
+pub mod sled_store;
+
+pub use memory::MemoryStorage;
+pub use sled_store::{SledOptions, SledStorage};
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Set `key` to `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key` (no error if absent).
+    Delete(Vec<u8>),
+}
+
+/// A storage failure. The broker answers UNAVAILABLE and rebuilds its memory from storage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage {operation} failed: {message}")]
+pub struct StorageError {
+    /// What was being done: "apply", "sync", "read", "open".
+    pub operation: &'static str,
+    /// What the store reported.
+    pub message: String,
+}
+
+impl StorageError {
+    /// An error for `operation` with the store's message.
+    pub fn new(operation: &'static str, message: impl std::fmt::Display) -> StorageError {
+        StorageError { operation, message: message.to_string() }
+    }
+}
+
+/// The store of record.
+pub trait Storage: Send + Sync + 'static {
+    /// Applies every write in `batch` atomically, in order.
+    fn apply(&self, batch: &[Write]) -> Result<(), StorageError>;
+
+    /// Makes everything applied so far durable, including against power loss.
+    fn sync(&self) -> Result<(), StorageError>;
+
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Visits pairs with `start <= key < end` in key order until `visit` returns false.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError>;
+
+    /// Bytes the store occupies on disk (0 for memory).
+    fn size_on_disk_bytes(&self) -> Result<u64, StorageError>;
+}

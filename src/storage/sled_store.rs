@@ -1,0 +1,5 @@
+//! in progress
+/// placeholder
+pub struct SledStorage;
+/// placeholder
+pub struct SledOptions;
