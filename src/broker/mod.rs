@@ -2,6 +2,9 @@
 //! clock, commits to storage in groups and answers requests only after their durability
 //! point.
 
+pub mod backoff;
+pub mod core;
+
 use std::sync::Arc;
 
 use taskforge_protocol::{ErrorBody, HelloRequest, PrincipalKind, ProjectId, Request, Response};

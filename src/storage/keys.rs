@@ -1,1 +1,155 @@
-//! in progress
+//! Every stored key, built in one place.
+//!
+//! All records live in one sled tree so that one batch makes a whole group of changes
+//! atomic. The first byte says what a key is; integers are big-endian and fixed-width so
+//! that byte order is numeric order (bincode varints are not order-preserving and are never
+//! used in keys). Every project-owned key carries the project id right after the prefix:
+//! tenancy is in the key layout from day one.
+//!
+//! | prefix | layout                                   | value                         |
+//! |--------|------------------------------------------|-------------------------------|
+//! | `0x00` | name bytes                               | meta counters (u64 BE)        |
+//! | `0x01` | project u64, queue name bytes            | [`super::records::QueueRecord`] |
+//! | `0x02` | project u64, job id (16)                 | [`super::records::JobRecord`] (mutable state) |
+//! | `0x03` | project u64, job id (16)                 | [`super::records::JobBody`] (immutable payload) |
+//! | `0x04` | project u64, job id (16)                 | result bytes                  |
+//! | `0x05` | queue id u64, state tag u8, job id (16)  | empty: jobs of a queue by state |
+
+use taskforge_protocol::{JobId, ProjectId};
+
+use super::records::StateTag;
+
+/// Prefix of meta counters.
+pub const META: u8 = 0x00;
+/// Prefix of queue records.
+pub const QUEUE: u8 = 0x01;
+/// Prefix of job state records.
+pub const JOB: u8 = 0x02;
+/// Prefix of job bodies.
+pub const BODY: u8 = 0x03;
+/// Prefix of job results.
+pub const RESULT: u8 = 0x04;
+/// Prefix of the per-queue, per-state job index.
+pub const QUEUE_INDEX: u8 = 0x05;
+
+/// Meta key holding the first lease id not yet reserved.
+pub const META_LEASE_RESERVED: &[u8] = b"\x00lease_reserved";
+/// Meta key holding the next queue id.
+pub const META_QUEUE_ID_NEXT: &[u8] = b"\x00queue_id_next";
+/// Meta key holding the storage schema version.
+pub const META_SCHEMA_VERSION: &[u8] = b"\x00schema_version";
+
+/// The key of a queue record.
+pub fn queue(project_id: ProjectId, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + name.len());
+    key.push(QUEUE);
+    key.extend_from_slice(&project_id.to_be_bytes());
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// First and one-past-last key of all queue records.
+pub fn queue_range() -> (Vec<u8>, Vec<u8>) {
+    (vec![QUEUE], vec![QUEUE + 1])
+}
+
+/// The key of a job-owned record (`JOB`, `BODY` or `RESULT`).
+pub fn job_owned(prefix: u8, project_id: ProjectId, job_id: JobId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(25);
+    key.push(prefix);
+    key.extend_from_slice(&project_id.to_be_bytes());
+    key.extend_from_slice(&job_id.0);
+    key
+}
+
+/// The key of a job's state record.
+pub fn job(project_id: ProjectId, job_id: JobId) -> Vec<u8> {
+    job_owned(JOB, project_id, job_id)
+}
+
+/// The key of a job's body.
+pub fn body(project_id: ProjectId, job_id: JobId) -> Vec<u8> {
+    job_owned(BODY, project_id, job_id)
+}
+
+/// The key of a job's result.
+pub fn result(project_id: ProjectId, job_id: JobId) -> Vec<u8> {
+    job_owned(RESULT, project_id, job_id)
+}
+
+/// First and one-past-last key of all job state records.
+pub fn job_range() -> (Vec<u8>, Vec<u8>) {
+    (vec![JOB], vec![JOB + 1])
+}
+
+/// Splits a job state key into project and job id.
+pub fn parse_job(key: &[u8]) -> Option<(ProjectId, JobId)> {
+    if key.len() != 25 || key[0] != JOB {
+        return None;
+    }
+    let project_id = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let job_id = JobId(key[9..25].try_into().ok()?);
+    Some((project_id, job_id))
+}
+
+/// The index key of a job in a queue and state.
+pub fn queue_index(queue_id: u64, tag: StateTag, job_id: JobId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(26);
+    key.push(QUEUE_INDEX);
+    key.extend_from_slice(&queue_id.to_be_bytes());
+    key.push(tag as u8);
+    key.extend_from_slice(&job_id.0);
+    key
+}
+
+/// The index range of a queue's jobs in one state, starting after `after` if given.
+pub fn queue_index_range(queue_id: u64, tag: StateTag, after: Option<JobId>) -> (Vec<u8>, Vec<u8>) {
+    let mut start = Vec::with_capacity(27);
+    start.push(QUEUE_INDEX);
+    start.extend_from_slice(&queue_id.to_be_bytes());
+    start.push(tag as u8);
+    let mut end = start.clone();
+    if let Some(after) = after {
+        start.extend_from_slice(&after.0);
+        // The smallest key strictly greater than `after`'s key.
+        start.push(0);
+    }
+    let last = end.len() - 1;
+    end[last] += 1;
+    (start, end)
+}
+
+/// The job id at the end of an index key.
+pub fn parse_queue_index(key: &[u8]) -> Option<JobId> {
+    if key.len() != 26 || key[0] != QUEUE_INDEX {
+        return None;
+    }
+    Some(JobId(key[10..26].try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_keys_sort_by_project_then_time_ordered_id() {
+        let early = JobId([1; 16]);
+        let late = JobId([2; 16]);
+        assert!(job(1, early) < job(1, late));
+        assert!(job(1, late) < job(2, early));
+        assert_eq!(parse_job(&job(7, late)), Some((7, late)));
+    }
+
+    #[test]
+    fn index_range_excludes_the_cursor_and_other_states() {
+        let id = JobId([9; 16]);
+        let key = queue_index(3, StateTag::Dead, id);
+        let (start, end) = queue_index_range(3, StateTag::Dead, None);
+        assert!(start <= key && key < end);
+        let (start, _) = queue_index_range(3, StateTag::Dead, Some(id));
+        assert!(key < start);
+        let (_, end) = queue_index_range(3, StateTag::Pending, None);
+        assert!(end <= queue_index(3, StateTag::Leased, JobId([0; 16])));
+        assert_eq!(parse_queue_index(&key), Some(id));
+    }
+}

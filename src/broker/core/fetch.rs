@@ -1,0 +1,223 @@
+//! FETCH: leasing ready jobs, long-poll waiters, and handing newly ready jobs straight to
+//! the oldest waiter of their queue.
+
+use taskforge_protocol::{JobId, LeaseId, ProjectId};
+
+use super::{Core, CoreError, TimerKind};
+use crate::storage::records::{LeaseRecord, StateTag};
+
+/// Identifies one long-polling FETCH.
+pub type WaiterId = u64;
+
+/// A long-polling FETCH waiting for jobs.
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    /// Whose queues.
+    project_id: ProjectId,
+    /// Queues in preference order.
+    queue_ids: Vec<u64>,
+    /// Most jobs to lease when served.
+    max_jobs: usize,
+    /// Lease duration asked for, if any.
+    lease_ms: Option<u32>,
+}
+
+/// One job leased by a FETCH. The service layer reads the payload after the lease is
+/// durable and builds the wire [`taskforge_protocol::LeasedJob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The job.
+    pub job_id: JobId,
+    /// Its project (for the payload key).
+    pub project_id: ProjectId,
+    /// The new lease.
+    pub lease_id: LeaseId,
+    /// The queue's name.
+    pub queue: String,
+    /// This attempt's number.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Priority.
+    pub priority: i32,
+    /// Lease deadline.
+    pub lease_deadline_ms: u64,
+    /// Enqueue time.
+    pub created_at_ms: u64,
+}
+
+/// Jobs leased for a waiter that was waiting when they became ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// The waiter served.
+    pub waiter_id: WaiterId,
+    /// What it gets.
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Core {
+    /// Leases up to `max_jobs` ready jobs from `queue_ids`, first queue first; paused
+    /// queues are skipped.
+    pub fn fetch(
+        &mut self,
+        project_id: ProjectId,
+        queue_ids: &[u64],
+        max_jobs: usize,
+        lease_ms: Option<u32>,
+        now_ms: u64,
+    ) -> Result<Vec<Delivery>, CoreError> {
+        for queue_id in queue_ids {
+            match self.queues.get(queue_id) {
+                Some(queue) if queue.project_id == project_id => {}
+                _ => return Err(CoreError::NotFound("queue not found".into())),
+            }
+        }
+        Ok(self.take_ready(queue_ids, max_jobs, lease_ms, now_ms))
+    }
+
+    /// Registers a long-poll that [`Core::fetch`] could not serve. It is served by
+    /// [`Core::take_handoffs`] when a job becomes ready in one of its queues.
+    pub fn add_waiter(
+        &mut self,
+        waiter_id: WaiterId,
+        project_id: ProjectId,
+        queue_ids: Vec<u64>,
+        max_jobs: usize,
+        lease_ms: Option<u32>,
+    ) {
+        for queue_id in &queue_ids {
+            if let Some(queue) = self.queues.get_mut(queue_id) {
+                queue.waiters.push_back(waiter_id);
+            }
+        }
+        self.waiters.insert(waiter_id, Waiter { project_id, queue_ids, max_jobs, lease_ms });
+    }
+
+    /// Withdraws a waiter. Returns false when it was already served (its handoff is on its
+    /// way) or never registered.
+    pub fn remove_waiter(&mut self, waiter_id: WaiterId) -> bool {
+        self.cancel_waiter_everywhere(waiter_id)
+    }
+
+    /// Number of registered waiters.
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Drops every waiter (shutdown); returns their ids.
+    pub fn clear_waiters(&mut self) -> Vec<WaiterId> {
+        for queue in self.queues.values_mut() {
+            queue.waiters.clear();
+        }
+        self.waiters.drain().map(|(waiter_id, _)| waiter_id).collect()
+    }
+
+    /// Returns leased jobs that never reached their worker (the waiter vanished) to the
+    /// ready set, without counting the attempt.
+    pub fn release(&mut self, deliveries: &[Delivery], now_ms: u64) {
+        for delivery in deliveries {
+            let Some(record) = self.jobs.get(&delivery.job_id) else {
+                continue;
+            };
+            if record.lease.map(|lease| lease.lease_id) != Some(delivery.lease_id) {
+                continue;
+            }
+            let mut record = record.clone();
+            record.state = StateTag::Pending;
+            record.lease = None;
+            record.attempts = record.attempts.saturating_sub(1);
+            record.updated_at_ms = now_ms;
+            record.seq = self.next_seq();
+            self.persist(delivery.job_id, Some(StateTag::Leased), &record);
+            self.jobs.insert(delivery.job_id, record);
+            self.schedule_pending(delivery.job_id, now_ms);
+        }
+        self.dispatch_waiters(now_ms);
+    }
+
+    pub(super) fn cancel_waiter_everywhere(&mut self, waiter_id: WaiterId) -> bool {
+        let Some(waiter) = self.waiters.remove(&waiter_id) else {
+            return false;
+        };
+        for queue_id in &waiter.queue_ids {
+            if let Some(queue) = self.queues.get_mut(queue_id) {
+                queue.waiters.retain(|id| *id != waiter_id);
+            }
+        }
+        true
+    }
+
+    /// Serves waiters of queues that gained ready jobs during this operation.
+    pub(super) fn dispatch_waiters(&mut self, now_ms: u64) {
+        while let Some(queue_id) = self.dirty_queues.pop() {
+            loop {
+                let Some(queue) = self.queues.get_mut(&queue_id) else {
+                    break;
+                };
+                if queue.record.paused || queue.ready.is_empty() {
+                    break;
+                }
+                let Some(waiter_id) = queue.waiters.pop_front() else {
+                    break;
+                };
+                let Some(waiter) = self.waiters.get(&waiter_id).cloned() else {
+                    continue;
+                };
+                self.cancel_waiter_everywhere(waiter_id);
+                let deliveries =
+                    self.take_ready(&waiter.queue_ids, waiter.max_jobs, waiter.lease_ms, now_ms);
+                debug_assert_eq!(self.project_of(queue_id), waiter.project_id);
+                self.handoffs.push(super::Handoff { waiter_id, deliveries });
+            }
+        }
+    }
+
+    fn take_ready(
+        &mut self,
+        queue_ids: &[u64],
+        max_jobs: usize,
+        lease_ms: Option<u32>,
+        now_ms: u64,
+    ) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
+        for queue_id in queue_ids {
+            while deliveries.len() < max_jobs {
+                let Some(queue) = self.queues.get_mut(queue_id) else {
+                    break;
+                };
+                if queue.record.paused {
+                    break;
+                }
+                let Some((_, job_id)) = queue.ready.pop_first() else {
+                    break;
+                };
+                let (project_id, queue_name) = (queue.project_id, queue.record.name.clone());
+                let Some(mut record) = self.jobs.get(&job_id).cloned() else {
+                    continue;
+                };
+                let lease_id = self.next_lease_id();
+                let lease_ms = lease_ms.unwrap_or(record.lease_ms);
+                let deadline_ms = now_ms + u64::from(lease_ms);
+                record.state = StateTag::Leased;
+                record.attempts += 1;
+                record.updated_at_ms = now_ms;
+                record.lease = Some(LeaseRecord { lease_id, leased_at_ms: now_ms, deadline_ms });
+                self.persist(job_id, Some(StateTag::Pending), &record);
+                self.push_timer(deadline_ms, TimerKind::LeaseExpiry, job_id);
+                deliveries.push(Delivery {
+                    job_id,
+                    project_id,
+                    lease_id,
+                    queue: queue_name,
+                    attempt: record.attempts,
+                    max_attempts: record.max_attempts,
+                    priority: record.priority,
+                    lease_deadline_ms: deadline_ms,
+                    created_at_ms: record.created_at_ms,
+                });
+                self.jobs.insert(job_id, record);
+            }
+        }
+        deliveries
+    }
+}

@@ -1,0 +1,427 @@
+//! The job state machine. It owns the in-memory indexes (queues, live jobs, ready sets,
+//! timers, long-poll waiters) and turns each operation into new state plus the storage
+//! writes that make it durable.
+//!
+//! Architecture invariants:
+//! - No I/O and no clock: every operation takes `now_ms`; randomness comes from a seeded
+//!   generator. The same seed and inputs give the same outputs, so simulations replay.
+//! - Memory mirrors storage: every change to a live job's record is also appended to
+//!   [`Core::take_writes`]'s batch, in order, and the batch is committed as one unit.
+//! - Only live jobs (pending or leased) are in memory; finished jobs exist only in storage
+//!   (plus their counts), so memory is bounded by the backlog, not by history.
+
+mod fetch;
+mod jobs;
+mod queues;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+
+use taskforge_protocol::{ErrorBody, ErrorCode, JobId, LeaseId, ProjectId};
+
+use crate::storage::keys;
+use crate::storage::records::{self, JobRecord, QueueRecord, StateTag};
+use crate::storage::Write;
+
+pub use fetch::{Delivery, Handoff, WaiterId};
+
+/// Lease ids are reserved in blocks of this many; each reservation is one small write that
+/// is forced to disk before any id of the block is handed out, so ids never repeat, even
+/// after a crash under a relaxed fsync policy.
+pub const LEASE_ID_BLOCK: u64 = 1 << 20;
+
+/// Why an operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreError {
+    /// The queue or job does not exist in this project.
+    NotFound(String),
+    /// The job is not in memory: finished or unknown. The service layer reads storage to
+    /// tell which, so that the answer is NOT_FOUND or LEASE_LOST as appropriate.
+    NotLive,
+    /// The lease is not the job's current lease.
+    LeaseLost,
+    /// The request conflicts with current state.
+    Conflict(String),
+    /// The request is not valid for current state.
+    InvalidArgument(String),
+}
+
+impl CoreError {
+    /// The wire error for this refusal.
+    pub fn to_error_body(&self) -> ErrorBody {
+        match self {
+            CoreError::NotFound(what) => ErrorBody::new(ErrorCode::NotFound, what.clone()),
+            CoreError::NotLive => ErrorBody::new(ErrorCode::NotFound, "job not found"),
+            CoreError::LeaseLost => ErrorBody::new(
+                ErrorCode::LeaseLost,
+                "the lease is no longer current: it expired, the job was re-leased or cancelled",
+            ),
+            CoreError::Conflict(what) => ErrorBody::new(ErrorCode::Conflict, what.clone()),
+            CoreError::InvalidArgument(what) => {
+                ErrorBody::new(ErrorCode::InvalidArgument, what.clone())
+            }
+        }
+    }
+}
+
+/// Orders ready jobs: higher priority first, then earlier run time, then enqueue order.
+type ReadyKey = (Reverse<i32>, u64, u64);
+
+/// What a timer is for. Timers are never removed: a stale one is recognised and skipped
+/// when it fires, which keeps cancel and extend O(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// A scheduled job's run time.
+    Promote,
+    /// A lease's deadline.
+    LeaseExpiry,
+}
+
+/// A queue in memory.
+#[derive(Debug)]
+struct QueueState {
+    /// The project that owns it.
+    project_id: ProjectId,
+    /// Its stored form.
+    record: QueueRecord,
+    /// Ready jobs in delivery order.
+    ready: BTreeMap<ReadyKey, JobId>,
+    /// Long-polling FETCHes waiting on this queue, oldest first (may hold stale ids).
+    waiters: VecDeque<WaiterId>,
+    /// Jobs per stored state (pending counts scheduled and ready together).
+    counts: [u64; 6],
+}
+
+/// The broker's in-memory state. See the module docs for its invariants.
+pub struct Core {
+    /// Queue id → queue.
+    queues: HashMap<u64, QueueState>,
+    /// Project → queue name → queue id, in name order for listing.
+    queue_names: HashMap<ProjectId, BTreeMap<String, u64>>,
+    /// Live (pending or leased) jobs.
+    jobs: HashMap<JobId, JobRecord>,
+    /// Pending run times and lease deadlines, earliest first.
+    timers: BinaryHeap<Reverse<(u64, TimerKind, JobId)>>,
+    /// True when a timer earlier than all others was added since the last check, so the
+    /// timer task must re-arm.
+    timers_lowered: bool,
+    /// Long-poll registrations.
+    waiters: HashMap<WaiterId, fetch::Waiter>,
+    /// Waiters served since the last [`Core::take_handoffs`].
+    handoffs: Vec<Handoff>,
+    /// Queues where jobs became ready (or that resumed) during the current operation.
+    dirty_queues: Vec<u64>,
+    /// Writes since the last [`Core::take_writes`].
+    writes: Vec<Write>,
+    /// True when the pending writes must be synced even under a relaxed fsync policy.
+    force_sync: bool,
+    /// Next FIFO sequence number.
+    seq_next: u64,
+    /// Next lease id to hand out.
+    lease_next: LeaseId,
+    /// First lease id not covered by a durable reservation.
+    lease_reserved: LeaseId,
+    /// Next queue id.
+    queue_id_next: u64,
+    /// Jitter and id randomness.
+    rng: fastrand::Rng,
+}
+
+impl Core {
+    /// An empty core. `seed` drives jitter and job-id randomness.
+    pub fn new(seed: u64) -> Core {
+        Core {
+            queues: HashMap::new(),
+            queue_names: HashMap::new(),
+            jobs: HashMap::new(),
+            timers: BinaryHeap::new(),
+            timers_lowered: false,
+            waiters: HashMap::new(),
+            handoffs: Vec::new(),
+            dirty_queues: Vec::new(),
+            writes: Vec::new(),
+            force_sync: false,
+            seq_next: 1,
+            lease_next: 1,
+            lease_reserved: 1,
+            queue_id_next: 1,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// Restores the stored counters. Called once by recovery before any operation.
+    pub fn restore_counters(&mut self, lease_reserved: Option<u64>, queue_id_next: Option<u64>) {
+        if let Some(lease_reserved) = lease_reserved {
+            // Every id below the reservation may have been handed out before the restart.
+            self.lease_next = lease_reserved.max(1);
+            self.lease_reserved = self.lease_next;
+        }
+        if let Some(queue_id_next) = queue_id_next {
+            self.queue_id_next = queue_id_next.max(1);
+        }
+    }
+
+    /// Restores one stored queue.
+    pub fn restore_queue(&mut self, project_id: ProjectId, record: QueueRecord) {
+        self.queue_id_next = self.queue_id_next.max(record.queue_id + 1);
+        self.queue_names
+            .entry(project_id)
+            .or_default()
+            .insert(record.name.clone(), record.queue_id);
+        self.queues.insert(
+            record.queue_id,
+            QueueState {
+                project_id,
+                record,
+                ready: BTreeMap::new(),
+                waiters: VecDeque::new(),
+                counts: [0; 6],
+            },
+        );
+    }
+
+    /// Restores one stored job. Returns false (and ignores it) when its queue is unknown,
+    /// which recovery reports as an inconsistency.
+    pub fn restore_job(&mut self, job_id: JobId, record: JobRecord, now_ms: u64) -> bool {
+        let Some(queue) = self.queues.get_mut(&record.queue_id) else {
+            return false;
+        };
+        queue.counts[record.state as usize] += 1;
+        if record.state.is_finished() {
+            return true;
+        }
+        self.seq_next = self.seq_next.max(record.seq + 1);
+        match record.state {
+            StateTag::Pending => {
+                let key = (Reverse(record.priority), record.run_at_ms, record.seq);
+                if record.run_at_ms <= now_ms {
+                    queue.ready.insert(key, job_id);
+                } else {
+                    self.timers.push(Reverse((record.run_at_ms, TimerKind::Promote, job_id)));
+                }
+            }
+            StateTag::Leased => {
+                // A lease whose deadline passed while the broker was down fires on the
+                // first timer pass; its holder may still ACK until then.
+                let deadline_ms = record.lease.map_or(now_ms, |lease| lease.deadline_ms);
+                self.timers.push(Reverse((deadline_ms, TimerKind::LeaseExpiry, job_id)));
+            }
+            _ => {}
+        }
+        self.jobs.insert(job_id, record);
+        true
+    }
+
+    /// Takes the writes accumulated since the last call, and whether they must be synced
+    /// whatever the fsync policy.
+    pub fn take_writes(&mut self) -> (Vec<Write>, bool) {
+        let force_sync = std::mem::take(&mut self.force_sync);
+        (std::mem::take(&mut self.writes), force_sync)
+    }
+
+    /// True when writes are waiting to be taken.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
+    /// Takes the long-poll waiters served since the last call.
+    pub fn take_handoffs(&mut self) -> Vec<Handoff> {
+        std::mem::take(&mut self.handoffs)
+    }
+
+    /// The earliest timer, if any.
+    pub fn next_timer_at(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((at_ms, _, _))| *at_ms)
+    }
+
+    /// True (once) when a timer earlier than the previous earliest was added.
+    pub fn take_timers_lowered(&mut self) -> bool {
+        std::mem::take(&mut self.timers_lowered)
+    }
+
+    /// Number of live jobs held in memory.
+    pub fn live_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Fires every timer due at `now_ms`: promotes scheduled jobs and expires leases.
+    pub fn advance(&mut self, now_ms: u64) {
+        while let Some(Reverse((at_ms, kind, job_id))) = self.timers.peek().copied() {
+            if at_ms > now_ms {
+                break;
+            }
+            self.timers.pop();
+            let Some(record) = self.jobs.get(&job_id) else {
+                continue;
+            };
+            match kind {
+                TimerKind::Promote => {
+                    if record.state == StateTag::Pending && record.run_at_ms == at_ms {
+                        let key = (Reverse(record.priority), record.run_at_ms, record.seq);
+                        let queue_id = record.queue_id;
+                        if let Some(queue) = self.queues.get_mut(&queue_id) {
+                            queue.ready.insert(key, job_id);
+                            self.dirty_queues.push(queue_id);
+                        }
+                    }
+                }
+                TimerKind::LeaseExpiry => {
+                    let current = record.state == StateTag::Leased
+                        && record.lease.is_some_and(|lease| lease.deadline_ms == at_ms);
+                    if current {
+                        self.expire_lease(job_id, now_ms);
+                    }
+                }
+            }
+        }
+        self.dispatch_waiters(now_ms);
+    }
+
+    /// Adds a timer, noting whether it is now the earliest.
+    fn push_timer(&mut self, at_ms: u64, kind: TimerKind, job_id: JobId) {
+        if self.next_timer_at().is_none_or(|earliest_ms| at_ms < earliest_ms) {
+            self.timers_lowered = true;
+        }
+        self.timers.push(Reverse((at_ms, kind, job_id)));
+    }
+
+    /// Hands out the next lease id, reserving a new durable block when needed.
+    fn next_lease_id(&mut self) -> LeaseId {
+        if self.lease_next >= self.lease_reserved {
+            self.lease_reserved = self.lease_next + LEASE_ID_BLOCK;
+            self.writes.push(Write::Put(
+                keys::META_LEASE_RESERVED.to_vec(),
+                self.lease_reserved.to_be_bytes().to_vec(),
+            ));
+            self.force_sync = true;
+        }
+        let lease_id = self.lease_next;
+        self.lease_next += 1;
+        lease_id
+    }
+
+    /// Next FIFO sequence number.
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.seq_next;
+        self.seq_next += 1;
+        seq
+    }
+
+    /// Appends the writes that store `record` for `job_id`, moving its index entry and the
+    /// queue's counts when the state changed. `previous` is `None` for a new job.
+    fn persist(&mut self, job_id: JobId, previous: Option<StateTag>, record: &JobRecord) {
+        let Some(queue) = self.queues.get_mut(&record.queue_id) else {
+            // Jobs are only created in existing queues and queues with jobs cannot be
+            // deleted, so this is a broken invariant, not an operating error.
+            panic!("job {job_id} refers to missing queue {}", record.queue_id);
+        };
+        let project_id = queue.project_id;
+        if previous != Some(record.state) {
+            if let Some(previous) = previous {
+                queue.counts[previous as usize] -= 1;
+                self.writes
+                    .push(Write::Delete(keys::queue_index(record.queue_id, previous, job_id)));
+            }
+            queue.counts[record.state as usize] += 1;
+            self.writes.push(Write::Put(
+                keys::queue_index(record.queue_id, record.state, job_id),
+                Vec::new(),
+            ));
+        }
+        self.writes.push(Write::Put(keys::job(project_id, job_id), records::encode(record)));
+    }
+
+    /// Puts a pending job where it belongs: the ready set if due, else a timer.
+    fn schedule_pending(&mut self, job_id: JobId, now_ms: u64) {
+        let Some(record) = self.jobs.get(&job_id) else {
+            return;
+        };
+        let (queue_id, run_at_ms) = (record.queue_id, record.run_at_ms);
+        if run_at_ms <= now_ms {
+            let key = (Reverse(record.priority), run_at_ms, record.seq);
+            if let Some(queue) = self.queues.get_mut(&queue_id) {
+                queue.ready.insert(key, job_id);
+                self.dirty_queues.push(queue_id);
+            }
+        } else {
+            self.push_timer(run_at_ms, TimerKind::Promote, job_id);
+        }
+    }
+
+    /// Removes a pending job from its queue's ready set, if it is there.
+    fn unready(&mut self, job_id: JobId) {
+        if let Some(record) = self.jobs.get(&job_id) {
+            let key = (Reverse(record.priority), record.run_at_ms, record.seq);
+            if let Some(queue) = self.queues.get_mut(&record.queue_id) {
+                queue.ready.remove(&key);
+            }
+        }
+    }
+
+    /// The project owning a queue.
+    fn project_of(&self, queue_id: u64) -> ProjectId {
+        self.queues.get(&queue_id).map_or(0, |queue| queue.project_id)
+    }
+
+    /// Looks up a live job of `project_id`; a job of another project is reported exactly
+    /// like a missing one.
+    fn live_job(&self, project_id: ProjectId, job_id: JobId) -> Result<&JobRecord, CoreError> {
+        match self.jobs.get(&job_id) {
+            Some(record) if self.project_of(record.queue_id) == project_id => Ok(record),
+            _ => Err(CoreError::NotLive),
+        }
+    }
+
+    /// A fresh time-ordered job id (UUID v7) built from the injected time and the seeded
+    /// generator.
+    fn new_job_id(&mut self, now_ms: u64) -> JobId {
+        let mut random = [0u8; 10];
+        self.rng.fill(&mut random);
+        JobId(*uuid::Builder::from_unix_timestamp_millis(now_ms, &random).into_uuid().as_bytes())
+    }
+
+    /// Checks internal consistency; used by tests and simulations after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut counted = HashMap::<u64, [u64; 2]>::new();
+        for (job_id, record) in &self.jobs {
+            let Some(queue) = self.queues.get(&record.queue_id) else {
+                return Err(format!("job {job_id} in unknown queue {}", record.queue_id));
+            };
+            let key = (Reverse(record.priority), record.run_at_ms, record.seq);
+            let in_ready = queue.ready.get(&key) == Some(job_id);
+            match record.state {
+                StateTag::Pending => {
+                    if record.lease.is_some() {
+                        return Err(format!("pending job {job_id} holds a lease"));
+                    }
+                    counted.entry(record.queue_id).or_default()[0] += 1;
+                }
+                StateTag::Leased => {
+                    if record.lease.is_none() || in_ready {
+                        return Err(format!("leased job {job_id} without lease or ready"));
+                    }
+                    counted.entry(record.queue_id).or_default()[1] += 1;
+                }
+                state => return Err(format!("job {job_id} in memory in final state {state:?}")),
+            }
+        }
+        for (queue_id, queue) in &self.queues {
+            let [pending, leased] = counted.get(queue_id).copied().unwrap_or_default();
+            if queue.counts[StateTag::Pending as usize] != pending
+                || queue.counts[StateTag::Leased as usize] != leased
+            {
+                return Err(format!(
+                    "queue {} counts {:?} but holds {pending} pending and {leased} leased",
+                    queue.record.name, queue.counts
+                ));
+            }
+            for job_id in queue.ready.values() {
+                match self.jobs.get(job_id) {
+                    Some(record) if record.state == StateTag::Pending => {}
+                    _ => return Err(format!("ready set of {} holds {job_id}", queue.record.name)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
