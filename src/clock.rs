@@ -58,7 +58,10 @@ impl ManualClock {
     /// A clock reading `start_ms`.
     pub fn new(start_ms: u64) -> ManualClock {
         let (changed, _) = watch::channel(start_ms);
-        ManualClock { now_ms: Arc::new(AtomicU64::new(start_ms)), changed: Arc::new(changed) }
+        ManualClock {
+            now_ms: Arc::new(AtomicU64::new(start_ms)),
+            changed: Arc::new(changed),
+        }
     }
 
     /// Moves the clock forward by `delta_ms` and wakes every sleeper now due.

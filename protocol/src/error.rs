@@ -72,7 +72,10 @@ impl ErrorCode {
 
     /// The code for a number, if this version knows it.
     pub fn from_number(number: u16) -> Option<ErrorCode> {
-        ErrorCode::ALL.iter().copied().find(|code| code.number() == number)
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|code| code.number() == number)
     }
 
     /// The SCREAMING_CASE name used in logs and in `PROTOCOL.md`.
@@ -144,7 +147,11 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// An error with a message and no details.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-        ErrorBody { code: code.number(), message: message.into(), details: ErrorDetails::None }
+        ErrorBody {
+            code: code.number(),
+            message: message.into(),
+            details: ErrorDetails::None,
+        }
     }
 
     /// The same error with details attached.

@@ -96,15 +96,27 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::TooLarge { announced_bytes, max_bytes } => {
-                write!(f, "frame of {announced_bytes} bytes is over the {max_bytes}-byte limit")
+            FrameError::TooLarge {
+                announced_bytes,
+                max_bytes,
+            } => {
+                write!(
+                    f,
+                    "frame of {announced_bytes} bytes is over the {max_bytes}-byte limit"
+                )
             }
             FrameError::TooShort { announced_bytes } => {
-                write!(f, "frame length {announced_bytes} is shorter than the 7-byte header")
+                write!(
+                    f,
+                    "frame length {announced_bytes} is shorter than the 7-byte header"
+                )
             }
             FrameError::UnknownKind(kind) => write!(f, "unknown frame kind {kind}"),
             FrameError::Truncated { buffered_bytes } => {
-                write!(f, "connection closed inside a frame ({buffered_bytes} bytes buffered)")
+                write!(
+                    f,
+                    "connection closed inside a frame ({buffered_bytes} bytes buffered)"
+                )
             }
             FrameError::Io(error) => write!(f, "i/o error: {error}"),
         }
@@ -171,14 +183,21 @@ impl Decoder for FrameCodec {
         frame_bytes.advance(LENGTH_FIELD_BYTES + 1);
         let opcode = frame_bytes.get_u16();
         let request_id = frame_bytes.get_u32();
-        Ok(Some(Frame { kind, opcode, request_id, body: frame_bytes.freeze() }))
+        Ok(Some(Frame {
+            kind,
+            opcode,
+            request_id,
+            body: frame_bytes.freeze(),
+        }))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
-            None => Err(FrameError::Truncated { buffered_bytes: src.len() }),
+            None => Err(FrameError::Truncated {
+                buffered_bytes: src.len(),
+            }),
         }
     }
 }
@@ -192,7 +211,9 @@ impl FrameCodec {
             });
         }
         if (length as usize) < HEADER_AFTER_LENGTH_BYTES {
-            return Err(FrameError::TooShort { announced_bytes: length });
+            return Err(FrameError::TooShort {
+                announced_bytes: length,
+            });
         }
         Ok(())
     }
@@ -202,7 +223,13 @@ impl Encoder<Frame> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
-        write_frame_header(frame.kind, frame.opcode, frame.request_id, frame.body.len(), dst)?;
+        write_frame_header(
+            frame.kind,
+            frame.opcode,
+            frame.request_id,
+            frame.body.len(),
+            dst,
+        )?;
         dst.extend_from_slice(&frame.body);
         Ok(())
     }
@@ -236,7 +263,9 @@ mod tests {
 
     fn encoded(frame: Frame) -> BytesMut {
         let mut out = BytesMut::new();
-        FrameCodec::new(1024).encode(frame, &mut out).expect("encode");
+        FrameCodec::new(1024)
+            .encode(frame, &mut out)
+            .expect("encode");
         out
     }
 
@@ -249,7 +278,10 @@ mod tests {
             body: Bytes::from_static(b"abc"),
         };
         let bytes = encoded(frame.clone());
-        assert_eq!(&bytes[..HEADER_BYTES], &[0, 0, 0, 10, 0, 0x02, 0x02, 0, 0, 0, 7]);
+        assert_eq!(
+            &bytes[..HEADER_BYTES],
+            &[0, 0, 0, 10, 0, 0x02, 0x02, 0, 0, 0, 7]
+        );
         let mut codec = FrameCodec::new(1024);
         let mut partial = BytesMut::new();
         for byte in bytes.iter() {
@@ -265,22 +297,34 @@ mod tests {
         let mut codec = FrameCodec::new(64);
         let mut src = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
         match codec.decode(&mut src) {
-            Err(FrameError::TooLarge { announced_bytes, max_bytes }) => {
+            Err(FrameError::TooLarge {
+                announced_bytes,
+                max_bytes,
+            }) => {
                 assert_eq!(announced_bytes, u64::from(u32::MAX));
                 assert_eq!(max_bytes, 64);
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
-        assert!(src.capacity() < 1024, "the codec must not reserve the announced size");
+        assert!(
+            src.capacity() < 1024,
+            "the codec must not reserve the announced size"
+        );
     }
 
     #[test]
     fn refuses_short_length_and_unknown_kind() {
         let mut codec = FrameCodec::new(64);
         let mut short = BytesMut::from(&[0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0][..]);
-        assert!(matches!(codec.decode(&mut short), Err(FrameError::TooShort { .. })));
+        assert!(matches!(
+            codec.decode(&mut short),
+            Err(FrameError::TooShort { .. })
+        ));
         let mut bad_kind = BytesMut::from(&[0, 0, 0, 7, 9, 0, 1, 0, 0, 0, 1][..]);
-        assert!(matches!(codec.decode(&mut bad_kind), Err(FrameError::UnknownKind(9))));
+        assert!(matches!(
+            codec.decode(&mut bad_kind),
+            Err(FrameError::UnknownKind(9))
+        ));
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub fn encode_body<T: Encode>(value: &T, out: &mut BytesMut) {
 pub fn decode_body<T: Decode<()>>(opcode: u16, body: &[u8]) -> Result<T, MessageError> {
     bincode::decode_from_slice(body, BODY_CONFIG)
         .map(|(value, _consumed)| value)
-        .map_err(|error| MessageError::Malformed { opcode, reason: error.to_string() })
+        .map_err(|error| MessageError::Malformed {
+            opcode,
+            reason: error.to_string(),
+        })
 }
 
 struct BytesWriter<'a>(&'a mut BytesMut);

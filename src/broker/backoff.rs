@@ -8,8 +8,8 @@ use taskforge_protocol::Backoff;
 pub fn retry_delay_ms(backoff: &Backoff, attempt: u32, spread: f64) -> u64 {
     let growth = f64::from(backoff.factor_percent) / 100.0;
     let exponent = attempt.saturating_sub(1).min(1_000) as i32;
-    let base_ms = (f64::from(backoff.initial_ms) * growth.powi(exponent))
-        .min(f64::from(backoff.max_ms));
+    let base_ms =
+        (f64::from(backoff.initial_ms) * growth.powi(exponent)).min(f64::from(backoff.max_ms));
     let jitter = f64::from(backoff.jitter_percent.min(100)) / 100.0;
     let spread = spread.clamp(-1.0, 1.0);
     (base_ms * (1.0 + spread * jitter)).max(0.0).round() as u64
@@ -19,12 +19,18 @@ pub fn retry_delay_ms(backoff: &Backoff, attempt: u32, spread: f64) -> u64 {
 mod tests {
     use super::*;
 
-    const BACKOFF: Backoff =
-        Backoff { initial_ms: 1_000, factor_percent: 200, max_ms: 10_000, jitter_percent: 20 };
+    const BACKOFF: Backoff = Backoff {
+        initial_ms: 1_000,
+        factor_percent: 200,
+        max_ms: 10_000,
+        jitter_percent: 20,
+    };
 
     #[test]
     fn grows_exponentially_up_to_the_cap() {
-        let delays: Vec<u64> = (1..=6).map(|attempt| retry_delay_ms(&BACKOFF, attempt, 0.0)).collect();
+        let delays: Vec<u64> = (1..=6)
+            .map(|attempt| retry_delay_ms(&BACKOFF, attempt, 0.0))
+            .collect();
         assert_eq!(delays, vec![1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
     }
 

@@ -3,14 +3,30 @@
 //! point.
 
 pub mod backoff;
+pub mod commit;
 pub mod core;
+pub mod recovery;
+mod service;
+pub mod validate;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
-use taskforge_protocol::{ErrorBody, HelloRequest, PrincipalKind, ProjectId, Request, Response};
+use taskforge_protocol::{
+    Credentials, ErrorBody, ErrorCode, HelloRequest, PrincipalKind, ProjectId,
+};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::storage::{Storage, StorageError};
+use commit::{CommitStats, Shared, State};
+
+/// How often the timer task looks again while storage is unavailable.
+const TIMER_RETRY_WHILE_UNAVAILABLE_MS: u64 = 100;
+
+/// The project the root token works in until tenancy assigns others.
+pub const DEFAULT_PROJECT_ID: ProjectId = 1;
 
 /// When a state change counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +47,9 @@ impl std::str::FromStr for FsyncPolicy {
             "always" => Ok(FsyncPolicy::Always),
             "never" => Ok(FsyncPolicy::Never),
             other => match other.strip_prefix("interval:").map(str::parse::<u64>) {
-                Some(Ok(interval_ms)) if interval_ms > 0 => Ok(FsyncPolicy::IntervalMs(interval_ms)),
+                Some(Ok(interval_ms)) if interval_ms > 0 => {
+                    Ok(FsyncPolicy::IntervalMs(interval_ms))
+                }
                 _ => Err(format!(
                     "fsync policy {other:?} is not one of always, never, interval:<ms> (ms > 0)"
                 )),
@@ -83,41 +101,201 @@ pub struct Session {
     pub project_id: ProjectId,
 }
 
-/// The broker service. Cheap to share behind an `Arc`.
+/// A snapshot of the broker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Commit rounds that applied writes.
+    pub commit_rounds: u64,
+    /// Storage syncs.
+    pub syncs: u64,
+    /// Writes applied.
+    pub writes: u64,
+    /// Replies released by commits.
+    pub commit_replies: u64,
+    /// Failed commit rounds.
+    pub commit_failures: u64,
+    /// Live jobs in memory.
+    pub live_jobs: u64,
+    /// Long-polling FETCHes waiting.
+    pub waiting_fetches: u64,
+}
+
+/// The broker service. Share it behind the `Arc` that [`Broker::open`] returns.
 pub struct Broker {
-    _storage: Arc<dyn Storage>,
-    _clock: Arc<dyn Clock>,
+    /// State, committer and timer plumbing shared with background work.
+    shared: Arc<Shared>,
+    /// The clock every operation reads once.
+    clock: Arc<dyn Clock>,
+    /// Content limits.
+    limits: BrokerLimits,
+    /// BLAKE3 of the root token; compared as `blake3::Hash`, which is constant-time.
+    root_token_hash: blake3::Hash,
+    /// Ids for long-poll waiters.
+    waiter_next: AtomicU64,
+    /// Serialises bulk operations that scan storage (purge, dead retry and discard), so
+    /// two of them never act on the same scanned jobs.
+    bulk_lock: tokio::sync::Mutex<()>,
+    /// Cancelled at shutdown: stops the timer task and long-polls.
+    shutdown: CancellationToken,
+    /// The committer thread, joined at shutdown.
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Broker {
-    /// Opens the broker on `storage`: rebuilds memory from it, releases leases that expired
-    /// while it was down, and starts the committer and timer tasks.
+    /// Opens the broker on `storage`: rebuilds memory from it, starts the committer thread
+    /// and the timer task (whose first pass releases leases that expired while the broker
+    /// was down and promotes delayed jobs whose time passed). Must run inside a Tokio
+    /// runtime.
     pub async fn open(
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
         config: BrokerConfig,
     ) -> Result<Arc<Broker>, StorageError> {
-        let _ = config;
-        Ok(Arc::new(Broker { _storage: storage, _clock: clock }))
+        let seed = config.rng_seed.unwrap_or_else(|| fastrand::u64(..));
+        let now_ms = clock.now_ms();
+        let rebuild_storage = Arc::clone(&storage);
+        let (core, report) = tokio::task::spawn_blocking(move || {
+            recovery::rebuild(rebuild_storage.as_ref(), seed, now_ms)
+        })
+        .await
+        .map_err(|error| StorageError::new("open", format!("recovery task failed: {error}")))??;
+        tracing::info!(
+            queues = report.queues,
+            live_jobs = report.live_jobs,
+            finished_jobs = report.finished_jobs,
+            duration_ms = report.duration_ms,
+            fsync = %config.fsync,
+            "storage recovered"
+        );
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                core,
+                commit_waiters: Vec::new(),
+                committing: false,
+                waiter_senders: HashMap::new(),
+                stopping: false,
+                unavailable: None,
+            }),
+            work: Condvar::new(),
+            timer_wake: tokio::sync::Notify::new(),
+            storage,
+            clock: Arc::clone(&clock),
+            fsync: config.fsync,
+            seed,
+            stats: CommitStats::default(),
+        });
+        let committer_shared = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
+            .name("taskforge-commit".into())
+            .spawn(move || committer_shared.run_committer())
+            .map_err(|error| StorageError::new("open", format!("committer thread: {error}")))?;
+        let broker = Arc::new(Broker {
+            shared,
+            clock,
+            limits: config.limits,
+            root_token_hash: blake3::hash(config.root_token.as_bytes()),
+            waiter_next: AtomicU64::new(1),
+            bulk_lock: tokio::sync::Mutex::new(()),
+            shutdown: CancellationToken::new(),
+            committer: Mutex::new(Some(committer)),
+        });
+        tokio::spawn(Arc::clone(&broker).run_timers());
+        Ok(broker)
     }
 
-    /// Checks a HELLO's credentials. The same error for every kind of wrong credential.
+    /// Checks a HELLO's credentials. Every kind of wrong credential gets the same error, so
+    /// a caller learns nothing about which part was wrong.
     pub fn authenticate(&self, hello: &HelloRequest) -> Result<Session, ErrorBody> {
-        let _ = hello;
-        unimplemented!("broker in progress")
+        match &hello.credentials {
+            Credentials::RootToken(token)
+                if blake3::hash(token.as_bytes()) == self.root_token_hash =>
+            {
+                Ok(Session {
+                    principal_kind: PrincipalKind::Root,
+                    project_id: DEFAULT_PROJECT_ID,
+                })
+            }
+            _ => Err(ErrorBody::new(
+                ErrorCode::Unauthenticated,
+                "invalid credentials",
+            )),
+        }
     }
 
-    /// Runs one request for `session` and answers it after its durability point.
-    pub async fn handle(&self, session: &Session, request: Request) -> Result<Response, ErrorBody> {
-        let _ = (session, request);
-        unimplemented!("broker in progress")
+    /// Stops long-polls and the timer task, lets the committer commit and sync everything
+    /// pending, and waits for it. Requests after this get UNAVAILABLE.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            let _ = state.core.clear_waiters();
+            state.waiter_senders.clear();
+            self.shared.work.notify_all();
+        }
+        let handle = match self.committer.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(_) => None,
+        };
+        if let Some(handle) = handle {
+            let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("committer thread ended abnormally at shutdown");
+            }
+        }
     }
-
-    /// Stops long-polls, commits and syncs what is pending, and stops background tasks.
-    pub async fn shutdown(&self) {}
 
     /// The clock the broker runs on.
     pub fn now_ms(&self) -> u64 {
-        self._clock.now_ms()
+        self.clock.now_ms()
+    }
+
+    /// The broker's counters.
+    pub fn stats(&self) -> BrokerStats {
+        let counters = &self.shared.stats;
+        let state = self.shared.lock();
+        BrokerStats {
+            commit_rounds: counters.rounds.load(Ordering::Relaxed),
+            syncs: counters.syncs.load(Ordering::Relaxed),
+            writes: counters.writes.load(Ordering::Relaxed),
+            commit_replies: counters.replies.load(Ordering::Relaxed),
+            commit_failures: counters.failures.load(Ordering::Relaxed),
+            live_jobs: state.core.live_jobs() as u64,
+            waiting_fetches: state.core.waiter_count() as u64,
+        }
+    }
+
+    /// Fires timers when they are due; woken early when an earlier timer appears.
+    async fn run_timers(self: Arc<Broker>) {
+        loop {
+            let next_at_ms = self.shared.lock().core.next_timer_at();
+            let sleep = async {
+                match next_at_ms {
+                    Some(at_ms) => self.clock.sleep_until(at_ms).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = self.shared.timer_wake.notified() => continue,
+                _ = self.shutdown.cancelled() => return,
+            }
+            let now_ms = self.clock.now_ms();
+            let unavailable = {
+                let mut state = self.shared.lock();
+                if state.unavailable.is_none() {
+                    state.core.advance(now_ms);
+                    self.shared.after_op(&mut state, now_ms);
+                    if state.core.has_writes() {
+                        self.shared.work.notify_one();
+                    }
+                }
+                state.unavailable.is_some()
+            };
+            if unavailable {
+                let pause = std::time::Duration::from_millis(TIMER_RETRY_WHILE_UNAVAILABLE_MS);
+                tokio::time::sleep(pause).await;
+            }
+        }
     }
 }

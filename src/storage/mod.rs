@@ -40,7 +40,10 @@ pub struct StorageError {
 impl StorageError {
     /// An error for `operation` with the store's message.
     pub fn new(operation: &'static str, message: impl std::fmt::Display) -> StorageError {
-        StorageError { operation, message: message.to_string() }
+        StorageError {
+            operation,
+            message: message.to_string(),
+        }
     }
 }
 

@@ -158,7 +158,10 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_reject_bad_versions() {
-        let body = JobBody { payload: vec![1, 2, 3], metadata: vec![("k".into(), "v".into())] };
+        let body = JobBody {
+            payload: vec![1, 2, 3],
+            metadata: vec![("k".into(), "v".into())],
+        };
         let bytes = encode(&body);
         assert_eq!(decode::<JobBody>("body", &bytes), Ok(body));
         let mut wrong = bytes.clone();

@@ -90,7 +90,15 @@ impl Core {
                 queue.waiters.push_back(waiter_id);
             }
         }
-        self.waiters.insert(waiter_id, Waiter { project_id, queue_ids, max_jobs, lease_ms });
+        self.waiters.insert(
+            waiter_id,
+            Waiter {
+                project_id,
+                queue_ids,
+                max_jobs,
+                lease_ms,
+            },
+        );
     }
 
     /// Withdraws a waiter. Returns false when it was already served (its handoff is on its
@@ -109,7 +117,10 @@ impl Core {
         for queue in self.queues.values_mut() {
             queue.waiters.clear();
         }
-        self.waiters.drain().map(|(waiter_id, _)| waiter_id).collect()
+        self.waiters
+            .drain()
+            .map(|(waiter_id, _)| waiter_id)
+            .collect()
     }
 
     /// Returns leased jobs that never reached their worker (the waiter vanished) to the
@@ -167,7 +178,10 @@ impl Core {
                 let deliveries =
                     self.take_ready(&waiter.queue_ids, waiter.max_jobs, waiter.lease_ms, now_ms);
                 debug_assert_eq!(self.project_of(queue_id), waiter.project_id);
-                self.handoffs.push(super::Handoff { waiter_id, deliveries });
+                self.handoffs.push(super::Handoff {
+                    waiter_id,
+                    deliveries,
+                });
             }
         }
     }
@@ -201,7 +215,11 @@ impl Core {
                 record.state = StateTag::Leased;
                 record.attempts += 1;
                 record.updated_at_ms = now_ms;
-                record.lease = Some(LeaseRecord { lease_id, leased_at_ms: now_ms, deadline_ms });
+                record.lease = Some(LeaseRecord {
+                    lease_id,
+                    leased_at_ms: now_ms,
+                    deadline_ms,
+                });
                 self.persist(job_id, Some(StateTag::Pending), &record);
                 self.push_timer(deadline_ms, TimerKind::LeaseExpiry, job_id);
                 deliveries.push(Delivery {

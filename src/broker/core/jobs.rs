@@ -25,7 +25,10 @@ impl Core {
     ) -> Result<Vec<(JobId, JobState)>, (usize, CoreError)> {
         let mut queue_ids = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.iter().enumerate() {
-            queue_ids.push(self.queue_id(project_id, &job.queue).map_err(|error| (index, error))?);
+            queue_ids.push(
+                self.queue_id(project_id, &job.queue)
+                    .map_err(|error| (index, error))?,
+            );
         }
         let mut created = Vec::with_capacity(jobs.len());
         for (job, queue_id) in jobs.into_iter().zip(queue_ids) {
@@ -57,13 +60,22 @@ impl Core {
                 last_error: None,
             };
             let project_of_queue = self.project_of(queue_id);
-            let body = JobBody { payload: job.payload, metadata: job.metadata };
-            self.writes
-                .push(Write::Put(keys::body(project_of_queue, job_id), records::encode(&body)));
+            let body = JobBody {
+                payload: job.payload,
+                metadata: job.metadata,
+            };
+            self.writes.push(Write::Put(
+                keys::body(project_of_queue, job_id),
+                records::encode(&body),
+            ));
             self.persist(job_id, None, &record);
             self.jobs.insert(job_id, record);
             self.schedule_pending(job_id, now_ms);
-            let state = if run_at_ms <= now_ms { JobState::Ready } else { JobState::Scheduled };
+            let state = if run_at_ms <= now_ms {
+                JobState::Ready
+            } else {
+                JobState::Scheduled
+            };
             created.push((job_id, state));
         }
         self.dispatch_waiters(now_ms);
@@ -85,7 +97,8 @@ impl Core {
             return Err(CoreError::LeaseLost);
         }
         if let Some(result) = result {
-            self.writes.push(Write::Put(keys::result(project_id, job_id), result));
+            self.writes
+                .push(Write::Put(keys::result(project_id, job_id), result));
         }
         self.finish(job_id, StateTag::Succeeded, None, now_ms);
         Ok(())
@@ -120,13 +133,25 @@ impl Core {
         match run_at_ms {
             None => {
                 self.finish(job_id, StateTag::Dead, Some(error), now_ms);
-                Ok(FailResponse { state: JobState::Dead, run_at_ms: None, attempts })
+                Ok(FailResponse {
+                    state: JobState::Dead,
+                    run_at_ms: None,
+                    attempts,
+                })
             }
             Some(run_at_ms) => {
                 self.requeue(job_id, run_at_ms, Some(error), now_ms);
-                let state = if run_at_ms <= now_ms { JobState::Ready } else { JobState::Scheduled };
+                let state = if run_at_ms <= now_ms {
+                    JobState::Ready
+                } else {
+                    JobState::Scheduled
+                };
                 self.dispatch_waiters(now_ms);
-                Ok(FailResponse { state, run_at_ms: Some(run_at_ms), attempts })
+                Ok(FailResponse {
+                    state,
+                    run_at_ms: Some(run_at_ms),
+                    attempts,
+                })
             }
         }
     }
@@ -150,7 +175,10 @@ impl Core {
         self.persist(job_id, Some(StateTag::Leased), &record);
         self.jobs.insert(job_id, record);
         self.push_timer(deadline_ms, TimerKind::LeaseExpiry, job_id);
-        Ok(ExtendResponse { lease_deadline_ms: deadline_ms, cancel_requested })
+        Ok(ExtendResponse {
+            lease_deadline_ms: deadline_ms,
+            cancel_requested,
+        })
     }
 
     /// Cancels a live job: at once if pending, through its lease holder if leased.
@@ -168,11 +196,17 @@ impl Core {
             record.updated_at_ms = now_ms;
             self.persist(job_id, Some(StateTag::Leased), &record);
             self.jobs.insert(job_id, record);
-            return Ok(CancelResponse { state: JobState::Leased, cancel_requested: true });
+            return Ok(CancelResponse {
+                state: JobState::Leased,
+                cancel_requested: true,
+            });
         }
         self.unready(job_id);
         self.finish(job_id, StateTag::Cancelled, None, now_ms);
-        Ok(CancelResponse { state: JobState::Cancelled, cancel_requested: false })
+        Ok(CancelResponse {
+            state: JobState::Cancelled,
+            cancel_requested: false,
+        })
     }
 
     /// Makes a dead job (read from storage by the caller) ready again with fresh attempts.
@@ -225,10 +259,14 @@ impl Core {
             if let Some(queue) = self.queues.get_mut(&queue_id) {
                 queue.counts[tag as usize] = queue.counts[tag as usize].saturating_sub(1);
             }
-            self.writes.push(Write::Delete(keys::queue_index(queue_id, tag, job_id)));
-            self.writes.push(Write::Delete(keys::job(project_id, job_id)));
-            self.writes.push(Write::Delete(keys::body(project_id, job_id)));
-            self.writes.push(Write::Delete(keys::result(project_id, job_id)));
+            self.writes
+                .push(Write::Delete(keys::queue_index(queue_id, tag, job_id)));
+            self.writes
+                .push(Write::Delete(keys::job(project_id, job_id)));
+            self.writes
+                .push(Write::Delete(keys::body(project_id, job_id)));
+            self.writes
+                .push(Write::Delete(keys::result(project_id, job_id)));
             deleted += 1;
         }
         deleted

@@ -197,14 +197,16 @@ impl Core {
                 if record.run_at_ms <= now_ms {
                     queue.ready.insert(key, job_id);
                 } else {
-                    self.timers.push(Reverse((record.run_at_ms, TimerKind::Promote, job_id)));
+                    self.timers
+                        .push(Reverse((record.run_at_ms, TimerKind::Promote, job_id)));
                 }
             }
             StateTag::Leased => {
                 // A lease whose deadline passed while the broker was down fires on the
                 // first timer pass; its holder may still ACK until then.
                 let deadline_ms = record.lease.map_or(now_ms, |lease| lease.deadline_ms);
-                self.timers.push(Reverse((deadline_ms, TimerKind::LeaseExpiry, job_id)));
+                self.timers
+                    .push(Reverse((deadline_ms, TimerKind::LeaseExpiry, job_id)));
             }
             _ => {}
         }
@@ -279,7 +281,10 @@ impl Core {
 
     /// Adds a timer, noting whether it is now the earliest.
     fn push_timer(&mut self, at_ms: u64, kind: TimerKind, job_id: JobId) {
-        if self.next_timer_at().is_none_or(|earliest_ms| at_ms < earliest_ms) {
+        if self
+            .next_timer_at()
+            .is_none_or(|earliest_ms| at_ms < earliest_ms)
+        {
             self.timers_lowered = true;
         }
         self.timers.push(Reverse((at_ms, kind, job_id)));
@@ -319,8 +324,11 @@ impl Core {
         if previous != Some(record.state) {
             if let Some(previous) = previous {
                 queue.counts[previous as usize] -= 1;
-                self.writes
-                    .push(Write::Delete(keys::queue_index(record.queue_id, previous, job_id)));
+                self.writes.push(Write::Delete(keys::queue_index(
+                    record.queue_id,
+                    previous,
+                    job_id,
+                )));
             }
             queue.counts[record.state as usize] += 1;
             self.writes.push(Write::Put(
@@ -328,7 +336,10 @@ impl Core {
                 Vec::new(),
             ));
         }
-        self.writes.push(Write::Put(keys::job(project_id, job_id), records::encode(record)));
+        self.writes.push(Write::Put(
+            keys::job(project_id, job_id),
+            records::encode(record),
+        ));
     }
 
     /// Puts a pending job where it belongs: the ready set if due, else a timer.
@@ -360,7 +371,9 @@ impl Core {
 
     /// The project owning a queue.
     fn project_of(&self, queue_id: u64) -> ProjectId {
-        self.queues.get(&queue_id).map_or(0, |queue| queue.project_id)
+        self.queues
+            .get(&queue_id)
+            .map_or(0, |queue| queue.project_id)
     }
 
     /// Looks up a live job of `project_id`; a job of another project is reported exactly
@@ -377,7 +390,11 @@ impl Core {
     fn new_job_id(&mut self, now_ms: u64) -> JobId {
         let mut random = [0u8; 10];
         self.rng.fill(&mut random);
-        JobId(*uuid::Builder::from_unix_timestamp_millis(now_ms, &random).into_uuid().as_bytes())
+        JobId(
+            *uuid::Builder::from_unix_timestamp_millis(now_ms, &random)
+                .into_uuid()
+                .as_bytes(),
+        )
     }
 
     /// Checks internal consistency; used by tests and simulations after every step.

@@ -53,7 +53,9 @@ impl Core {
 
     /// A queue's name by id.
     pub fn queue_name(&self, queue_id: u64) -> Option<&str> {
-        self.queues.get(&queue_id).map(|queue| queue.record.name.as_str())
+        self.queues
+            .get(&queue_id)
+            .map(|queue| queue.record.name.as_str())
     }
 
     /// Creates a queue.
@@ -65,7 +67,9 @@ impl Core {
         now_ms: u64,
     ) -> Result<QueueInfo, CoreError> {
         if self.queue_id(project_id, name).is_ok() {
-            return Err(CoreError::Conflict(format!("queue {name:?} already exists")));
+            return Err(CoreError::Conflict(format!(
+                "queue {name:?} already exists"
+            )));
         }
         let mut defaults = broker_defaults();
         apply_settings(&mut defaults, settings);
@@ -82,8 +86,14 @@ impl Core {
             keys::META_QUEUE_ID_NEXT.to_vec(),
             self.queue_id_next.to_be_bytes().to_vec(),
         ));
-        self.writes.push(Write::Put(keys::queue(project_id, name), records::encode(&record)));
-        self.queue_names.entry(project_id).or_default().insert(name.to_owned(), queue_id);
+        self.writes.push(Write::Put(
+            keys::queue(project_id, name),
+            records::encode(&record),
+        ));
+        self.queue_names
+            .entry(project_id)
+            .or_default()
+            .insert(name.to_owned(), queue_id);
         self.queues.insert(
             queue_id,
             QueueState {
@@ -98,11 +108,7 @@ impl Core {
     }
 
     /// Reads a queue.
-    pub fn queue_get(
-        &self,
-        project_id: ProjectId,
-        name: &str,
-    ) -> Result<QueueInfo, CoreError> {
+    pub fn queue_get(&self, project_id: ProjectId, name: &str) -> Result<QueueInfo, CoreError> {
         let queue_id = self.queue_id(project_id, name)?;
         Ok(self.queue_info(queue_id))
     }
@@ -118,10 +124,8 @@ impl Core {
             return (Vec::new(), None);
         };
         let range = match after {
-            Some(after) => names.range::<str, _>((
-                std::ops::Bound::Excluded(after),
-                std::ops::Bound::Unbounded,
-            )),
+            Some(after) => names
+                .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
             None => names.range::<str, _>(..),
         };
         let mut page: Vec<QueueInfo> = Vec::new();
@@ -133,7 +137,11 @@ impl Core {
             }
             page.push(self.queue_info(*queue_id));
         }
-        let next_after = if more { page.last().map(|queue| queue.name.clone()) } else { None };
+        let next_after = if more {
+            page.last().map(|queue| queue.name.clone())
+        } else {
+            None
+        };
         (page, next_after)
     }
 
@@ -145,7 +153,9 @@ impl Core {
         settings: &QueueSettings,
     ) -> Result<QueueInfo, CoreError> {
         let queue_id = self.queue_id(project_id, name)?;
-        self.modify_queue(queue_id, |record| apply_settings(&mut record.defaults, settings));
+        self.modify_queue(queue_id, |record| {
+            apply_settings(&mut record.defaults, settings)
+        });
         Ok(self.queue_info(queue_id))
     }
 
@@ -185,7 +195,8 @@ impl Core {
         if let Some(names) = self.queue_names.get_mut(&project_id) {
             names.remove(name);
         }
-        self.writes.push(Write::Delete(keys::queue(project_id, name)));
+        self.writes
+            .push(Write::Delete(keys::queue(project_id, name)));
         Ok(())
     }
 
@@ -219,7 +230,8 @@ impl Core {
         if let Some(queue) = self.queues.get_mut(&queue_id) {
             change(&mut queue.record);
             let key = keys::queue(queue.project_id, &queue.record.name);
-            self.writes.push(Write::Put(key, records::encode(&queue.record)));
+            self.writes
+                .push(Write::Put(key, records::encode(&queue.record)));
         }
     }
 

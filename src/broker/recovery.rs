@@ -1,0 +1,108 @@
+//! Start-up recovery: rebuilds the core's memory from storage. Also used after a storage
+//! failure, so that memory never claims more than storage holds.
+
+use std::time::Instant;
+
+use crate::storage::keys;
+use crate::storage::records::{self, JobRecord, QueueRecord};
+use crate::storage::{Storage, StorageError};
+
+use super::core::Core;
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Queues restored.
+    pub queues: u64,
+    /// Live jobs restored into memory.
+    pub live_jobs: u64,
+    /// Finished jobs counted.
+    pub finished_jobs: u64,
+    /// Wall time the rebuild took.
+    pub duration_ms: u64,
+}
+
+fn read_counter(storage: &dyn Storage, key: &[u8]) -> Result<Option<u64>, StorageError> {
+    match storage.get(key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                StorageError::new("read", format!("meta counter {key:?} is not 8 bytes"))
+            })?;
+            Ok(Some(u64::from_be_bytes(bytes)))
+        }
+    }
+}
+
+/// Builds a core from everything in `storage`.
+pub fn rebuild(
+    storage: &dyn Storage,
+    seed: u64,
+    now_ms: u64,
+) -> Result<(Core, RecoveryReport), StorageError> {
+    let started = Instant::now();
+    let mut core = Core::new(seed);
+    let mut report = RecoveryReport::default();
+    core.restore_counters(
+        read_counter(storage, keys::META_LEASE_RESERVED)?,
+        read_counter(storage, keys::META_QUEUE_ID_NEXT)?,
+    );
+    let mut failure: Option<StorageError> = None;
+    let (start, end) = keys::queue_range();
+    storage.scan(&start, &end, &mut |key, value| {
+        let project_id = match key.get(1..9).and_then(|bytes| bytes.try_into().ok()) {
+            Some(bytes) => u64::from_be_bytes(bytes),
+            None => {
+                failure = Some(StorageError::new("read", "queue key too short"));
+                return false;
+            }
+        };
+        match records::decode::<QueueRecord>("queue", value) {
+            Ok(record) => {
+                core.restore_queue(project_id, record);
+                report.queues += 1;
+                true
+            }
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let (start, end) = keys::job_range();
+    storage.scan(&start, &end, &mut |key, value| {
+        let Some((_, job_id)) = keys::parse_job(key) else {
+            failure = Some(StorageError::new("read", "malformed job key"));
+            return false;
+        };
+        let record = match records::decode::<JobRecord>("job", value) {
+            Ok(record) => record,
+            Err(error) => {
+                failure = Some(error);
+                return false;
+            }
+        };
+        let finished = record.state.is_finished();
+        if !core.restore_job(job_id, record, now_ms) {
+            failure = Some(StorageError::new(
+                "read",
+                format!("job {job_id} refers to a queue that does not exist"),
+            ));
+            return false;
+        }
+        if finished {
+            report.finished_jobs += 1;
+        } else {
+            report.live_jobs += 1;
+        }
+        true
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok((core, report))
+}

@@ -1,0 +1,260 @@
+//! Request validation: every field a client sends is checked here, before the core sees
+//! it, and refused with INVALID_ARGUMENT naming the field.
+
+use taskforge_protocol::{
+    limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, NewJob, QueueSettings, Retry,
+};
+
+use super::BrokerLimits;
+
+fn invalid(message: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidArgument, message)
+}
+
+/// Checks a queue name: 1..=128 bytes of `[A-Za-z0-9._:-]`.
+pub fn queue_name(name: &str) -> Result<(), ErrorBody> {
+    let valid_chars = name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"._:-".contains(&byte));
+    if name.is_empty() || name.len() > limits::QUEUE_NAME_BYTES_MAX || !valid_chars {
+        return Err(invalid(format!(
+            "queue name {name:?} must be 1 to {} bytes of A-Z a-z 0-9 . _ : -",
+            limits::QUEUE_NAME_BYTES_MAX
+        )));
+    }
+    Ok(())
+}
+
+fn max_attempts(field: &str, value: u32) -> Result<(), ErrorBody> {
+    if value == 0 || value > limits::MAX_ATTEMPTS_CEILING {
+        return Err(invalid(format!(
+            "{field} must be between 1 and {}, got {value}",
+            limits::MAX_ATTEMPTS_CEILING
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a lease duration.
+pub fn lease_ms(field: &str, value: u32) -> Result<(), ErrorBody> {
+    if !(limits::LEASE_MS_MIN..=limits::LEASE_MS_MAX).contains(&value) {
+        return Err(invalid(format!(
+            "{field} must be between {} and {} ms, got {value}",
+            limits::LEASE_MS_MIN,
+            limits::LEASE_MS_MAX
+        )));
+    }
+    Ok(())
+}
+
+fn backoff(field: &str, backoff: &Backoff) -> Result<(), ErrorBody> {
+    if backoff.factor_percent < 100 {
+        return Err(invalid(format!(
+            "{field}.factor_percent must be at least 100"
+        )));
+    }
+    if backoff.jitter_percent > 100 {
+        return Err(invalid(format!(
+            "{field}.jitter_percent must be at most 100"
+        )));
+    }
+    if backoff.initial_ms > backoff.max_ms {
+        return Err(invalid(format!(
+            "{field}.initial_ms must not exceed {field}.max_ms"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks queue settings.
+pub fn queue_settings(settings: &QueueSettings) -> Result<(), ErrorBody> {
+    if let Some(value) = settings.max_attempts {
+        max_attempts("settings.max_attempts", value)?;
+    }
+    if let Some(value) = settings.lease_ms {
+        lease_ms("settings.lease_ms", value)?;
+    }
+    if let Some(value) = &settings.backoff {
+        backoff("settings.backoff", value)?;
+    }
+    Ok(())
+}
+
+/// Checks one job of an enqueue.
+pub fn new_job(job: &NewJob, limits_in_force: &BrokerLimits, now_ms: u64) -> Result<(), ErrorBody> {
+    queue_name(&job.queue)?;
+    if job.payload.len() > limits_in_force.payload_bytes_max as usize {
+        return Err(invalid(format!(
+            "payload of {} bytes is over the {}-byte limit",
+            job.payload.len(),
+            limits_in_force.payload_bytes_max
+        )));
+    }
+    if let Some(value) = job.max_attempts {
+        max_attempts("max_attempts", value)?;
+    }
+    if let Some(value) = job.lease_ms {
+        lease_ms("lease_ms", value)?;
+    }
+    if let Some(value) = &job.backoff {
+        backoff("backoff", value)?;
+    }
+    let horizon_ms = now_ms.saturating_add(limits::SCHEDULE_AHEAD_MS_MAX);
+    let run_at_ms = job
+        .run_at_ms
+        .or(job.delay_ms.map(|delay_ms| now_ms.saturating_add(delay_ms)));
+    if run_at_ms.is_some_and(|run_at_ms| run_at_ms > horizon_ms) {
+        return Err(invalid(format!(
+            "run_at_ms/delay_ms is more than {} ms ahead",
+            limits::SCHEDULE_AHEAD_MS_MAX
+        )));
+    }
+    metadata(&job.metadata)
+}
+
+fn metadata(entries: &[(String, String)]) -> Result<(), ErrorBody> {
+    if entries.len() > limits::METADATA_ENTRIES_MAX {
+        return Err(invalid(format!(
+            "metadata has {} entries; at most {} allowed",
+            entries.len(),
+            limits::METADATA_ENTRIES_MAX
+        )));
+    }
+    let bytes: usize = entries
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    if bytes > limits::METADATA_BYTES_MAX {
+        return Err(invalid(format!(
+            "metadata has {bytes} bytes; at most {} allowed",
+            limits::METADATA_BYTES_MAX
+        )));
+    }
+    let mut keys: Vec<&str> = entries.iter().map(|(key, _)| key.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(invalid(format!("metadata key {:?} appears twice", pair[0])));
+    }
+    Ok(())
+}
+
+/// Checks a batch, reporting the first bad job with its index.
+pub fn batch(
+    jobs: &[NewJob],
+    limits_in_force: &BrokerLimits,
+    now_ms: u64,
+) -> Result<(), ErrorBody> {
+    if jobs.is_empty() || jobs.len() > limits_in_force.batch_jobs_max as usize {
+        return Err(invalid(format!(
+            "a batch holds 1 to {} jobs, got {}",
+            limits_in_force.batch_jobs_max,
+            jobs.len()
+        )));
+    }
+    for (index, job) in jobs.iter().enumerate() {
+        new_job(job, limits_in_force, now_ms).map_err(|error| {
+            error.with_details(ErrorDetails::BatchItem {
+                index: index as u32,
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks FETCH parameters.
+pub fn fetch(
+    queues: &[String],
+    max_jobs: u32,
+    wait_ms: u32,
+    lease: Option<u32>,
+) -> Result<(), ErrorBody> {
+    if queues.is_empty() || queues.len() > limits::FETCH_QUEUES_MAX {
+        return Err(invalid(format!(
+            "FETCH names 1 to {} queues",
+            limits::FETCH_QUEUES_MAX
+        )));
+    }
+    for name in queues {
+        queue_name(name)?;
+    }
+    if max_jobs == 0 || max_jobs > limits::FETCH_JOBS_MAX {
+        return Err(invalid(format!(
+            "max_jobs must be 1 to {}",
+            limits::FETCH_JOBS_MAX
+        )));
+    }
+    if wait_ms > limits::FETCH_WAIT_MS_MAX {
+        return Err(invalid(format!(
+            "wait_ms must be at most {}",
+            limits::FETCH_WAIT_MS_MAX
+        )));
+    }
+    if let Some(value) = lease {
+        lease_ms("lease_ms", value)?;
+    }
+    Ok(())
+}
+
+/// Checks an ACK's result size.
+pub fn result(result: Option<&Vec<u8>>, limits_in_force: &BrokerLimits) -> Result<(), ErrorBody> {
+    match result {
+        Some(bytes) if bytes.len() > limits_in_force.result_bytes_max as usize => {
+            Err(invalid(format!(
+                "result of {} bytes is over the {}-byte limit",
+                bytes.len(),
+                limits_in_force.result_bytes_max
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a FAIL's message and retry time.
+pub fn failure(error: &str, retry: &Retry, now_ms: u64) -> Result<(), ErrorBody> {
+    if error.len() > limits::ERROR_MESSAGE_BYTES_MAX {
+        return Err(invalid(format!(
+            "error message of {} bytes is over the {}-byte limit",
+            error.len(),
+            limits::ERROR_MESSAGE_BYTES_MAX
+        )));
+    }
+    if let Retry::At(at_ms) = retry {
+        if *at_ms > now_ms.saturating_add(limits::SCHEDULE_AHEAD_MS_MAX) {
+            return Err(invalid("retry time is too far ahead".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a page size.
+pub fn list_limit(limit: u32) -> Result<usize, ErrorBody> {
+    if limit == 0 || limit > limits::LIST_LIMIT_MAX {
+        return Err(invalid(format!(
+            "limit must be 1 to {}",
+            limits::LIST_LIMIT_MAX
+        )));
+    }
+    Ok(limit as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_are_bounded_and_plain() {
+        assert!(queue_name("emails.high-priority:v2_x").is_ok());
+        assert!(queue_name("").is_err());
+        assert!(queue_name("with space").is_err());
+        assert!(queue_name(&"a".repeat(limits::QUEUE_NAME_BYTES_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn metadata_keys_must_be_unique() {
+        let entries = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("a".to_owned(), "2".to_owned()),
+        ];
+        assert!(metadata(&entries).is_err());
+    }
+}
