@@ -139,6 +139,8 @@ pub struct Broker {
     shutdown: CancellationToken,
     /// The committer thread, joined at shutdown.
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The timer task, awaited at shutdown so nothing holds storage afterwards.
+    timers: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Broker {
@@ -198,8 +200,12 @@ impl Broker {
             bulk_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
             committer: Mutex::new(Some(committer)),
+            timers: Mutex::new(None),
         });
-        tokio::spawn(Arc::clone(&broker).run_timers());
+        let timers = tokio::spawn(Arc::clone(&broker).run_timers());
+        if let Ok(mut slot) = broker.timers.lock() {
+            *slot = Some(timers);
+        }
         Ok(broker)
     }
 
@@ -232,6 +238,13 @@ impl Broker {
             let _ = state.core.clear_waiters();
             state.waiter_senders.clear();
             self.shared.work.notify_all();
+        }
+        let timers = match self.timers.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(_) => None,
+        };
+        if let Some(timers) = timers {
+            let _ = timers.await;
         }
         let handle = match self.committer.lock() {
             Ok(mut guard) => guard.take(),
