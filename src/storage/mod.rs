@@ -10,11 +10,13 @@
 //! - [`Storage::sync`] returns only once everything applied before it survives power loss.
 //! - Batches are applied by one writer (the group committer), in order.
 
+pub mod faulty;
 pub mod keys;
 pub mod memory;
 pub mod records;
 pub mod sled_store;
 
+pub use faulty::FaultyStorage;
 pub use memory::MemoryStorage;
 pub use sled_store::{SledOptions, SledStorage};
 
