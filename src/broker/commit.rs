@@ -67,8 +67,15 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// When replies count as durable.
     pub fsync: FsyncPolicy,
-    /// Seed for rebuilt cores.
+    /// Seed of the first core; each rebuilt core gets a new seed (see
+    /// [`Shared::next_seed`]) because a core restarted with the same seed at the same
+    /// millisecond would generate the same job ids again.
     pub seed: u64,
+    /// Rebuilds so far, mixed into the next core's seed.
+    pub rebuilds: AtomicU64,
+    /// True when the seed came from configuration (deterministic runs): rebuilt cores then
+    /// derive their seeds from it instead of drawing fresh ones.
+    pub seed_fixed: bool,
     /// Counters.
     pub stats: CommitStats,
 }
@@ -230,6 +237,17 @@ impl Shared {
         }
     }
 
+    /// A seed for a rebuilt core, distinct from every earlier core's.
+    fn next_seed(&self) -> u64 {
+        let rebuilds = self.rebuilds.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.seed_fixed {
+            self.seed
+                .wrapping_add(rebuilds.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        } else {
+            fastrand::u64(..)
+        }
+    }
+
     /// After a failed round, memory may claim changes storage does not hold. Fail every
     /// reply computed on top of them, drop long-polls, and rebuild memory from storage,
     /// retrying while storage keeps failing. Requests get UNAVAILABLE meanwhile.
@@ -243,7 +261,7 @@ impl Shared {
         state.unavailable = Some(first_error.to_string());
         loop {
             let now_ms = self.clock.now_ms();
-            match recovery::rebuild(self.storage.as_ref(), self.seed, now_ms) {
+            match recovery::rebuild(self.storage.as_ref(), self.next_seed(), now_ms) {
                 Ok((core, report)) => {
                     state.core = core;
                     state.unavailable = None;

@@ -184,6 +184,8 @@ impl Broker {
             clock: Arc::clone(&clock),
             fsync: config.fsync,
             seed,
+            rebuilds: AtomicU64::new(0),
+            seed_fixed: config.rng_seed.is_some(),
             stats: CommitStats::default(),
         });
         let committer_shared = Arc::clone(&shared);

@@ -37,6 +37,10 @@ impl Core {
                 None => unreachable!("queue ids were resolved above under the same lock"),
             };
             let job_id = self.new_job_id(now_ms);
+            assert!(
+                !self.jobs.contains_key(&job_id),
+                "job id {job_id} generated twice"
+            );
             let run_at_ms = job
                 .run_at_ms
                 .or(job.delay_ms.map(|delay_ms| now_ms.saturating_add(delay_ms)))

@@ -128,7 +128,9 @@ pub struct Core {
 }
 
 impl Core {
-    /// An empty core. `seed` drives jitter and job-id randomness.
+    /// An empty core. `seed` drives jitter and job-id randomness; every core of a broker's
+    /// life (including one rebuilt after a failure) needs its own seed, or job ids made in
+    /// the same millisecond would repeat.
     pub fn new(seed: u64) -> Core {
         Core {
             queues: HashMap::new(),
@@ -443,5 +445,7 @@ impl Core {
     }
 }
 
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;

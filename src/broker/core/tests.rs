@@ -9,21 +9,29 @@ const T0: u64 = 1_700_000_000_000;
 
 fn core_with_queue(settings: QueueSettings) -> Core {
     let mut core = Core::new(7);
-    core.queue_create(PROJECT, "q", &settings, T0).expect("create queue");
+    core.queue_create(PROJECT, "q", &settings, T0)
+        .expect("create queue");
     core
 }
 
 fn job(payload: &[u8]) -> NewJob {
-    NewJob { queue: "q".into(), payload: payload.to_vec(), ..NewJob::default() }
+    NewJob {
+        queue: "q".into(),
+        payload: payload.to_vec(),
+        ..NewJob::default()
+    }
 }
 
 fn enqueue(core: &mut Core, new_job: NewJob, now_ms: u64) -> JobId {
-    core.enqueue(PROJECT, vec![new_job], now_ms).expect("enqueue")[0].0
+    core.enqueue(PROJECT, vec![new_job], now_ms)
+        .expect("enqueue")[0]
+        .0
 }
 
 fn fetch(core: &mut Core, max_jobs: usize, now_ms: u64) -> Vec<Delivery> {
     let queue_id = core.queue_id(PROJECT, "q").expect("queue");
-    core.fetch(PROJECT, &[queue_id], max_jobs, None, now_ms).expect("fetch")
+    core.fetch(PROJECT, &[queue_id], max_jobs, None, now_ms)
+        .expect("fetch")
 }
 
 #[test]
@@ -33,9 +41,22 @@ fn enqueue_fetch_ack_leaves_no_live_job() {
     let leased = fetch(&mut core, 10, T0);
     assert_eq!(leased.len(), 1);
     assert_eq!((leased[0].job_id, leased[0].attempt), (job_id, 1));
-    core.ack(PROJECT, job_id, leased[0].lease_id, Some(b"ok".to_vec()), T0).expect("ack");
+    core.ack(
+        PROJECT,
+        job_id,
+        leased[0].lease_id,
+        Some(b"ok".to_vec()),
+        T0,
+    )
+    .expect("ack");
     assert_eq!(core.live_jobs(), 0);
-    assert_eq!(core.queue_get(PROJECT, "q").expect("queue").counts.succeeded, 1);
+    assert_eq!(
+        core.queue_get(PROJECT, "q")
+            .expect("queue")
+            .counts
+            .succeeded,
+        1
+    );
     core.check_invariants().expect("invariants");
 }
 
@@ -43,16 +64,33 @@ fn enqueue_fetch_ack_leaves_no_live_job() {
 fn priority_first_then_fifo() {
     let mut core = core_with_queue(QueueSettings::default());
     let low = enqueue(&mut core, job(b"low"), T0);
-    let high = enqueue(&mut core, NewJob { priority: Some(5), ..job(b"high") }, T0);
+    let high = enqueue(
+        &mut core,
+        NewJob {
+            priority: Some(5),
+            ..job(b"high")
+        },
+        T0,
+    );
     let low_later = enqueue(&mut core, job(b"low2"), T0);
-    let order: Vec<JobId> = fetch(&mut core, 10, T0).into_iter().map(|d| d.job_id).collect();
+    let order: Vec<JobId> = fetch(&mut core, 10, T0)
+        .into_iter()
+        .map(|d| d.job_id)
+        .collect();
     assert_eq!(order, vec![high, low, low_later]);
 }
 
 #[test]
 fn delayed_jobs_become_ready_when_their_timer_fires() {
     let mut core = core_with_queue(QueueSettings::default());
-    let job_id = enqueue(&mut core, NewJob { delay_ms: Some(500), ..job(b"later") }, T0);
+    let job_id = enqueue(
+        &mut core,
+        NewJob {
+            delay_ms: Some(500),
+            ..job(b"later")
+        },
+        T0,
+    );
     assert!(fetch(&mut core, 1, T0).is_empty());
     assert_eq!(core.next_timer_at(), Some(T0 + 500));
     core.advance(T0 + 499);
@@ -63,9 +101,17 @@ fn delayed_jobs_become_ready_when_their_timer_fires() {
 
 #[test]
 fn failures_back_off_then_go_dead() {
-    let backoff = Backoff { initial_ms: 100, factor_percent: 200, max_ms: 1_000, jitter_percent: 0 };
-    let settings =
-        QueueSettings { max_attempts: Some(3), backoff: Some(backoff), ..QueueSettings::default() };
+    let backoff = Backoff {
+        initial_ms: 100,
+        factor_percent: 200,
+        max_ms: 1_000,
+        jitter_percent: 0,
+    };
+    let settings = QueueSettings {
+        max_attempts: Some(3),
+        backoff: Some(backoff),
+        ..QueueSettings::default()
+    };
     let mut core = core_with_queue(settings);
     let job_id = enqueue(&mut core, job(b"x"), T0);
     let mut now_ms = T0;
@@ -73,7 +119,14 @@ fn failures_back_off_then_go_dead() {
         let leased = fetch(&mut core, 1, now_ms);
         assert_eq!(leased[0].attempt, attempt);
         let outcome = core
-            .fail(PROJECT, job_id, leased[0].lease_id, "boom".into(), Retry::Backoff, now_ms)
+            .fail(
+                PROJECT,
+                job_id,
+                leased[0].lease_id,
+                "boom".into(),
+                Retry::Backoff,
+                now_ms,
+            )
             .expect("fail");
         assert_eq!(outcome.state, JobState::Scheduled);
         assert_eq!(outcome.run_at_ms, Some(now_ms + delay_ms));
@@ -82,7 +135,14 @@ fn failures_back_off_then_go_dead() {
     }
     let leased = fetch(&mut core, 1, now_ms);
     let outcome = core
-        .fail(PROJECT, job_id, leased[0].lease_id, "boom".into(), Retry::Backoff, now_ms)
+        .fail(
+            PROJECT,
+            job_id,
+            leased[0].lease_id,
+            "boom".into(),
+            Retry::Backoff,
+            now_ms,
+        )
         .expect("fail");
     assert_eq!((outcome.state, outcome.attempts), (JobState::Dead, 3));
     assert_eq!(core.queue_get(PROJECT, "q").expect("queue").counts.dead, 1);
@@ -91,7 +151,10 @@ fn failures_back_off_then_go_dead() {
 
 #[test]
 fn stale_leases_are_refused_and_change_nothing() {
-    let mut core = core_with_queue(QueueSettings { lease_ms: Some(1_000), ..Default::default() });
+    let mut core = core_with_queue(QueueSettings {
+        lease_ms: Some(1_000),
+        ..Default::default()
+    });
     let job_id = enqueue(&mut core, job(b"x"), T0);
     let first = fetch(&mut core, 1, T0).remove(0);
     core.advance(T0 + 1_000);
@@ -100,44 +163,90 @@ fn stale_leases_are_refused_and_change_nothing() {
     assert_ne!(first.lease_id, second.lease_id);
     let _ = core.take_writes();
     let now_ms = T0 + 1_001;
-    assert_eq!(core.ack(PROJECT, job_id, first.lease_id, None, now_ms), Err(CoreError::LeaseLost));
     assert_eq!(
-        core.fail(PROJECT, job_id, first.lease_id, "e".into(), Retry::Never, now_ms),
+        core.ack(PROJECT, job_id, first.lease_id, None, now_ms),
         Err(CoreError::LeaseLost)
     );
-    assert_eq!(core.extend(PROJECT, job_id, first.lease_id, 5_000, now_ms), Err(CoreError::LeaseLost));
-    assert!(!core.has_writes(), "a refused stale operation must not write");
-    core.ack(PROJECT, job_id, second.lease_id, None, now_ms).expect("current lease acks");
+    assert_eq!(
+        core.fail(
+            PROJECT,
+            job_id,
+            first.lease_id,
+            "e".into(),
+            Retry::Never,
+            now_ms
+        ),
+        Err(CoreError::LeaseLost)
+    );
+    assert_eq!(
+        core.extend(PROJECT, job_id, first.lease_id, 5_000, now_ms),
+        Err(CoreError::LeaseLost)
+    );
+    assert!(
+        !core.has_writes(),
+        "a refused stale operation must not write"
+    );
+    core.ack(PROJECT, job_id, second.lease_id, None, now_ms)
+        .expect("current lease acks");
 }
 
 #[test]
 fn cancel_in_every_live_state() {
     let mut core = core_with_queue(QueueSettings::default());
     let ready = enqueue(&mut core, job(b"r"), T0);
-    let scheduled = enqueue(&mut core, NewJob { delay_ms: Some(1_000), ..job(b"s") }, T0);
-    assert_eq!(core.cancel(PROJECT, ready, T0).expect("cancel").state, JobState::Cancelled);
-    assert_eq!(core.cancel(PROJECT, scheduled, T0).expect("cancel").state, JobState::Cancelled);
+    let scheduled = enqueue(
+        &mut core,
+        NewJob {
+            delay_ms: Some(1_000),
+            ..job(b"s")
+        },
+        T0,
+    );
+    assert_eq!(
+        core.cancel(PROJECT, ready, T0).expect("cancel").state,
+        JobState::Cancelled
+    );
+    assert_eq!(
+        core.cancel(PROJECT, scheduled, T0).expect("cancel").state,
+        JobState::Cancelled
+    );
     core.advance(T0 + 2_000);
-    assert!(fetch(&mut core, 10, T0 + 2_000).is_empty(), "cancelled jobs are never delivered");
+    assert!(
+        fetch(&mut core, 10, T0 + 2_000).is_empty(),
+        "cancelled jobs are never delivered"
+    );
     let leased_id = enqueue(&mut core, job(b"l"), T0);
     let leased = fetch(&mut core, 1, T0).remove(0);
     let response = core.cancel(PROJECT, leased_id, T0).expect("cancel");
     assert!(response.cancel_requested);
-    let extended = core.extend(PROJECT, leased_id, leased.lease_id, 1_000, T0).expect("extend");
+    let extended = core
+        .extend(PROJECT, leased_id, leased.lease_id, 1_000, T0)
+        .expect("extend");
     assert!(extended.cancel_requested);
-    assert_eq!(core.ack(PROJECT, leased_id, leased.lease_id, None, T0), Err(CoreError::LeaseLost));
+    assert_eq!(
+        core.ack(PROJECT, leased_id, leased.lease_id, None, T0),
+        Err(CoreError::LeaseLost)
+    );
     assert_eq!(core.cancel(PROJECT, leased_id, T0), Err(CoreError::NotLive));
-    assert_eq!(core.queue_get(PROJECT, "q").expect("queue").counts.cancelled, 3);
+    assert_eq!(
+        core.queue_get(PROJECT, "q")
+            .expect("queue")
+            .counts
+            .cancelled,
+        3
+    );
     core.check_invariants().expect("invariants");
 }
 
 #[test]
 fn paused_queues_deliver_nothing_until_resumed() {
     let mut core = core_with_queue(QueueSettings::default());
-    core.queue_set_paused(PROJECT, "q", true, T0).expect("pause");
+    core.queue_set_paused(PROJECT, "q", true, T0)
+        .expect("pause");
     enqueue(&mut core, job(b"x"), T0);
     assert!(fetch(&mut core, 1, T0).is_empty());
-    core.queue_set_paused(PROJECT, "q", false, T0).expect("resume");
+    core.queue_set_paused(PROJECT, "q", false, T0)
+        .expect("resume");
     assert_eq!(fetch(&mut core, 1, T0).len(), 1);
 }
 
@@ -147,14 +256,24 @@ fn waiters_get_new_jobs_handed_over_in_arrival_order() {
     let queue_id = core.queue_id(PROJECT, "q").expect("queue");
     core.add_waiter(1, PROJECT, vec![queue_id], 5, None);
     core.add_waiter(2, PROJECT, vec![queue_id], 5, None);
-    core.enqueue(PROJECT, vec![job(b"a"), job(b"b")], T0).expect("enqueue");
+    core.enqueue(PROJECT, vec![job(b"a"), job(b"b")], T0)
+        .expect("enqueue");
     let handoffs = core.take_handoffs();
     assert_eq!(handoffs.len(), 1);
-    assert_eq!((handoffs[0].waiter_id, handoffs[0].deliveries.len()), (1, 2));
+    assert_eq!(
+        (handoffs[0].waiter_id, handoffs[0].deliveries.len()),
+        (1, 2)
+    );
     assert!(core.remove_waiter(2));
-    assert!(!core.remove_waiter(1), "a served waiter is no longer registered");
+    assert!(
+        !core.remove_waiter(1),
+        "a served waiter is no longer registered"
+    );
     core.release(&handoffs[0].deliveries, T0);
-    assert_eq!(fetch(&mut core, 5, T0).iter().map(|d| d.attempt).max(), Some(1));
+    assert_eq!(
+        fetch(&mut core, 5, T0).iter().map(|d| d.attempt).max(),
+        Some(1)
+    );
     core.check_invariants().expect("invariants");
 }
 
@@ -165,7 +284,10 @@ fn other_projects_see_nothing() {
     assert!(matches!(core.queue_id(2, "q"), Err(CoreError::NotFound(_))));
     assert_eq!(core.cancel(2, job_id, T0), Err(CoreError::NotLive));
     let leased = fetch(&mut core, 1, T0).remove(0);
-    assert_eq!(core.ack(2, job_id, leased.lease_id, None, T0), Err(CoreError::NotLive));
+    assert_eq!(
+        core.ack(2, job_id, leased.lease_id, None, T0),
+        Err(CoreError::NotLive)
+    );
 }
 
 #[test]
@@ -176,16 +298,23 @@ fn lease_ids_never_repeat_after_a_restore() {
     let (writes, force_sync) = core.take_writes();
     assert!(force_sync, "a lease block reservation must be synced");
     let reserved = writes.iter().find_map(|write| match write {
-        Write::Put(key, value) if key == keys::META_LEASE_RESERVED => {
-            Some(u64::from_be_bytes(value.as_slice().try_into().expect("8 bytes")))
-        }
+        Write::Put(key, value) if key == keys::META_LEASE_RESERVED => Some(u64::from_be_bytes(
+            value.as_slice().try_into().expect("8 bytes"),
+        )),
         _ => None,
     });
     let mut restored = Core::new(7);
     restored.restore_counters(reserved, None);
-    restored.queue_create(PROJECT, "q", &QueueSettings::default(), T0).expect("queue");
-    restored.enqueue(PROJECT, vec![job(b"y")], T0).expect("enqueue");
+    restored
+        .queue_create(PROJECT, "q", &QueueSettings::default(), T0)
+        .expect("queue");
+    restored
+        .enqueue(PROJECT, vec![job(b"y")], T0)
+        .expect("enqueue");
     let queue_id = restored.queue_id(PROJECT, "q").expect("queue");
-    let second = restored.fetch(PROJECT, &[queue_id], 1, None, T0).expect("fetch").remove(0);
+    let second = restored
+        .fetch(PROJECT, &[queue_id], 1, None, T0)
+        .expect("fetch")
+        .remove(0);
     assert!(second.lease_id > first.lease_id);
 }
