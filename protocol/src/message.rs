@@ -59,13 +59,28 @@ pub fn encode_body<T: Encode>(value: &T, out: &mut BytesMut) {
 
 /// Decodes `T` from `body`, ignoring trailing bytes (so that fields appended in a later
 /// protocol revision do not break this decoder).
+///
+/// The byte limit handed to bincode is the smallest size class that holds the body, not
+/// the frame ceiling: a length field can then never make the decoder allocate more than
+/// 16 times the body's own size (plus 4 KiB), so a 12-byte hostile body costs kilobytes,
+/// not the 64 MiB ceiling.
 pub fn decode_body<T: Decode<()>>(opcode: u16, body: &[u8]) -> Result<T, MessageError> {
-    bincode::decode_from_slice(body, BODY_CONFIG)
-        .map(|(value, _consumed)| value)
-        .map_err(|error| MessageError::Malformed {
-            opcode,
-            reason: error.to_string(),
-        })
+    const KIB: usize = 1024;
+    let decoded = match body.len() {
+        0..=4096 => decode_limited::<T, { 4 * KIB }>(body),
+        4097..=65_536 => decode_limited::<T, { 64 * KIB }>(body),
+        65_537..=1_048_576 => decode_limited::<T, { 1024 * KIB }>(body),
+        1_048_577..=16_777_216 => decode_limited::<T, { 16 * 1024 * KIB }>(body),
+        _ => decode_limited::<T, { FRAME_BYTES_CEILING as usize }>(body),
+    };
+    decoded.map_err(|error| MessageError::Malformed { opcode, reason: error.to_string() })
+}
+
+fn decode_limited<T: Decode<()>, const LIMIT_BYTES: usize>(
+    body: &[u8],
+) -> Result<T, bincode::error::DecodeError> {
+    let config = bincode::config::standard().with_limit::<LIMIT_BYTES>();
+    bincode::decode_from_slice(body, config).map(|(value, _consumed)| value)
 }
 
 struct BytesWriter<'a>(&'a mut BytesMut);

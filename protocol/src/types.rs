@@ -31,7 +31,8 @@ impl std::str::FromStr for JobId {
 
     fn from_str(text: &str) -> Result<JobId, String> {
         let hex: Vec<u8> = text.bytes().filter(|byte| *byte != b'-').collect();
-        if hex.len() != 32 {
+        // Checked here because `u8::from_str_radix` alone would also accept a leading `+`.
+        if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
             return Err(format!("job id {text:?} is not 32 hex digits"));
         }
         let mut bytes = [0u8; 16];

@@ -1,0 +1,787 @@
+//! Property tests: every message survives encode → decode, the frame codec reassembles frames
+//! split anywhere, and no input — random or a mangled valid body — makes a decoder panic.
+//!
+//! proptest prints the seed of a failing case and stores it under `proptest-regressions/`,
+//! so a failure replays.
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use taskforge_protocol::limits::FRAME_BYTES_CEILING;
+use taskforge_protocol::*;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Integers biased toward the varint boundaries: one-byte, `fb` + u16, `fc` + u32, and for
+/// u64 `fd` + u64, plus the boundary values themselves.
+fn arb_u32() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        0..251u32,
+        251..65_536u32,
+        any::<u32>(),
+        prop::sample::select(vec![0, 250, 251, 65_535, 65_536, u32::MAX]),
+    ]
+}
+
+fn arb_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0..251u64,
+        251..65_536u64,
+        65_536..=u64::from(u32::MAX),
+        any::<u64>(),
+        prop::sample::select(vec![0, 251, 65_536, 1 << 32, u64::MAX]),
+    ]
+}
+
+fn arb_u16() -> impl Strategy<Value = u16> {
+    prop_oneof![0..251u16, any::<u16>()]
+}
+
+fn arb_i32() -> impl Strategy<Value = i32> {
+    prop_oneof![
+        -130..130i32,
+        any::<i32>(),
+        prop::sample::select(vec![i32::MIN, i32::MAX])
+    ]
+}
+
+fn arb_text() -> impl Strategy<Value = String> {
+    prop_oneof!["[A-Za-z0-9._:-]{0,16}", "\\PC{0,24}"]
+}
+
+fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..16),
+        prop::collection::vec(any::<u8>(), 240..320),
+    ]
+}
+
+fn arb_metadata() -> impl Strategy<Value = Vec<(String, String)>> {
+    prop::collection::vec((arb_text(), arb_text()), 0..4)
+}
+
+fn arb_job_id() -> impl Strategy<Value = JobId> {
+    any::<[u8; 16]>().prop_map(JobId)
+}
+
+fn arb_job_state() -> impl Strategy<Value = JobState> {
+    prop::sample::select(JobState::ALL.to_vec())
+}
+
+fn arb_backoff() -> impl Strategy<Value = Backoff> {
+    (arb_u32(), arb_u32(), arb_u32(), any::<u8>()).prop_map(
+        |(initial_ms, factor_percent, max_ms, jitter_percent)| Backoff {
+            initial_ms,
+            factor_percent,
+            max_ms,
+            jitter_percent,
+        },
+    )
+}
+
+fn arb_queue_settings() -> impl Strategy<Value = QueueSettings> {
+    (
+        proptest::option::of(arb_i32()),
+        proptest::option::of(arb_u32()),
+        proptest::option::of(arb_backoff()),
+        proptest::option::of(arb_u32()),
+    )
+        .prop_map(
+            |(priority, max_attempts, backoff, lease_ms)| QueueSettings {
+                priority,
+                max_attempts,
+                backoff,
+                lease_ms,
+            },
+        )
+}
+
+fn arb_job_counts() -> impl Strategy<Value = JobCounts> {
+    prop::array::uniform8(arb_u64()).prop_map(|values| JobCounts {
+        scheduled: values[0],
+        blocked: values[1],
+        ready: values[2],
+        leased: values[3],
+        succeeded: values[4],
+        dead: values[5],
+        cancelled: values[6],
+        expired: values[7],
+    })
+}
+
+fn arb_queue_info() -> impl Strategy<Value = QueueInfo> {
+    (
+        arb_text(),
+        (arb_i32(), arb_u32(), arb_backoff(), arb_u32()),
+        any::<bool>(),
+        arb_u64(),
+        arb_job_counts(),
+    )
+        .prop_map(
+            |(name, (priority, max_attempts, backoff, lease_ms), paused, created_at_ms, counts)| {
+                QueueInfo {
+                    name,
+                    defaults: QueueDefaults {
+                        priority,
+                        max_attempts,
+                        backoff,
+                        lease_ms,
+                    },
+                    paused,
+                    created_at_ms,
+                    counts,
+                }
+            },
+        )
+}
+
+fn arb_new_job() -> impl Strategy<Value = NewJob> {
+    (
+        arb_text(),
+        arb_bytes(),
+        proptest::option::of(arb_i32()),
+        proptest::option::of(arb_u64()),
+        proptest::option::of(arb_u64()),
+        proptest::option::of(arb_u32()),
+        proptest::option::of(arb_backoff()),
+        proptest::option::of(arb_u32()),
+        arb_metadata(),
+    )
+        .prop_map(
+            |(
+                queue,
+                payload,
+                priority,
+                run_at_ms,
+                delay_ms,
+                max_attempts,
+                backoff,
+                lease_ms,
+                metadata,
+            )| NewJob {
+                queue,
+                payload,
+                priority,
+                run_at_ms,
+                delay_ms,
+                max_attempts,
+                backoff,
+                lease_ms,
+                metadata,
+            },
+        )
+}
+
+fn arb_leased_job() -> impl Strategy<Value = LeasedJob> {
+    (
+        arb_job_id(),
+        arb_u64(),
+        arb_text(),
+        arb_bytes(),
+        arb_u32(),
+        arb_u32(),
+        arb_i32(),
+        arb_u64(),
+        arb_u64(),
+        arb_metadata(),
+    )
+        .prop_map(
+            |(
+                job_id,
+                lease_id,
+                queue,
+                payload,
+                attempt,
+                max_attempts,
+                priority,
+                lease_deadline_ms,
+                created_at_ms,
+                metadata,
+            )| LeasedJob {
+                job_id,
+                lease_id,
+                queue,
+                payload,
+                attempt,
+                max_attempts,
+                priority,
+                lease_deadline_ms,
+                created_at_ms,
+                metadata,
+            },
+        )
+}
+
+fn arb_job_info() -> impl Strategy<Value = JobInfo> {
+    let identity = (
+        arb_job_id(),
+        arb_text(),
+        arb_job_state(),
+        arb_i32(),
+        arb_bytes(),
+        arb_metadata(),
+    );
+    let settings = (arb_u32(), arb_u32(), arb_backoff(), arb_u32());
+    let times = (
+        arb_u64(),
+        arb_u64(),
+        arb_u64(),
+        proptest::option::of(arb_u64()),
+        proptest::option::of(arb_u64()),
+    );
+    let outcome = (
+        any::<bool>(),
+        proptest::option::of(arb_text()),
+        proptest::option::of(arb_bytes()),
+    );
+    (identity, settings, times, outcome).prop_map(
+        |(
+            (job_id, queue, state, priority, payload, metadata),
+            (attempts, max_attempts, backoff, lease_ms),
+            (created_at_ms, run_at_ms, updated_at_ms, finished_at_ms, lease_deadline_ms),
+            (cancel_requested, last_error, result),
+        )| JobInfo {
+            job_id,
+            queue,
+            state,
+            priority,
+            payload,
+            metadata,
+            attempts,
+            max_attempts,
+            backoff,
+            lease_ms,
+            created_at_ms,
+            run_at_ms,
+            updated_at_ms,
+            finished_at_ms,
+            lease_deadline_ms,
+            cancel_requested,
+            last_error,
+            result,
+        },
+    )
+}
+
+fn arb_job_summary() -> impl Strategy<Value = JobSummary> {
+    (
+        arb_job_id(),
+        arb_text(),
+        arb_job_state(),
+        arb_i32(),
+        arb_u32(),
+        arb_u32(),
+        (arb_u64(), arb_u64(), arb_u64()),
+        proptest::option::of(arb_text()),
+    )
+        .prop_map(
+            |(
+                job_id,
+                queue,
+                state,
+                priority,
+                attempts,
+                max_attempts,
+                (created_at_ms, run_at_ms, updated_at_ms),
+                last_error,
+            )| JobSummary {
+                job_id,
+                queue,
+                state,
+                priority,
+                attempts,
+                max_attempts,
+                created_at_ms,
+                run_at_ms,
+                updated_at_ms,
+                last_error,
+            },
+        )
+}
+
+fn arb_job_list_response() -> impl Strategy<Value = JobListResponse> {
+    (
+        prop::collection::vec(arb_job_summary(), 0..4),
+        proptest::option::of(arb_job_id()),
+    )
+        .prop_map(|(jobs, next_after)| JobListResponse { jobs, next_after })
+}
+
+fn arb_credentials() -> impl Strategy<Value = Credentials> {
+    prop_oneof![
+        arb_text().prop_map(Credentials::RootToken),
+        arb_text().prop_map(Credentials::ApiKey),
+        (arb_text(), arb_text())
+            .prop_map(|(email, password)| Credentials::Password { email, password }),
+    ]
+}
+
+fn arb_error_details() -> impl Strategy<Value = ErrorDetails> {
+    prop_oneof![
+        Just(ErrorDetails::None),
+        (arb_text(), arb_u64(), arb_u64()).prop_map(|(limit, current, max)| ErrorDetails::Quota {
+            limit,
+            current,
+            max
+        }),
+        arb_u64().prop_map(|retry_after_ms| ErrorDetails::RetryAfter { retry_after_ms }),
+        arb_u32().prop_map(|index| ErrorDetails::BatchItem { index }),
+    ]
+}
+
+fn arb_error_body() -> impl Strategy<Value = ErrorBody> {
+    (arb_u16(), arb_text(), arb_error_details()).prop_map(|(code, message, details)| ErrorBody {
+        code,
+        message,
+        details,
+    })
+}
+
+fn arb_queue_name() -> impl Strategy<Value = QueueName> {
+    arb_text().prop_map(|name| QueueName { name })
+}
+
+fn arb_queue_write() -> impl Strategy<Value = QueueWrite> {
+    (arb_text(), arb_queue_settings()).prop_map(|(name, settings)| QueueWrite { name, settings })
+}
+
+fn arb_ack() -> impl Strategy<Value = AckRequest> {
+    (arb_job_id(), arb_u64(), proptest::option::of(arb_bytes())).prop_map(
+        |(job_id, lease_id, result)| AckRequest {
+            job_id,
+            lease_id,
+            result,
+        },
+    )
+}
+
+fn arb_retry() -> impl Strategy<Value = Retry> {
+    prop_oneof![
+        Just(Retry::Backoff),
+        arb_u64().prop_map(Retry::At),
+        Just(Retry::Never)
+    ]
+}
+
+fn arb_dead_bulk() -> impl Strategy<Value = DeadBulkRequest> {
+    (arb_text(), prop::collection::vec(arb_job_id(), 0..4))
+        .prop_map(|(queue, job_ids)| DeadBulkRequest { queue, job_ids })
+}
+
+fn arb_bulk_response() -> impl Strategy<Value = BulkResponse> {
+    (arb_u64(), arb_u64()).prop_map(|(affected, remaining)| BulkResponse {
+        affected,
+        remaining,
+    })
+}
+
+/// Requests of one operation. Exhaustive, so a new opcode must get a strategy.
+fn arb_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
+    match opcode {
+        Opcode::Hello => (arb_u16(), arb_text(), arb_text(), arb_credentials())
+            .prop_map(
+                |(protocol_version, client_name, client_version, credentials)| {
+                    Request::Hello(HelloRequest {
+                        protocol_version,
+                        client_name,
+                        client_version,
+                        credentials,
+                    })
+                },
+            )
+            .boxed(),
+        Opcode::Ping => Just(Request::Ping(Empty {})).boxed(),
+        Opcode::Bye => Just(Request::Bye(Empty {})).boxed(),
+        Opcode::QueueCreate => arb_queue_write().prop_map(Request::QueueCreate).boxed(),
+        Opcode::QueueGet => arb_queue_name().prop_map(Request::QueueGet).boxed(),
+        Opcode::QueueList => (proptest::option::of(arb_text()), arb_u32())
+            .prop_map(|(after, limit)| Request::QueueList(QueueListRequest { after, limit }))
+            .boxed(),
+        Opcode::QueueUpdate => arb_queue_write().prop_map(Request::QueueUpdate).boxed(),
+        Opcode::QueueDelete => arb_queue_name().prop_map(Request::QueueDelete).boxed(),
+        Opcode::QueuePause => arb_queue_name().prop_map(Request::QueuePause).boxed(),
+        Opcode::QueueResume => arb_queue_name().prop_map(Request::QueueResume).boxed(),
+        Opcode::QueuePurge => arb_queue_name().prop_map(Request::QueuePurge).boxed(),
+        Opcode::QueueStats => arb_queue_name().prop_map(Request::QueueStats).boxed(),
+        Opcode::Enqueue => arb_new_job()
+            .prop_map(|job| Request::Enqueue(EnqueueRequest { job }))
+            .boxed(),
+        Opcode::EnqueueBatch => prop::collection::vec(arb_new_job(), 0..4)
+            .prop_map(|jobs| Request::EnqueueBatch(EnqueueBatchRequest { jobs }))
+            .boxed(),
+        Opcode::Fetch => (
+            prop::collection::vec(arb_text(), 0..4),
+            arb_u32(),
+            arb_u32(),
+            proptest::option::of(arb_u32()),
+        )
+            .prop_map(|(queues, max_jobs, wait_ms, lease_ms)| {
+                Request::Fetch(FetchRequest {
+                    queues,
+                    max_jobs,
+                    wait_ms,
+                    lease_ms,
+                })
+            })
+            .boxed(),
+        Opcode::Ack => arb_ack().prop_map(Request::Ack).boxed(),
+        Opcode::AckBatch => prop::collection::vec(arb_ack(), 0..4)
+            .prop_map(|acks| Request::AckBatch(AckBatchRequest { acks }))
+            .boxed(),
+        Opcode::Fail => (arb_job_id(), arb_u64(), arb_text(), arb_retry())
+            .prop_map(|(job_id, lease_id, error, retry)| {
+                Request::Fail(FailRequest {
+                    job_id,
+                    lease_id,
+                    error,
+                    retry,
+                })
+            })
+            .boxed(),
+        Opcode::Extend => (arb_job_id(), arb_u64(), arb_u32())
+            .prop_map(|(job_id, lease_id, lease_ms)| {
+                Request::Extend(ExtendRequest {
+                    job_id,
+                    lease_id,
+                    lease_ms,
+                })
+            })
+            .boxed(),
+        Opcode::Cancel => arb_job_id()
+            .prop_map(|job_id| Request::Cancel(JobRef { job_id }))
+            .boxed(),
+        Opcode::JobGet => arb_job_id()
+            .prop_map(|job_id| Request::JobGet(JobRef { job_id }))
+            .boxed(),
+        Opcode::JobList => (
+            arb_text(),
+            proptest::option::of(arb_job_state()),
+            proptest::option::of(arb_job_id()),
+            arb_u32(),
+        )
+            .prop_map(|(queue, state, after, limit)| {
+                Request::JobList(JobListRequest {
+                    queue,
+                    state,
+                    after,
+                    limit,
+                })
+            })
+            .boxed(),
+        Opcode::DeadList => (arb_text(), proptest::option::of(arb_job_id()), arb_u32())
+            .prop_map(|(queue, after, limit)| {
+                Request::DeadList(DeadListRequest {
+                    queue,
+                    after,
+                    limit,
+                })
+            })
+            .boxed(),
+        Opcode::DeadRetry => arb_dead_bulk().prop_map(Request::DeadRetry).boxed(),
+        Opcode::DeadDiscard => arb_dead_bulk().prop_map(Request::DeadDiscard).boxed(),
+    }
+}
+
+/// Responses of one operation. Exhaustive, so a new opcode must get a strategy.
+fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
+    match opcode {
+        Opcode::Hello => (
+            arb_u16(),
+            arb_text(),
+            prop::sample::select(vec![
+                PrincipalKind::Root,
+                PrincipalKind::ApiKey,
+                PrincipalKind::User,
+            ]),
+            arb_u64(),
+            prop::array::uniform8(arb_u32()),
+        )
+            .prop_map(
+                |(protocol_version, server_version, principal_kind, project_id, limits)| {
+                    Response::Hello(HelloResponse {
+                        protocol_version,
+                        server_version,
+                        principal_kind,
+                        project_id,
+                        limits: SessionLimits {
+                            frame_bytes_max: limits[0],
+                            requests_in_flight_max: limits[1],
+                            payload_bytes_max: limits[2],
+                            result_bytes_max: limits[3],
+                            batch_jobs_max: limits[4],
+                            fetch_jobs_max: limits[5],
+                            fetch_wait_ms_max: limits[6],
+                            idle_timeout_ms: limits[7],
+                        },
+                    })
+                },
+            )
+            .boxed(),
+        Opcode::Ping => arb_u64()
+            .prop_map(|server_time_ms| Response::Ping(Pong { server_time_ms }))
+            .boxed(),
+        Opcode::Bye => Just(Response::Bye(Empty {})).boxed(),
+        Opcode::QueueCreate => arb_queue_info().prop_map(Response::QueueCreate).boxed(),
+        Opcode::QueueGet => arb_queue_info().prop_map(Response::QueueGet).boxed(),
+        Opcode::QueueList => (
+            prop::collection::vec(arb_queue_info(), 0..3),
+            proptest::option::of(arb_text()),
+        )
+            .prop_map(|(queues, next_after)| {
+                Response::QueueList(QueueListResponse { queues, next_after })
+            })
+            .boxed(),
+        Opcode::QueueUpdate => arb_queue_info().prop_map(Response::QueueUpdate).boxed(),
+        Opcode::QueueDelete => Just(Response::QueueDelete(Empty {})).boxed(),
+        Opcode::QueuePause => arb_queue_info().prop_map(Response::QueuePause).boxed(),
+        Opcode::QueueResume => arb_queue_info().prop_map(Response::QueueResume).boxed(),
+        Opcode::QueuePurge => arb_bulk_response().prop_map(Response::QueuePurge).boxed(),
+        Opcode::QueueStats => (
+            arb_text(),
+            arb_job_counts(),
+            any::<bool>(),
+            proptest::option::of(arb_u64()),
+        )
+            .prop_map(|(name, counts, paused, oldest_ready_age_ms)| {
+                Response::QueueStats(QueueStats {
+                    name,
+                    counts,
+                    paused,
+                    oldest_ready_age_ms,
+                })
+            })
+            .boxed(),
+        Opcode::Enqueue => (arb_job_id(), arb_job_state())
+            .prop_map(|(job_id, state)| Response::Enqueue(EnqueueResponse { job_id, state }))
+            .boxed(),
+        Opcode::EnqueueBatch => prop::collection::vec(arb_job_id(), 0..5)
+            .prop_map(|job_ids| Response::EnqueueBatch(EnqueueBatchResponse { job_ids }))
+            .boxed(),
+        Opcode::Fetch => prop::collection::vec(arb_leased_job(), 0..4)
+            .prop_map(|jobs| Response::Fetch(FetchResponse { jobs }))
+            .boxed(),
+        Opcode::Ack => Just(Response::Ack(Empty {})).boxed(),
+        Opcode::AckBatch => prop::collection::vec(proptest::option::of(arb_error_body()), 0..4)
+            .prop_map(|results| Response::AckBatch(AckBatchResponse { results }))
+            .boxed(),
+        Opcode::Fail => (arb_job_state(), proptest::option::of(arb_u64()), arb_u32())
+            .prop_map(|(state, run_at_ms, attempts)| {
+                Response::Fail(FailResponse {
+                    state,
+                    run_at_ms,
+                    attempts,
+                })
+            })
+            .boxed(),
+        Opcode::Extend => (arb_u64(), any::<bool>())
+            .prop_map(|(lease_deadline_ms, cancel_requested)| {
+                Response::Extend(ExtendResponse {
+                    lease_deadline_ms,
+                    cancel_requested,
+                })
+            })
+            .boxed(),
+        Opcode::Cancel => (arb_job_state(), any::<bool>())
+            .prop_map(|(state, cancel_requested)| {
+                Response::Cancel(CancelResponse {
+                    state,
+                    cancel_requested,
+                })
+            })
+            .boxed(),
+        Opcode::JobGet => arb_job_info().prop_map(Response::JobGet).boxed(),
+        Opcode::JobList => arb_job_list_response().prop_map(Response::JobList).boxed(),
+        Opcode::DeadList => arb_job_list_response().prop_map(Response::DeadList).boxed(),
+        Opcode::DeadRetry => arb_bulk_response().prop_map(Response::DeadRetry).boxed(),
+        Opcode::DeadDiscard => arb_bulk_response().prop_map(Response::DeadDiscard).boxed(),
+    }
+}
+
+fn arb_opcode() -> impl Strategy<Value = Opcode> {
+    prop::sample::select(Opcode::ALL.to_vec())
+}
+
+fn arb_request() -> impl Strategy<Value = Request> {
+    arb_opcode().prop_flat_map(arb_request_for)
+}
+
+fn arb_response() -> impl Strategy<Value = Response> {
+    arb_opcode().prop_flat_map(arb_response_for)
+}
+
+fn arb_frame() -> impl Strategy<Value = Frame> {
+    (
+        prop::sample::select(vec![
+            FrameKind::Request,
+            FrameKind::Response,
+            FrameKind::Error,
+            FrameKind::Event,
+        ]),
+        any::<u16>(),
+        any::<u32>(),
+        prop::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(kind, opcode, request_id, body)| Frame {
+            kind,
+            opcode,
+            request_id,
+            body: Bytes::from(body),
+        })
+}
+
+/// Encodes a request as a whole frame and reads it back through the codec.
+fn through_frame(kind: FrameKind, opcode: Opcode, body: BytesMut) -> Frame {
+    let frame = Frame {
+        kind,
+        opcode: opcode.number(),
+        request_id: 7,
+        body: body.freeze(),
+    };
+    let mut codec = FrameCodec::new(FRAME_BYTES_CEILING);
+    let mut wire = BytesMut::new();
+    codec
+        .encode(frame.clone(), &mut wire)
+        .expect("encode the frame");
+    let decoded = codec
+        .decode(&mut wire)
+        .expect("decode the frame")
+        .expect("a whole frame");
+    assert!(wire.is_empty());
+    assert_eq!(decoded, frame);
+    decoded
+}
+
+/// Applies `(position, byte)` overwrites and a truncation to `bytes`.
+fn mangle(mut bytes: Vec<u8>, overwrites: &[(usize, u8)], keep_fraction: f64) -> Vec<u8> {
+    if !bytes.is_empty() {
+        for (position, byte) in overwrites {
+            let index = position % bytes.len();
+            bytes[index] = *byte;
+        }
+    }
+    let keep = ((bytes.len() as f64) * keep_fraction) as usize;
+    bytes.truncate(keep.min(bytes.len()));
+    bytes
+}
+
+proptest! {
+    #[test]
+    fn every_request_round_trips(request in arb_request()) {
+        let mut body = BytesMut::new();
+        request.encode_body(&mut body);
+        let frame = through_frame(FrameKind::Request, request.opcode(), body);
+        let decoded = Request::decode(frame.opcode, &frame.body).expect("decode the body");
+        prop_assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn every_response_round_trips(response in arb_response()) {
+        let mut body = BytesMut::new();
+        response.encode_body(&mut body);
+        let frame = through_frame(FrameKind::Response, response.opcode(), body);
+        let decoded = Response::decode(frame.opcode, &frame.body).expect("decode the body");
+        prop_assert_eq!(decoded, response);
+    }
+
+    #[test]
+    fn error_bodies_round_trip(error in arb_error_body(), opcode in arb_opcode()) {
+        let mut body = BytesMut::new();
+        encode_body(&error, &mut body);
+        let frame = through_frame(FrameKind::Error, opcode, body);
+        let decoded: ErrorBody = decode_body(frame.opcode, &frame.body).expect("decode the body");
+        prop_assert_eq!(decoded, error);
+    }
+
+    /// The forward-compatibility rule: bytes appended after a body are ignored.
+    #[test]
+    fn trailing_bytes_after_a_body_are_ignored(
+        request in arb_request(),
+        response in arb_response(),
+        trailing in prop::collection::vec(any::<u8>(), 1..32),
+    ) {
+        let mut body = BytesMut::new();
+        request.encode_body(&mut body);
+        body.extend_from_slice(&trailing);
+        prop_assert_eq!(Request::decode(request.opcode().number(), &body).expect("decode"), request);
+        let mut body = BytesMut::new();
+        response.encode_body(&mut body);
+        body.extend_from_slice(&trailing);
+        prop_assert_eq!(
+            Response::decode(response.opcode().number(), &body).expect("decode"),
+            response
+        );
+    }
+
+    #[test]
+    fn frames_split_anywhere_reassemble(
+        frames in prop::collection::vec(arb_frame(), 1..6),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let mut codec = FrameCodec::new(FRAME_BYTES_CEILING);
+        let mut wire = BytesMut::new();
+        for frame in &frames {
+            codec.encode(frame.clone(), &mut wire).expect("encode");
+        }
+        let wire = wire.freeze();
+        let mut positions: Vec<usize> = cuts.iter().map(|cut| cut.index(wire.len() + 1)).collect();
+        positions.push(wire.len());
+        positions.sort_unstable();
+        positions.dedup();
+
+        let mut buffer = BytesMut::new();
+        let mut decoded = Vec::new();
+        let mut start = 0;
+        for end in positions {
+            buffer.extend_from_slice(&wire[start..end]);
+            start = end;
+            while let Some(frame) = codec.decode(&mut buffer).expect("valid frames decode") {
+                decoded.push(frame);
+            }
+        }
+        prop_assert!(codec.decode_eof(&mut buffer).expect("no partial frame left").is_none());
+        prop_assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_frame_codec(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+        frame_bytes_max in prop_oneof![0..64u32, any::<u32>()],
+    ) {
+        let mut codec = FrameCodec::new(frame_bytes_max);
+        let mut buffer = BytesMut::from(&bytes[..]);
+        // Every successful decode consumes at least the 11-byte header, so this ends.
+        while let Ok(Some(frame)) = codec.decode(&mut buffer) {
+            prop_assert!(frame.body.len() + 7 <= frame_bytes_max as usize);
+        }
+        let _ = codec.decode_eof(&mut buffer);
+    }
+
+    #[test]
+    fn random_bodies_never_panic_the_message_decoders(
+        opcode in prop_oneof![arb_opcode().prop_map(Opcode::number), any::<u16>()],
+        body in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let _ = Request::decode(opcode, &body);
+        let _ = Response::decode(opcode, &body);
+        let _ = decode_body::<ErrorBody>(opcode, &body);
+    }
+
+    /// Random bytes rarely get past the first field; mangling valid bodies reaches deep into
+    /// every type.
+    #[test]
+    fn mangled_valid_bodies_never_panic_the_decoders(
+        request in arb_request(),
+        response in arb_response(),
+        overwrites in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+        keep_fraction in 0.0..=1.0f64,
+    ) {
+        let mut body = BytesMut::new();
+        request.encode_body(&mut body);
+        let mangled = mangle(body.to_vec(), &overwrites, keep_fraction);
+        let _ = Request::decode(request.opcode().number(), &mangled);
+
+        let mut body = BytesMut::new();
+        response.encode_body(&mut body);
+        let mangled = mangle(body.to_vec(), &overwrites, keep_fraction);
+        let _ = Response::decode(response.opcode().number(), &mangled);
+        let _ = decode_body::<ErrorBody>(response.opcode().number(), &mangled);
+    }
+}
