@@ -77,6 +77,9 @@ pub struct BrokerLimits {
     pub result_bytes_max: u32,
     /// Most jobs in one ENQUEUE_BATCH.
     pub batch_jobs_max: u32,
+    /// Largest response body the broker builds: the session's frame limit less the
+    /// header. FETCH and listings return fewer items rather than exceed it.
+    pub response_bytes_max: u32,
 }
 
 /// Everything the broker needs besides storage and a clock.

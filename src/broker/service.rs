@@ -18,6 +18,15 @@ use super::{validate, Broker, Session};
 use crate::storage::records::{self, JobBody, JobRecord, StateTag};
 use crate::storage::{keys, StorageError};
 
+/// Bound on a response's bytes besides its items (lengths, options, cursor).
+const RESPONSE_OVERHEAD_BYTES: usize = 64;
+
+/// Bound on one leased job's encoding besides payload, queue name and metadata.
+const LEASED_JOB_OVERHEAD_BYTES: usize = 96;
+
+/// Bound on one job summary's encoding besides queue name and last error.
+const JOB_SUMMARY_OVERHEAD_BYTES: usize = 96;
+
 /// Most index entries one listing scans before it returns a partial page, so a filter
 /// that matches little cannot make one request scan a whole queue.
 const LIST_SCAN_ENTRIES_MAX: usize = 10 * limits::LIST_LIMIT_MAX as usize;
@@ -53,9 +62,10 @@ impl Broker {
     /// Runs one request for `session` and answers it after its durability point.
     pub async fn handle(&self, session: &Session, request: Request) -> Result<Response, ErrorBody> {
         let project_id = session.project_id;
+        validate::named_queue(&request)?;
         match request {
             Request::Hello(_) => Err(ErrorBody::new(
-                ErrorCode::InvalidArgument,
+                ErrorCode::Conflict,
                 "the session is already authenticated",
             )),
             Request::Ping(_) => Ok(Response::Ping(Pong {
@@ -63,7 +73,6 @@ impl Broker {
             })),
             Request::Bye(_) => Ok(Response::Bye(Default::default())),
             Request::QueueCreate(body) => {
-                validate::queue_name(&body.name)?;
                 validate::queue_settings(&body.settings)?;
                 let info = self
                     .mutate(|core, now_ms| {
@@ -431,11 +440,45 @@ impl Broker {
         } else {
             deliveries
         };
+        self.fitting_jobs(deliveries)
+    }
+
+    /// Reads the payloads of leased jobs and builds the answer, stopping before it would
+    /// exceed the response limit; jobs that do not fit go back to the queue unharmed
+    /// (their attempt is not counted). The first job always fits: configuration
+    /// guarantees a maximal job fits in a frame.
+    fn fitting_jobs(&self, mut deliveries: Vec<Delivery>) -> Reply<FetchResponse> {
+        let budget_bytes = self.limits.response_bytes_max as usize;
         let mut jobs = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            jobs.push(self.leased_job(delivery)?);
+        let mut used_bytes = RESPONSE_OVERHEAD_BYTES;
+        for (index, delivery) in deliveries.iter().enumerate() {
+            let job = self.leased_job(delivery.clone())?;
+            let metadata_bytes: usize = job
+                .metadata
+                .iter()
+                .map(|(key, value)| key.len() + value.len() + 2)
+                .sum();
+            let job_bytes =
+                LEASED_JOB_OVERHEAD_BYTES + job.payload.len() + job.queue.len() + metadata_bytes;
+            if !jobs.is_empty() && used_bytes + job_bytes > budget_bytes {
+                self.return_unsent(deliveries.split_off(index));
+                break;
+            }
+            used_bytes += job_bytes;
+            jobs.push(job);
         }
         Ok(FetchResponse { jobs })
+    }
+
+    /// Puts leased jobs that could not be sent back to the ready set.
+    fn return_unsent(&self, unsent: Vec<Delivery>) {
+        let now_ms = self.clock.now_ms();
+        let mut state = self.shared.lock();
+        state.core.release(&unsent, now_ms);
+        self.shared.after_op(&mut state, now_ms);
+        if state.core.has_writes() {
+            self.shared.work.notify_one();
+        }
     }
 
     fn leased_job(&self, delivery: Delivery) -> Reply<LeasedJob> {
@@ -574,7 +617,6 @@ impl Broker {
         request: JobListRequest,
     ) -> Reply<JobListResponse> {
         let limit = validate::list_limit(request.limit)?;
-        validate::queue_name(&request.queue)?;
         let queue_id = self.resolve_queue(project_id, &request.queue).await?;
         let now_ms = self.clock.now_ms();
         let (tags, wanted): (Vec<StateTag>, Option<JobState>) = match request.state {
@@ -601,18 +643,30 @@ impl Broker {
         let scanned_all = candidates.len() < scan_limit;
         let mut jobs = Vec::new();
         let mut last_seen = None;
+        let budget_bytes = self.limits.response_bytes_max as usize;
+        let mut used_bytes = RESPONSE_OVERHEAD_BYTES;
+        let mut full = false;
         for job_id in candidates {
-            if jobs.len() == limit {
-                break;
-            }
-            last_seen = Some(job_id);
             let Some(record) = self.read_job_now(project_id, job_id)? else {
+                last_seen = Some(job_id);
                 continue;
             };
             let state = visible_state(&record, now_ms);
             if wanted.is_some_and(|wanted| wanted != state) {
+                last_seen = Some(job_id);
                 continue;
             }
+            let summary_bytes = JOB_SUMMARY_OVERHEAD_BYTES
+                + request.queue.len()
+                + record.last_error.as_ref().map_or(0, String::len);
+            if jobs.len() == limit
+                || (!jobs.is_empty() && used_bytes + summary_bytes > budget_bytes)
+            {
+                full = true;
+                break;
+            }
+            used_bytes += summary_bytes;
+            last_seen = Some(job_id);
             jobs.push(JobSummary {
                 job_id,
                 queue: request.queue.clone(),
@@ -626,8 +680,11 @@ impl Broker {
                 last_error: record.last_error,
             });
         }
-        let more = jobs.len() == limit || !scanned_all;
-        let next_after = if more { last_seen } else { None };
+        let next_after = if full || !scanned_all {
+            last_seen
+        } else {
+            None
+        };
         Ok(JobListResponse { jobs, next_after })
     }
 
@@ -668,7 +725,6 @@ impl Broker {
         request: DeadBulkRequest,
         retry: bool,
     ) -> Reply<BulkResponse> {
-        validate::queue_name(&request.queue)?;
         if request.job_ids.len() > limits::BULK_JOBS_MAX as usize {
             return Err(ErrorBody::new(
                 ErrorCode::InvalidArgument,
@@ -677,38 +733,39 @@ impl Broker {
         }
         let _bulk = self.bulk_lock.lock().await;
         let queue_id = self.resolve_queue(project_id, &request.queue).await?;
-        let job_ids = if request.job_ids.is_empty() {
+        let named = !request.job_ids.is_empty();
+        let job_ids = if named {
+            request.job_ids
+        } else {
             self.scan_index(
                 queue_id,
                 StateTag::Dead,
                 None,
                 limits::BULK_JOBS_MAX as usize,
             )?
-        } else {
-            request.job_ids
         };
         let mut dead = Vec::with_capacity(job_ids.len());
-        for job_id in job_ids {
-            match self.read_job_now(project_id, job_id)? {
+        for (index, job_id) in job_ids.into_iter().enumerate() {
+            let refusal = match self.read_job_now(project_id, job_id)? {
                 Some(record) if record.queue_id == queue_id && record.state == StateTag::Dead => {
                     dead.push((job_id, record));
+                    continue;
                 }
-                Some(record) if record.queue_id == queue_id => {
-                    return Err(ErrorBody::new(
-                        ErrorCode::Conflict,
-                        format!(
-                            "job {job_id} is {:?}, not dead",
-                            visible_state(&record, self.now_ms())
-                        ),
-                    ));
-                }
-                _ => {
-                    return Err(ErrorBody::new(
-                        ErrorCode::NotFound,
-                        format!("job {job_id} not found in queue {:?}", request.queue),
-                    ));
-                }
-            }
+                Some(record) if record.queue_id == queue_id => ErrorBody::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "job {job_id} is {}, not dead",
+                        visible_state(&record, self.now_ms())
+                    ),
+                ),
+                _ => ErrorBody::new(
+                    ErrorCode::NotFound,
+                    format!("job {job_id} not found in queue {:?}", request.queue),
+                ),
+            };
+            return Err(refusal.with_details(ErrorDetails::BatchItem {
+                index: index as u32,
+            }));
         }
         let (affected, remaining) = self
             .mutate(|core, now_ms| {
@@ -727,7 +784,11 @@ impl Broker {
                         .collect();
                     core.delete_jobs(queue_id, &entries)
                 };
-                let remaining = core.queue_get(project_id, &request.queue)?.counts.dead;
+                let remaining = if named {
+                    0
+                } else {
+                    core.queue_get(project_id, &request.queue)?.counts.dead
+                };
                 Ok((affected, remaining))
             })
             .await?;

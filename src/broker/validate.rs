@@ -2,7 +2,7 @@
 //! it, and refused with INVALID_ARGUMENT naming the field.
 
 use taskforge_protocol::{
-    limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, NewJob, QueueSettings, Retry,
+    limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, NewJob, QueueSettings, Request, Retry,
 };
 
 use super::BrokerLimits;
@@ -23,6 +23,25 @@ pub fn queue_name(name: &str) -> Result<(), ErrorBody> {
         )));
     }
     Ok(())
+}
+
+/// Checks the queue name of any request that names one queue, so a malformed name is
+/// INVALID_ARGUMENT before any lookup could say NOT_FOUND.
+pub fn named_queue(request: &Request) -> Result<(), ErrorBody> {
+    let name = match request {
+        Request::QueueCreate(body) | Request::QueueUpdate(body) => &body.name,
+        Request::QueueGet(body)
+        | Request::QueueDelete(body)
+        | Request::QueuePause(body)
+        | Request::QueueResume(body)
+        | Request::QueuePurge(body)
+        | Request::QueueStats(body) => &body.name,
+        Request::JobList(body) => &body.queue,
+        Request::DeadList(body) => &body.queue,
+        Request::DeadRetry(body) | Request::DeadDiscard(body) => &body.queue,
+        _ => return Ok(()),
+    };
+    queue_name(name)
 }
 
 fn max_attempts(field: &str, value: u32) -> Result<(), ErrorBody> {
@@ -174,8 +193,11 @@ pub fn fetch(
             limits::FETCH_QUEUES_MAX
         )));
     }
-    for name in queues {
+    for (index, name) in queues.iter().enumerate() {
         queue_name(name)?;
+        if queues[..index].contains(name) {
+            return Err(invalid(format!("queue {name:?} is named twice")));
+        }
     }
     if max_jobs == 0 || max_jobs > limits::FETCH_JOBS_MAX {
         return Err(invalid(format!(

@@ -1,15 +1,34 @@
 //! Queue operations of the core.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 
 use taskforge_protocol::{
-    limits, Backoff, JobCounts, ProjectId, QueueDefaults, QueueInfo, QueueSettings, QueueStats,
+    limits, Backoff, JobCounts, JobId, ProjectId, QueueDefaults, QueueInfo, QueueSettings,
+    QueueStats,
 };
 
-use super::{Core, CoreError, QueueState};
+use super::{Core, CoreError, QueueState, ReadyKey};
 use crate::storage::keys;
 use crate::storage::records::{self, QueueRecord, StateTag};
 use crate::storage::Write;
+
+/// The earliest run time among ready jobs. Within one priority the ready set is ordered by
+/// run time, so the first entry of each priority group is that group's oldest: this visits
+/// one entry per distinct priority, not every ready job.
+fn oldest_ready_at(ready: &BTreeMap<ReadyKey, JobId>) -> Option<u64> {
+    let mut oldest: Option<u64> = None;
+    let mut next = ready.keys().next().copied();
+    while let Some((priority, run_at_ms, _)) = next {
+        oldest = Some(oldest.map_or(run_at_ms, |oldest| oldest.min(run_at_ms)));
+        let past_group = (priority, u64::MAX, u64::MAX);
+        next = ready
+            .range((Bound::Excluded(past_group), Bound::Unbounded))
+            .next()
+            .map(|(key, _)| *key);
+    }
+    oldest
+}
 
 /// The broker-wide defaults a queue starts from.
 pub fn broker_defaults() -> QueueDefaults {
@@ -209,15 +228,11 @@ impl Core {
     ) -> Result<QueueStats, CoreError> {
         let queue_id = self.queue_id(project_id, name)?;
         let info = self.queue_info(queue_id);
-        let oldest_ready_age_ms = self.queues.get(&queue_id).and_then(|queue| {
-            queue
-                .ready
-                .values()
-                .filter_map(|job_id| self.jobs.get(job_id))
-                .map(|record| record.run_at_ms)
-                .min()
-                .map(|run_at_ms| now_ms.saturating_sub(run_at_ms))
-        });
+        let oldest_ready_age_ms = self
+            .queues
+            .get(&queue_id)
+            .and_then(|queue| oldest_ready_at(&queue.ready))
+            .map(|run_at_ms| now_ms.saturating_sub(run_at_ms));
         Ok(QueueStats {
             name: info.name,
             counts: info.counts,

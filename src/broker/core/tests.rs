@@ -318,3 +318,28 @@ fn lease_ids_never_repeat_after_a_restore() {
         .remove(0);
     assert!(second.lease_id > first.lease_id);
 }
+
+#[test]
+fn oldest_ready_age_looks_across_priorities() {
+    let mut core = core_with_queue(QueueSettings::default());
+    enqueue(
+        &mut core,
+        NewJob {
+            priority: Some(9),
+            ..job(b"new")
+        },
+        T0 + 500,
+    );
+    enqueue(&mut core, job(b"old"), T0);
+    enqueue(
+        &mut core,
+        NewJob {
+            priority: Some(-3),
+            ..job(b"mid")
+        },
+        T0 + 200,
+    );
+    let stats = core.queue_stats(PROJECT, "q", T0 + 1_000).expect("stats");
+    assert_eq!(stats.oldest_ready_age_ms, Some(1_000));
+    assert_eq!(stats.counts.ready, 3);
+}
