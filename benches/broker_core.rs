@@ -10,14 +10,20 @@ const NOW_MS: u64 = 1_700_000_000_000;
 const BATCH_JOBS: usize = 1_000;
 
 fn job() -> NewJob {
-    NewJob { queue: "q".into(), payload: vec![0u8; 128], ..NewJob::default() }
+    NewJob {
+        queue: "q".into(),
+        payload: vec![0u8; 128],
+        ..NewJob::default()
+    }
 }
 
 fn core_with_backlog(backlog: usize) -> Core {
     let mut core = Core::new(1);
-    core.queue_create(PROJECT, "q", &QueueSettings::default(), NOW_MS).expect("queue");
+    core.queue_create(PROJECT, "q", &QueueSettings::default(), NOW_MS)
+        .expect("queue");
     for chunk in (0..backlog).collect::<Vec<_>>().chunks(BATCH_JOBS) {
-        core.enqueue(PROJECT, vec![job(); chunk.len()], NOW_MS).expect("enqueue");
+        core.enqueue(PROJECT, vec![job(); chunk.len()], NOW_MS)
+            .expect("enqueue");
     }
     let _ = core.take_writes();
     core
@@ -30,7 +36,8 @@ fn lifecycle(criterion: &mut Criterion) {
         bencher.iter_batched(
             || core_with_backlog(0),
             |mut core| {
-                core.enqueue(PROJECT, vec![job(); BATCH_JOBS], NOW_MS).expect("enqueue");
+                core.enqueue(PROJECT, vec![job(); BATCH_JOBS], NOW_MS)
+                    .expect("enqueue");
                 core
             },
             BatchSize::SmallInput,
@@ -41,9 +48,12 @@ fn lifecycle(criterion: &mut Criterion) {
             || core_with_backlog(BATCH_JOBS),
             |mut core| {
                 let queue_id = core.queue_id(PROJECT, "q").expect("queue");
-                let leased = core.fetch(PROJECT, &[queue_id], BATCH_JOBS, None, NOW_MS).expect("fetch");
+                let leased = core
+                    .fetch(PROJECT, &[queue_id], BATCH_JOBS, None, NOW_MS)
+                    .expect("fetch");
                 for delivery in leased {
-                    core.ack(PROJECT, delivery.job_id, delivery.lease_id, None, NOW_MS).expect("ack");
+                    core.ack(PROJECT, delivery.job_id, delivery.lease_id, None, NOW_MS)
+                        .expect("ack");
                 }
                 core
             },
@@ -54,8 +64,12 @@ fn lifecycle(criterion: &mut Criterion) {
         bencher.iter_batched(
             || {
                 let mut core = core_with_backlog(0);
-                let delayed = NewJob { delay_ms: Some(1_000), ..job() };
-                core.enqueue(PROJECT, vec![delayed; BATCH_JOBS], NOW_MS).expect("enqueue");
+                let delayed = NewJob {
+                    delay_ms: Some(1_000),
+                    ..job()
+                };
+                core.enqueue(PROJECT, vec![delayed; BATCH_JOBS], NOW_MS)
+                    .expect("enqueue");
                 core
             },
             |mut core| {
@@ -75,9 +89,12 @@ fn lifecycle(criterion: &mut Criterion) {
             let queue_id = core.queue_id(PROJECT, "q").expect("queue");
             bencher.iter(|| {
                 core.enqueue(PROJECT, vec![job()], NOW_MS).expect("enqueue");
-                let leased = core.fetch(PROJECT, &[queue_id], 1, None, NOW_MS).expect("fetch");
+                let leased = core
+                    .fetch(PROJECT, &[queue_id], 1, None, NOW_MS)
+                    .expect("fetch");
                 for delivery in leased {
-                    core.ack(PROJECT, delivery.job_id, delivery.lease_id, None, NOW_MS).expect("ack");
+                    core.ack(PROJECT, delivery.job_id, delivery.lease_id, None, NOW_MS)
+                        .expect("ack");
                 }
                 let _ = core.take_writes();
             })

@@ -1,6 +1,7 @@
 //! TaskForge: a durable, multi-tenant background-job broker.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod clock;

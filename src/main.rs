@@ -1,1 +1,247 @@
-fn main() {}
+//! The `taskforge` command: `taskforge server` runs the broker; `taskforge ping` checks
+//! that one answers. Each subcommand is one `Command` variant and one `run_*` function, so
+//! the admin subcommands join the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use futures::{SinkExt as _, StreamExt as _};
+use taskforge::config::{
+    read_dotenv, Config, ConfigSources, LogFormat, LogSettings, SettingFlags, DOTENV_FILE,
+    RUST_LOG_ENV_VAR,
+};
+use taskforge_protocol::limits::HANDSHAKE_FRAME_BYTES_MAX;
+use taskforge_protocol::{
+    decode_body, Empty, ErrorBody, Frame, FrameCodec, FrameKind, Opcode, Request, Response,
+};
+use tokio_util::codec::Framed;
+
+/// Default address `taskforge ping` checks: the default listen address.
+const PING_ADDR_DEFAULT: &str = "127.0.0.1:7700";
+
+/// Default deadline for the whole ping (connect, send, answer); below Docker's default
+/// health-check timeout.
+const PING_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+
+/// Request id of the ping's one request.
+const PING_REQUEST_ID: u32 = 1;
+
+/// TaskForge: a durable, multi-tenant background-job broker.
+#[derive(Parser)]
+#[command(name = "taskforge", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the broker until SIGINT or SIGTERM, then shuts down gracefully.
+    Server(ServerArgs),
+    /// Checks that a broker answers a PING (no credentials needed); exits 0 on a Pong.
+    Ping(PingArgs),
+}
+
+/// Flags of `taskforge server`. Every setting can also come from the config file, `.env`
+/// or its `TASKFORGE_*` variable; flags win.
+#[derive(Args)]
+struct ServerArgs {
+    /// TOML config file [env: TASKFORGE_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration as TOML (secrets redacted) and exit
+    #[arg(long)]
+    print_config: bool,
+    /// One flag per setting.
+    #[command(flatten)]
+    settings: SettingFlags,
+}
+
+/// Flags of `taskforge ping`.
+#[derive(Args)]
+struct PingArgs {
+    /// Broker address (host:port)
+    #[arg(long, env = "TASKFORGE_ADDR", default_value = PING_ADDR_DEFAULT)]
+    addr: String,
+    /// Give up after this many ms
+    #[arg(long, value_name = "MS", default_value_t = PING_TIMEOUT_MS_DEFAULT)]
+    timeout_ms: u64,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Server(args) => run_server(args),
+        Command::Ping(args) => run_ping(args),
+    }
+}
+
+/// `taskforge server`.
+fn run_server(args: ServerArgs) -> ExitCode {
+    let sources = match server_config_sources(args.config, args.settings, Path::new(DOTENV_FILE)) {
+        Ok(sources) => sources,
+        Err(error) => return fail(&format!("configuration: {error}")),
+    };
+    let config = match Config::load(&sources) {
+        Ok(config) => config,
+        Err(error) => return fail(&format!("configuration: {error}")),
+    };
+    if args.print_config {
+        return match config.to_toml_redacted() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&format!("cannot print the configuration: {error}")),
+        };
+    }
+    if let Err(error) = init_tracing(&config.log, sources.variable(RUST_LOG_ENV_VAR)) {
+        return fail(&format!("logging: {error}"));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
+    };
+    runtime.block_on(serve_until_signal(config))
+}
+
+/// The layers of the server's configuration: flags, process environment and `.env`.
+fn server_config_sources(
+    config_file: Option<PathBuf>,
+    settings: SettingFlags,
+    dotenv_file: &Path,
+) -> Result<ConfigSources, taskforge::config::ConfigError> {
+    Ok(ConfigSources {
+        config_file,
+        dotenv: read_dotenv(dotenv_file)?,
+        environment: ConfigSources::process_environment(),
+        flags: settings.values,
+    })
+}
+
+/// Logs to stderr as text or JSON. `RUST_LOG` (environment or `.env`), when set, replaces
+/// the configured filter.
+fn init_tracing(log: &LogSettings, rust_log: Option<&str>) -> Result<(), String> {
+    let filter_text = rust_log
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or(&log.level);
+    let filter = tracing_subscriber::EnvFilter::try_new(filter_text)
+        .map_err(|error| format!("invalid log filter {filter_text:?}: {error}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|error| error.to_string())
+}
+
+/// Starts the server, waits for SIGINT or SIGTERM, shuts down gracefully.
+async fn serve_until_signal(config: Config) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed before starting, so a signal during start-up is not lost.
+    let (mut terminate, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+        (Err(error), _) | (_, Err(error)) => {
+            return fail(&format!("cannot install signal handlers: {error}"))
+        }
+    };
+    let running = match taskforge::server::start(config).await {
+        Ok(running) => running,
+        Err(error) => return fail(&format!("cannot start: {error}")),
+    };
+    let signal_name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal = signal_name, "shutting down");
+    match running.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the server task failed during shutdown");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `taskforge ping`: one PING frame before any handshake, written with the raw codec.
+fn run_ping(args: PingArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
+    };
+    let deadline = Duration::from_millis(args.timeout_ms);
+    let outcome = runtime.block_on(async {
+        tokio::time::timeout(deadline, ping(&args.addr))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", args.timeout_ms)))
+    });
+    match outcome {
+        Ok(server_time_ms) => {
+            println!("pong from {}: server time {server_time_ms} ms", args.addr);
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(&format!("ping {}: {message}", args.addr)),
+    }
+}
+
+/// Sends PING to `addr` and returns the server's clock from the Pong.
+async fn ping(addr: &str) -> Result<u64, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("cannot connect: {error}"))?;
+    let mut frames = Framed::new(stream, FrameCodec::new(HANDSHAKE_FRAME_BYTES_MAX));
+    let mut body = bytes::BytesMut::new();
+    Request::Ping(Empty {}).encode_body(&mut body);
+    let request = Frame {
+        kind: FrameKind::Request,
+        opcode: Opcode::Ping.number(),
+        request_id: PING_REQUEST_ID,
+        body: body.freeze(),
+    };
+    frames
+        .send(request)
+        .await
+        .map_err(|error| format!("cannot send: {error}"))?;
+    let frame = match frames.next().await {
+        Some(Ok(frame)) => frame,
+        Some(Err(error)) => return Err(format!("unreadable answer: {error}")),
+        None => return Err("the server closed the connection without answering".into()),
+    };
+    match frame.kind {
+        FrameKind::Response if frame.request_id == PING_REQUEST_ID => {
+            match Response::decode(frame.opcode, &frame.body) {
+                Ok(Response::Ping(pong)) => Ok(pong.server_time_ms),
+                Ok(other) => Err(format!("unexpected answer {:?}", other.opcode())),
+                Err(error) => Err(format!("unreadable answer: {error}")),
+            }
+        }
+        FrameKind::Error => match decode_body::<ErrorBody>(frame.opcode, &frame.body) {
+            Ok(error) => Err(format!("refused: {error}")),
+            Err(error) => Err(format!("unreadable error: {error}")),
+        },
+        kind => Err(format!(
+            "unexpected {kind:?} frame for request {}",
+            frame.request_id
+        )),
+    }
+}
+
+/// Prints `message` for the operator and returns the failure exit code.
+fn fail(message: &str) -> ExitCode {
+    eprintln!("taskforge: {message}");
+    ExitCode::FAILURE
+}

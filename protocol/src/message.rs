@@ -73,7 +73,10 @@ pub fn decode_body<T: Decode<()>>(opcode: u16, body: &[u8]) -> Result<T, Message
         1_048_577..=16_777_216 => decode_limited::<T, { 16 * 1024 * KIB }>(body),
         _ => decode_limited::<T, { FRAME_BYTES_CEILING as usize }>(body),
     };
-    decoded.map_err(|error| MessageError::Malformed { opcode, reason: error.to_string() })
+    decoded.map_err(|error| MessageError::Malformed {
+        opcode,
+        reason: error.to_string(),
+    })
 }
 
 fn decode_limited<T: Decode<()>, const LIMIT_BYTES: usize>(

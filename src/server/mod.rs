@@ -1,1 +1,335 @@
-//! in progress
+//! The TCP server: it moves frames between sockets and the broker, and nothing else.
+//!
+//! # Layout
+//! - `listener.rs`: the accept loop, with the connection cap and accept backoff.
+//! - `connection.rs`: one task per connection: the session loop after the handshake, with
+//!   pipelined requests, backpressure, idle timeout and orderly close.
+//! - `handshake.rs`: what a connection may do before HELLO succeeds (HELLO and PING only).
+//! - `in_flight.rs`: a connection's running requests, each in its own task so a panic
+//!   becomes an INTERNAL reply instead of a dead server.
+//! - `writer.rs`: the per-connection writer task (bounded queue, burst flush, write
+//!   deadline).
+//! - `reply.rs`: turning responses and errors into frames.
+//! - `dispatch.rs`: the one seam between server and broker.
+//! - `shutdown.rs`: graceful shutdown once the listener stops.
+//!
+//! # Invariants
+//! - Dispatch has no business logic: a request is decoded, handed to the broker, and its
+//!   answer encoded. The tenant comes only from the session the handshake produced.
+//! - A connection's problems end that connection only: a bad frame, a slow reader or a
+//!   panicking request never affects another connection.
+//! - Every buffer is bounded: the frame size (small until the handshake), requests in
+//!   flight per connection, the writer queue, and the number of connections.
+
+mod connection;
+mod dispatch;
+mod handshake;
+mod in_flight;
+mod listener;
+mod reply;
+mod shutdown;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskforge_protocol::limits::{FETCH_JOBS_MAX, FETCH_WAIT_MS_MAX};
+use taskforge_protocol::SessionLimits;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{resolve_root_token, RootToken, RootTokenError};
+use crate::broker::Broker;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::storage::{SledOptions, SledStorage, Storage, StorageError};
+
+use dispatch::Dispatcher;
+
+/// Everything a connection task needs, shared by all connections of a server.
+pub(crate) struct ConnectionContext {
+    /// The broker (or, in tests, a scripted stand-in).
+    pub(crate) dispatcher: Arc<dyn Dispatcher>,
+    /// Deadline for the whole pre-handshake phase.
+    pub(crate) handshake_timeout: Duration,
+    /// A session with nothing in flight and nothing received this long is closed.
+    pub(crate) idle_timeout: Duration,
+    /// Deadline for one socket write or flush.
+    pub(crate) write_timeout: Duration,
+    /// Time in-flight requests get after a shutdown signal.
+    pub(crate) shutdown_grace: Duration,
+    /// Requests one session may have in flight before the server stops reading.
+    pub(crate) requests_in_flight_max: usize,
+    /// Frame limit after the handshake.
+    pub(crate) frame_bytes_max: u32,
+    /// What the server hello announces.
+    pub(crate) session_limits: SessionLimits,
+}
+
+impl ConnectionContext {
+    fn new(config: &Config, dispatcher: Arc<dyn Dispatcher>) -> ConnectionContext {
+        let server = &config.server;
+        ConnectionContext {
+            dispatcher,
+            handshake_timeout: Duration::from_millis(server.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(u64::from(server.idle_timeout_ms)),
+            write_timeout: Duration::from_millis(server.write_timeout_ms),
+            shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
+            requests_in_flight_max: server.requests_in_flight_max as usize,
+            frame_bytes_max: server.frame_bytes_max,
+            session_limits: SessionLimits {
+                frame_bytes_max: server.frame_bytes_max,
+                requests_in_flight_max: server.requests_in_flight_max,
+                payload_bytes_max: config.broker.payload_bytes_max,
+                result_bytes_max: config.broker.result_bytes_max,
+                batch_jobs_max: config.broker.batch_jobs_max,
+                fetch_jobs_max: FETCH_JOBS_MAX,
+                fetch_wait_ms_max: FETCH_WAIT_MS_MAX,
+                idle_timeout_ms: server.idle_timeout_ms,
+            },
+        }
+    }
+}
+
+/// A bound, not yet running, protocol server.
+pub struct Server {
+    /// The listening socket.
+    listener: TcpListener,
+    /// Its address (with the real port when the configured one was 0).
+    local_addr: SocketAddr,
+    /// Most connections at once.
+    connections_max: usize,
+    /// Shared with every connection task.
+    context: Arc<ConnectionContext>,
+}
+
+impl Server {
+    /// Binds `config.server.listen_addr` and prepares to serve `broker`.
+    pub async fn bind(config: &Config, broker: Arc<Broker>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(config.server.listen_addr).await?;
+        Server::from_listener(listener, config, broker)
+    }
+
+    /// Serves `broker` on an already bound `listener`.
+    pub fn from_listener(
+        listener: TcpListener,
+        config: &Config,
+        broker: Arc<Broker>,
+    ) -> std::io::Result<Server> {
+        Server::with_dispatcher(listener, config, broker)
+    }
+
+    pub(crate) fn with_dispatcher(
+        listener: TcpListener,
+        config: &Config,
+        dispatcher: Arc<dyn Dispatcher>,
+    ) -> std::io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            connections_max: config.server.connections_max as usize,
+            context: Arc::new(ConnectionContext::new(config, dispatcher)),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts and serves connections until `shutdown` is cancelled; then stops accepting,
+    /// lets in-flight requests finish within the shutdown grace period, and shuts the
+    /// broker down (its final flush) before returning.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = tokio_util::task::TaskTracker::new();
+        let listener = listener::Listener::new(
+            self.listener,
+            self.connections_max,
+            Arc::clone(&self.context),
+            tracker.clone(),
+            shutdown,
+        );
+        listener.run().await;
+        shutdown::drain(tracker, &self.context).await;
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What the OS reported.
+        source: std::io::Error,
+    },
+    /// The root token could not be read or generated.
+    #[error(transparent)]
+    RootToken(#[from] RootTokenError),
+    /// The store could not be opened or recovered.
+    #[error("cannot open the store: {0}")]
+    Storage(#[from] StorageError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS reported.
+        source: std::io::Error,
+    },
+}
+
+/// A server running in the background, returned by [`start`] and [`start_with`].
+/// Dropping it asks the server to shut down without waiting; call
+/// [`RunningServer::shutdown`] to wait for a graceful stop.
+pub struct RunningServer {
+    /// Where clients connect.
+    local_addr: SocketAddr,
+    /// The root token the broker accepts.
+    root_token: RootToken,
+    /// Cancelling it starts the graceful shutdown.
+    shutdown: CancellationToken,
+    /// The server task; it ends once the shutdown is complete.
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The root token, in clear (for tests and the operator's first login).
+    pub fn root_token(&self) -> &str {
+        self.root_token.expose()
+    }
+
+    /// A token that starts the graceful shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, shuts the
+    /// broker down, and returns once all of that is done. An error means the server task
+    /// panicked.
+    pub async fn shutdown(mut self) -> Result<(), tokio::task::JoinError> {
+        self.shutdown.cancel();
+        (&mut self.task).await
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the server of `config`: opens the store in the data directory, resolves the
+/// root token, opens the broker on the system clock, binds and serves in the background.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    config.validate()?;
+    let listener = bind(&config).await?;
+    let data_dir = config.broker.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let storage_config = config.clone();
+    // Opening replays the store; keep that off the async workers.
+    let storage = tokio::task::spawn_blocking(move || open_storage(&storage_config))
+        .await
+        .map_err(|error| {
+            StorageError::new("open", format!("the opening task failed: {error}"))
+        })??;
+    launch(config, listener, storage, Arc::new(SystemClock)).await
+}
+
+/// Starts the server of `config` on a caller-provided store and clock (tests use a
+/// temporary store and a manual clock). The root token is resolved as in [`start`].
+pub async fn start_with(
+    config: Config,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, StartError> {
+    config.validate()?;
+    let listener = bind(&config).await?;
+    launch(config, listener, storage, clock).await
+}
+
+/// Binds first, so a taken port fails before the store is replayed.
+async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    let addr = config.server.listen_addr;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn launch(
+    config: Config,
+    listener: TcpListener,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, StartError> {
+    let root_token =
+        resolve_root_token(config.broker.root_token.as_ref(), &config.broker.data_dir)?;
+    let broker = Broker::open(storage, clock, config.broker_config(root_token.expose())?).await?;
+    let server = match Server::from_listener(listener, &config, Arc::clone(&broker)) {
+        Ok(server) => server,
+        Err(source) => {
+            broker.shutdown().await;
+            return Err(StartError::Bind {
+                addr: config.server.listen_addr,
+                source,
+            });
+        }
+    };
+    let local_addr = server.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    tracing::info!(
+        %local_addr,
+        environment = ?config.environment,
+        fsync = %config.broker.fsync,
+        data_dir = %config.broker.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "taskforge listening"
+    );
+    Ok(RunningServer {
+        local_addr,
+        root_token,
+        shutdown,
+        task,
+    })
+}
+
+/// Opens the store of record for `config` in its data directory. This is the one place
+/// the server names a storage engine.
+///
+/// This build carries the storage placeholder; with the sled store merged the body is:
+/// `SledStorage::open(&config.broker.data_dir, SledOptions { cache_capacity_bytes:
+/// config.broker.cache_capacity_bytes, flush_every_ms: sled_flush_every_ms(config) })
+/// .map(|storage| Arc::new(storage) as Arc<dyn Storage>)`.
+fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StorageError> {
+    let options = SledOptions {
+        cache_capacity_bytes: config.broker.cache_capacity_bytes,
+        flush_every_ms: sled_flush_every_ms(config),
+    };
+    SledStorage::open(&config.broker.data_dir, options)
+        .map(|storage| Arc::new(storage) as Arc<dyn Storage>)
+}
+
+/// sled's background flush period, `None` when configured as 0 (off).
+fn sled_flush_every_ms(config: &Config) -> Option<u64> {
+    Some(config.broker.sled_flush_every_ms).filter(|period_ms| *period_ms > 0)
+}

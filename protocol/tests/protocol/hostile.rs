@@ -282,5 +282,9 @@ fn a_tiny_body_claiming_sixty_mebibytes_allocates_kilobytes() {
     let (largest_bytes, refused) =
         largest_allocation(|| Request::decode(Opcode::Hello.number(), &body).is_err());
     assert!(refused);
-    assert!(largest_bytes <= 4 * 1024, "allocated {largest_bytes} bytes for a {}-byte body", body.len());
+    assert!(
+        largest_bytes <= 4 * 1024,
+        "allocated {largest_bytes} bytes for a {}-byte body",
+        body.len()
+    );
 }

@@ -25,6 +25,9 @@ use crate::storage::Write;
 
 pub use fetch::{Delivery, Handoff, WaiterId};
 
+/// The bits of a job id's last eight bytes below the RFC 9562 variant bits.
+const COUNTER_MASK: u64 = (1 << 62) - 1;
+
 /// Lease ids are reserved in blocks of this many; each reservation is one small write that
 /// is forced to disk before any id of the block is handed out, so ids never repeat, even
 /// after a crash under a relaxed fsync policy.
@@ -123,6 +126,8 @@ pub struct Core {
     lease_reserved: LeaseId,
     /// Next queue id.
     queue_id_next: u64,
+    /// The greatest job id made or restored, so new ids sort after it.
+    last_job_id: JobId,
     /// Jitter and id randomness.
     rng: fastrand::Rng,
 }
@@ -147,6 +152,7 @@ impl Core {
             lease_next: 1,
             lease_reserved: 1,
             queue_id_next: 1,
+            last_job_id: JobId([0; 16]),
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -189,6 +195,7 @@ impl Core {
             return false;
         };
         queue.counts[record.state as usize] += 1;
+        self.last_job_id = self.last_job_id.max(job_id);
         if record.state.is_finished() {
             return true;
         }
@@ -387,16 +394,49 @@ impl Core {
         }
     }
 
-    /// A fresh time-ordered job id (UUID v7) built from the injected time and the seeded
-    /// generator.
+    /// A fresh job id: a UUID v7 (48-bit ms timestamp, random bits from the seeded
+    /// generator) that is also strictly greater than every id this core made before, so id
+    /// order is enqueue order even within one millisecond. Within a millisecond the next id
+    /// adds a random step to the previous one's random bits (like RFC 9562's "monotonic
+    /// random" method), so ids stay unguessable.
     fn new_job_id(&mut self, now_ms: u64) -> JobId {
         let mut random = [0u8; 10];
         self.rng.fill(&mut random);
-        JobId(
-            *uuid::Builder::from_unix_timestamp_millis(now_ms, &random)
-                .into_uuid()
-                .as_bytes(),
-        )
+        let mut candidate = *uuid::Builder::from_unix_timestamp_millis(now_ms, &random)
+            .into_uuid()
+            .as_bytes();
+        if candidate <= self.last_job_id.0 {
+            candidate = self.last_job_id.0;
+            // The low 62 bits (below the variant bits) count; a step of up to 2^32 keeps
+            // them random-looking and cannot overflow for billions of ids per millisecond.
+            let low = u64::from_be_bytes(candidate[8..16].try_into().expect("8 bytes"));
+            let step = self.rng.u64(1..1 << 32);
+            let counter = (low & COUNTER_MASK)
+                .checked_add(step)
+                .filter(|next| *next <= COUNTER_MASK);
+            match counter {
+                Some(next) => {
+                    let bytes = ((low & !COUNTER_MASK) | next).to_be_bytes();
+                    candidate[8..16].copy_from_slice(&bytes);
+                }
+                None => {
+                    // Exhausted within this millisecond: borrow the next one.
+                    let last_ms = u64::from_be_bytes([
+                        0,
+                        0,
+                        candidate[0],
+                        candidate[1],
+                        candidate[2],
+                        candidate[3],
+                        candidate[4],
+                        candidate[5],
+                    ]);
+                    return self.new_job_id(last_ms + 1);
+                }
+            }
+        }
+        self.last_job_id = JobId(candidate);
+        JobId(candidate)
     }
 
     /// Checks internal consistency; used by tests and simulations after every step.

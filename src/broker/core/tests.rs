@@ -343,3 +343,41 @@ fn oldest_ready_age_looks_across_priorities() {
     assert_eq!(stats.oldest_ready_age_ms, Some(1_000));
     assert_eq!(stats.counts.ready, 3);
 }
+
+#[test]
+fn job_ids_increase_within_one_millisecond_and_after_a_restore() {
+    let mut core = core_with_queue(QueueSettings::default());
+    let created = core
+        .enqueue(PROJECT, vec![job(b"x"); 500], T0)
+        .expect("enqueue");
+    let ids: Vec<JobId> = created.iter().map(|(job_id, _)| *job_id).collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids follow enqueue order"
+    );
+    assert!(
+        ids.iter()
+            .all(|id| id.0[6] >> 4 == 7 && id.0[8] >> 6 == 0b10),
+        "still UUID v7"
+    );
+    let last = *ids.last().expect("ids");
+    let record = core.jobs.get(&last).expect("live").clone();
+    let mut restored = Core::new(8);
+    restored.restore_queue(
+        PROJECT,
+        core.queues
+            .get(&record.queue_id)
+            .expect("queue")
+            .record
+            .clone(),
+    );
+    restored.restore_job(last, record, T0);
+    let next = restored
+        .enqueue(PROJECT, vec![job(b"y")], T0)
+        .expect("enqueue")[0]
+        .0;
+    assert!(
+        next > last,
+        "a restored core continues after the ids it found"
+    );
+}

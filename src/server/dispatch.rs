@@ -1,0 +1,51 @@
+//! The one seam between the server and the broker. The server calls nothing else of the
+//! broker, which keeps dispatch free of business logic and lets the connection handler be
+//! tested against a scripted stand-in.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use taskforge_protocol::{ErrorBody, HelloRequest, Request, Response};
+
+use crate::broker::{Broker, Session};
+
+/// What the server needs from the broker.
+pub(crate) trait Dispatcher: Send + Sync + 'static {
+    /// Checks a HELLO's credentials. Called on a blocking thread: it may hash a password.
+    fn authenticate(&self, hello: &HelloRequest) -> Result<Session, ErrorBody>;
+
+    /// Runs one request for `session`; the answer comes after its durability point.
+    fn handle(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Response, ErrorBody>>;
+
+    /// The broker's clock, for the pre-handshake PING.
+    fn now_ms(&self) -> u64;
+
+    /// Final commit and stop, once every connection is done.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+impl Dispatcher for Broker {
+    fn authenticate(&self, hello: &HelloRequest) -> Result<Session, ErrorBody> {
+        Broker::authenticate(self, hello)
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Response, ErrorBody>> {
+        Box::pin(async move { Broker::handle(&self, &session, request).await })
+    }
+
+    fn now_ms(&self) -> u64 {
+        Broker::now_ms(self)
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Broker::shutdown(self))
+    }
+}
