@@ -161,16 +161,7 @@ impl Core {
     /// Serves waiters of queues that gained ready jobs during this operation.
     pub(super) fn dispatch_waiters(&mut self, now_ms: u64) {
         while let Some(queue_id) = self.dirty_queues.pop() {
-            loop {
-                let Some(queue) = self.queues.get_mut(&queue_id) else {
-                    break;
-                };
-                if queue.record.paused || queue.ready.is_empty() {
-                    break;
-                }
-                let Some(waiter_id) = queue.waiters.pop_front() else {
-                    break;
-                };
+            while let Some(waiter_id) = self.next_waiter(queue_id) {
                 let Some(waiter) = self.waiters.get(&waiter_id).cloned() else {
                     continue;
                 };
@@ -184,6 +175,15 @@ impl Core {
                 });
             }
         }
+    }
+
+    /// The oldest waiter of a queue that can deliver now (may be a stale id).
+    fn next_waiter(&mut self, queue_id: u64) -> Option<WaiterId> {
+        let queue = self.queues.get_mut(&queue_id)?;
+        if queue.record.paused || queue.ready.is_empty() {
+            return None;
+        }
+        queue.waiters.pop_front()
     }
 
     fn take_ready(
