@@ -364,12 +364,8 @@ impl<'a> SessionLoop<'a> {
         };
         match request {
             Request::Hello(_) => {
-                self.refuse(
-                    &frame,
-                    ErrorCode::InvalidArgument,
-                    "the session is already open",
-                )
-                .await
+                self.refuse(&frame, ErrorCode::Conflict, "the session is already open")
+                    .await
             }
             Request::Bye(_) => {
                 tracing::debug!(request_id, "BYE: answering what is in flight, then closing");

@@ -2,10 +2,9 @@
 //! broker through [`start_with`]; session paths run against a scripted broker behind the
 //! same [`Dispatcher`] seam, whose requests can sleep, hang, panic or answer huge.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -31,7 +30,7 @@ use super::{start_with, RunningServer, Server};
 use crate::broker::Session;
 use crate::clock::ManualClock;
 use crate::config::{Config, Environment, Secret};
-use crate::storage::{Storage, StorageError, Write};
+use crate::storage::MemoryStorage;
 
 /// Longest any single step of a test may take before it counts as hung.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,70 +46,6 @@ const ROOT_TOKEN: &str = "tfr_root_token_for_server_tests";
 
 // ---------------------------------------------------------------------------------------
 // Stand-ins
-
-/// A correct, minimal in-memory store, for opening the real broker in tests.
-#[derive(Default)]
-struct MemoryStore {
-    /// Every key and value.
-    pairs: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
-}
-
-impl Storage for MemoryStore {
-    fn apply(&self, batch: &[Write]) -> Result<(), StorageError> {
-        let mut pairs = self
-            .pairs
-            .lock()
-            .map_err(|_| StorageError::new("apply", "poisoned"))?;
-        for write in batch {
-            match write {
-                Write::Put(key, value) => {
-                    pairs.insert(key.clone(), value.clone());
-                }
-                Write::Delete(key) => {
-                    pairs.remove(key);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn sync(&self) -> Result<(), StorageError> {
-        Ok(())
-    }
-
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let pairs = self
-            .pairs
-            .lock()
-            .map_err(|_| StorageError::new("read", "poisoned"))?;
-        Ok(pairs.get(key).cloned())
-    }
-
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StorageError> {
-        let pairs = self
-            .pairs
-            .lock()
-            .map_err(|_| StorageError::new("read", "poisoned"))?;
-        if start >= end {
-            return Ok(());
-        }
-        for (key, value) in pairs.range(start.to_vec()..end.to_vec()) {
-            if !visit(key, value) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn size_on_disk_bytes(&self) -> Result<u64, StorageError> {
-        Ok(0)
-    }
-}
 
 /// A broker whose behaviour each test scripts through QUEUE_DELETE queue names:
 /// `sleep:<ms>`, `hang`, `panic`, `big:<bytes>` (an error with a message that long),
@@ -191,7 +126,7 @@ async fn start_real(adjust: impl FnOnce(&mut Config)) -> (RunningServer, tempfil
     config.broker.data_dir = data_dir.path().to_path_buf();
     adjust(&mut config);
     let clock = Arc::new(ManualClock::new(1_234));
-    let running = start_with(config, Arc::new(MemoryStore::default()), clock)
+    let running = start_with(config, Arc::new(MemoryStorage::new()), clock)
         .await
         .expect("server starts");
     (running, data_dir)
@@ -736,13 +671,13 @@ async fn unknown_opcode_and_malformed_body_keep_the_connection_open() {
 }
 
 #[tokio::test]
-async fn hello_after_the_handshake_is_invalid_argument() {
+async fn hello_after_the_handshake_is_a_conflict() {
     let server = ScriptedServer::start(|_| {}).await;
     let (mut client, _) = open_session(server.addr).await;
     send(&mut client, 50, &hello_request(GOOD_TOKEN)).await;
     let frame = receive(&mut client).await;
     assert_eq!(frame.request_id, 50);
-    assert_eq!(error_of(&frame).error_code(), ErrorCode::InvalidArgument);
+    assert_eq!(error_of(&frame).error_code(), ErrorCode::Conflict);
     send(&mut client, 51, &ping()).await;
     assert_eq!(receive(&mut client).await.request_id, 51);
     server.stop().await;
