@@ -95,6 +95,19 @@ struct QueueState {
     counts: [u64; 6],
 }
 
+impl QueueState {
+    /// A queue with no jobs and no waiters yet.
+    fn new(project_id: ProjectId, record: QueueRecord) -> QueueState {
+        QueueState {
+            project_id,
+            record,
+            ready: BTreeMap::new(),
+            waiters: VecDeque::new(),
+            counts: [0; 6],
+        }
+    }
+}
+
 /// The broker's in-memory state. See the module docs for its invariants.
 pub struct Core {
     /// Queue id → queue.
@@ -176,16 +189,8 @@ impl Core {
             .entry(project_id)
             .or_default()
             .insert(record.name.clone(), record.queue_id);
-        self.queues.insert(
-            record.queue_id,
-            QueueState {
-                project_id,
-                record,
-                ready: BTreeMap::new(),
-                waiters: VecDeque::new(),
-                counts: [0; 6],
-            },
-        );
+        self.queues
+            .insert(record.queue_id, QueueState::new(project_id, record));
     }
 
     /// Restores one stored job. Returns false (and ignores it) when its queue is unknown,

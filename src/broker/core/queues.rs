@@ -1,6 +1,6 @@
 //! Queue operations of the core.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use taskforge_protocol::{
@@ -113,16 +113,8 @@ impl Core {
             .entry(project_id)
             .or_default()
             .insert(name.to_owned(), queue_id);
-        self.queues.insert(
-            queue_id,
-            QueueState {
-                project_id,
-                record,
-                ready: BTreeMap::new(),
-                waiters: VecDeque::new(),
-                counts: [0; 6],
-            },
-        );
+        self.queues
+            .insert(queue_id, QueueState::new(project_id, record));
         self.queue_get(project_id, name)
     }
 
