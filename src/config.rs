@@ -443,7 +443,7 @@ impl Config {
         let (listen_addr, log_format, log_level) = if production_like {
             (LISTEN_ADDR_PUBLIC_DEFAULT, LogFormat::Json, "info")
         } else {
-            (LISTEN_ADDR_DEFAULT, LogFormat::Text, "debug")
+            (LISTEN_ADDR_DEFAULT, LogFormat::Text, "info,taskforge=debug")
         };
         Config {
             environment,
