@@ -952,7 +952,7 @@ mod tests {
         );
         assert_eq!(config.server.handshake_timeout_ms, 2_000);
         assert_eq!(config.log.format, LogFormat::Text);
-        assert_eq!(config.log.level, "debug");
+        assert_eq!(config.log.level, "info,taskforge=debug");
         assert_eq!(config.fsync_policy().expect("fsync"), FsyncPolicy::Always);
         for environment in [Environment::Staging, Environment::Production] {
             Config::defaults(environment)

@@ -138,8 +138,11 @@ pub struct Broker {
     /// Serialises bulk operations that scan storage (purge, dead retry and discard), so
     /// two of them never act on the same scanned jobs.
     bulk_lock: tokio::sync::Mutex<()>,
-    /// Cancelled at shutdown: stops the timer task and long-polls.
+    /// Cancelled at shutdown: stops the timer task.
     shutdown: CancellationToken,
+    /// Cancelled when shutdown begins (before the grace period): waiting FETCHes answer at
+    /// once and new ones do not wait.
+    long_polls_released: CancellationToken,
     /// The committer thread, joined at shutdown.
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The timer task, awaited at shutdown so nothing holds storage afterwards.
@@ -204,6 +207,7 @@ impl Broker {
             waiter_next: AtomicU64::new(1),
             bulk_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
+            long_polls_released: CancellationToken::new(),
             committer: Mutex::new(Some(committer)),
             timers: Mutex::new(None),
         });
@@ -233,9 +237,17 @@ impl Broker {
         }
     }
 
+    /// Answers every waiting FETCH now (with what it has: nothing) and makes later FETCHes
+    /// answer without waiting. Called when shutdown begins, so long-polls do not hold up
+    /// the grace period; every other request keeps working.
+    pub fn release_long_polls(&self) {
+        self.long_polls_released.cancel();
+    }
+
     /// Stops long-polls and the timer task, lets the committer commit and sync everything
     /// pending, and waits for it. Requests after this get UNAVAILABLE.
     pub async fn shutdown(&self) {
+        self.long_polls_released.cancel();
         self.shutdown.cancel();
         {
             let mut state = self.shared.lock();

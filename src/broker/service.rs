@@ -420,7 +420,7 @@ impl Broker {
             let received = tokio::select! {
                 delivered = &mut receiver => delivered.ok(),
                 _ = self.clock.sleep_until(deadline_ms) => None,
-                _ = self.shutdown.cancelled() => None,
+                _ = self.long_polls_released.cancelled() => None,
             };
             let received = match received {
                 Some(deliveries) => Some(deliveries),

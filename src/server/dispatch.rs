@@ -24,6 +24,10 @@ pub(crate) trait Dispatcher: Send + Sync + 'static {
     /// The broker's clock, for the pre-handshake PING.
     fn now_ms(&self) -> u64;
 
+    /// Shutdown has begun: answer waiting long-polls now (empty) instead of holding the
+    /// grace period up; everything else keeps working.
+    fn release_long_polls(&self);
+
     /// Final commit and stop, once every connection is done.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
@@ -43,6 +47,10 @@ impl Dispatcher for Broker {
 
     fn now_ms(&self) -> u64 {
         Broker::now_ms(self)
+    }
+
+    fn release_long_polls(&self) {
+        Broker::release_long_polls(self)
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

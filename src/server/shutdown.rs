@@ -18,6 +18,7 @@ const DRAIN_SLACK: Duration = Duration::from_secs(2);
 /// Waits for every connection task (bounded), then shuts the broker down.
 pub(crate) async fn drain(tracker: TaskTracker, context: &ConnectionContext) {
     tracker.close();
+    context.dispatcher.release_long_polls();
     let open_connections = tracker.len();
     if open_connections > 0 {
         tracing::info!(

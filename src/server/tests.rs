@@ -103,6 +103,8 @@ impl Dispatcher for ScriptedBroker {
         42
     }
 
+    fn release_long_polls(&self) {}
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.shut_down.store(true, Ordering::SeqCst);
         Box::pin(async {})

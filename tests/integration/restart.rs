@@ -222,3 +222,35 @@ async fn leases_that_ran_out_while_the_broker_was_down_are_released_at_start() {
         .expect_err("stale");
     assert_eq!(stale.code(), Some(ErrorCode::LeaseLost));
 }
+
+#[tokio::test]
+async fn shutdown_answers_a_waiting_long_poll_at_once() {
+    let mut server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .queue_create("q", QueueSettings::default())
+        .await
+        .expect("create");
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let request = FetchRequest {
+                wait_ms: 60_000,
+                ..fetch("q", 60_000)
+            };
+            client.fetch(request).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    server.stop().await;
+    let answer = waiting
+        .await
+        .expect("task")
+        .expect("answered before the connection closed");
+    assert!(answer.jobs.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "the long poll must not hold the shutdown for its grace period"
+    );
+}
