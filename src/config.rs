@@ -94,6 +94,12 @@ const _: () =
     assert!(PAYLOAD_BYTES_MAX_DEFAULT + JOB_ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX_DEFAULT);
 const _: () = assert!(RESULT_BYTES_MAX_DEFAULT + JOB_ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX_DEFAULT);
 
+/// Shortest configured API key pepper.
+pub const KEY_PEPPER_BYTES_MIN: usize = 16;
+
+/// BLAKE3 key-derivation context turning the configured pepper into the 32-byte hash key.
+const KEY_PEPPER_CONTEXT: &str = "taskforge 2026 api key secret pepper";
+
 /// The deployment environment, which picks defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -217,6 +223,11 @@ pub struct BrokerSettings {
     /// which is generated on first start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_token: Option<Secret>,
+    /// The pepper that keys the hashes of API key secrets. When unset, it is read from
+    /// `<data_dir>/key_pepper`, which is generated on first start. Changing it invalidates
+    /// every API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pepper: Option<Secret>,
 }
 
 /// The `[log]` section.
@@ -303,6 +314,8 @@ settings! {
         "sled page cache, in bytes";
     "broker.sled_flush_every_ms" "TASKFORGE_SLED_FLUSH_EVERY_MS" "sled-flush-every-ms" Integer
         "Period of sled's background flush in ms (0: off)";
+    "broker.key_pepper" "TASKFORGE_KEY_PEPPER" "key-pepper" Text
+        "Pepper keying API key hashes (prefer TASKFORGE_KEY_PEPPER; generated when unset)";
     "broker.root_token" "TASKFORGE_ROOT_TOKEN" "root-token" Text
         "Root token (visible in the process list: prefer TASKFORGE_ROOT_TOKEN)";
     "log.format" "TASKFORGE_LOG_FORMAT" "log-format" Text
@@ -467,6 +480,7 @@ impl Config {
                 cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
                 sled_flush_every_ms: SLED_FLUSH_EVERY_MS_DEFAULT,
                 root_token: None,
+                key_pepper: None,
             },
             log: LogSettings {
                 format: log_format,
@@ -640,6 +654,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(pepper) = &broker.key_pepper {
+            if pepper.expose().len() < KEY_PEPPER_BYTES_MIN {
+                return Err(ConfigError::invalid(
+                    "broker.key_pepper",
+                    format!("must be at least {KEY_PEPPER_BYTES_MIN} bytes long"),
+                ));
+            }
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::invalid(
                 "log.level",
@@ -669,11 +691,16 @@ impl Config {
     }
 
     /// The broker's configuration, given the resolved root token.
-    pub fn broker_config(&self, root_token: &str) -> Result<BrokerConfig, ConfigError> {
+    pub fn broker_config(
+        &self,
+        root_token: &str,
+        key_pepper: &str,
+    ) -> Result<BrokerConfig, ConfigError> {
         Ok(BrokerConfig {
             fsync: self.fsync_policy()?,
             limits: self.broker_limits(),
             root_token: root_token.to_string(),
+            key_pepper: blake3::derive_key(KEY_PEPPER_CONTEXT, key_pepper.as_bytes()),
             rng_seed: None,
         })
     }
@@ -684,6 +711,9 @@ impl Config {
     /// produces.
     pub fn to_toml_redacted(&self) -> Result<String, toml::ser::Error> {
         let mut redacted = self.clone();
+        if redacted.broker.key_pepper.is_some() {
+            redacted.broker.key_pepper = Some(Secret::new(REDACTED));
+        }
         if redacted.broker.root_token.is_some() {
             redacted.broker.root_token = Some(Secret::new(REDACTED));
         }
@@ -1099,6 +1129,7 @@ mod tests {
     fn every_setting_key_exists_in_config_with_its_kind() {
         let mut config = Config::defaults(Environment::Development);
         config.broker.root_token = Some(Secret::new("tfr_0123456789abcdef"));
+        config.broker.key_pepper = Some(Secret::new("tfp_0123456789abcdef"));
         let table = toml::Value::Table(toml::Table::try_from(config).expect("serializes"));
         for setting in SETTINGS {
             let found = setting

@@ -12,6 +12,7 @@
 //! - `message.rs`: request/response bodies, [`Opcode`], [`Request`], [`Response`],
 //!   body encoding with a decode byte limit.
 //! - `types.rs`: ids, job and queue views shared by several messages.
+//! - `tenancy.rs`: organizations, users, subscriptions, projects and API keys.
 //! - `error.rs`: [`ErrorCode`] and [`ErrorBody`].
 //! - `limits.rs`: every limit, with its unit in its name.
 
@@ -21,9 +22,11 @@ pub mod error;
 pub mod frame;
 pub mod limits;
 pub mod message;
+pub mod tenancy;
 pub mod types;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetails};
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use message::*;
+pub use tenancy::*;
 pub use types::*;

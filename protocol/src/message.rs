@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorBody;
 use crate::limits::FRAME_BYTES_CEILING;
+use crate::tenancy::*;
 use crate::types::*;
 
 /// The bincode configuration for every body: `standard()` (little-endian varints) with a
@@ -126,6 +127,10 @@ pub struct HelloRequest {
     pub client_version: String,
     /// Who the client is.
     pub credentials: Credentials,
+    /// The project to work in. API keys always work in their own project (a different
+    /// id here is refused); the root token defaults to project 1; users must name one to
+    /// use queues and jobs.
+    pub project_id: Option<ProjectId>,
 }
 
 /// What kind of principal a session has.
@@ -169,10 +174,12 @@ pub struct HelloResponse {
     pub server_version: String,
     /// What kind of principal the session has.
     pub principal_kind: PrincipalKind,
-    /// The project the session works in.
+    /// The project the session works in; 0 when none (a user that named none).
     pub project_id: ProjectId,
     /// Limits for this session.
     pub limits: SessionLimits,
+    /// The organization of a user or API key; `None` for root.
+    pub org_id: Option<OrgId>,
 }
 
 /// PING response.
@@ -574,4 +581,48 @@ operations! {
     0x0301 DeadRetry "DEAD_RETRY" (DeadBulkRequest) -> BulkResponse;
     /// Deletes dead jobs.
     0x0302 DeadDiscard "DEAD_DISCARD" (DeadBulkRequest) -> BulkResponse;
+    /// Creates an organization with its subscription (root only).
+    0x0600 OrgCreate "ORG_CREATE" (OrgCreate) -> Organization;
+    /// Reads an organization.
+    0x0601 OrgGet "ORG_GET" (OrgRef) -> Organization;
+    /// Lists organizations the principal may see.
+    0x0602 OrgList "ORG_LIST" (IdPage) -> OrgList;
+    /// Renames an organization or changes its status.
+    0x0603 OrgUpdate "ORG_UPDATE" (OrgUpdate) -> Organization;
+    /// Deletes an organization that owns no project (root only).
+    0x0604 OrgDelete "ORG_DELETE" (OrgRef) -> Empty;
+    /// Creates a user.
+    0x0610 UserCreate "USER_CREATE" (UserCreate) -> User;
+    /// Reads a user.
+    0x0611 UserGet "USER_GET" (UserRef) -> User;
+    /// Lists an organization's users.
+    0x0612 UserList "USER_LIST" (OrgPage) -> UserList;
+    /// Changes a user's email or role.
+    0x0613 UserUpdate "USER_UPDATE" (UserUpdate) -> User;
+    /// Disables or enables a user.
+    0x0614 UserDisable "USER_DISABLE" (UserDisable) -> User;
+    /// Sets a user's password.
+    0x0615 UserSetPassword "USER_SET_PASSWORD" (UserSetPassword) -> Empty;
+    /// Reads an organization's subscription.
+    0x0620 SubscriptionGet "SUBSCRIPTION_GET" (OrgRef) -> Subscription;
+    /// Sets an organization's plan, status and limits.
+    0x0621 SubscriptionSet "SUBSCRIPTION_SET" (SubscriptionSet) -> Subscription;
+    /// Creates a project.
+    0x0630 ProjectCreate "PROJECT_CREATE" (ProjectCreate) -> Project;
+    /// Reads a project.
+    0x0631 ProjectGet "PROJECT_GET" (ProjectRef) -> Project;
+    /// Lists an organization's projects.
+    0x0632 ProjectList "PROJECT_LIST" (OrgPage) -> ProjectList;
+    /// Renames a project.
+    0x0633 ProjectUpdate "PROJECT_UPDATE" (ProjectUpdate) -> Project;
+    /// Deletes a project that owns no queue.
+    0x0634 ProjectDelete "PROJECT_DELETE" (ProjectRef) -> Empty;
+    /// Creates an API key; the only answer that carries its secret.
+    0x0640 ApiKeyCreate "APIKEY_CREATE" (ApiKeyCreate) -> ApiKeySecret;
+    /// Lists a project's API keys (never their secrets).
+    0x0641 ApiKeyList "APIKEY_LIST" (ProjectPage) -> ApiKeyList;
+    /// Revokes an API key and closes its live sessions.
+    0x0642 ApiKeyRevoke "APIKEY_REVOKE" (ApiKeyRef) -> ApiKeyInfo;
+    /// Gives an API key a new secret; the old one works for a grace period.
+    0x0643 ApiKeyRotate "APIKEY_ROTATE" (ApiKeyRotate) -> ApiKeySecret;
 }

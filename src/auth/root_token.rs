@@ -94,26 +94,73 @@ pub fn resolve_root_token(
     configured: Option<&Secret>,
     data_dir: &Path,
 ) -> Result<RootToken, RootTokenError> {
+    resolve_secret(&ROOT_TOKEN_KIND, configured, data_dir)
+}
+
+/// The pepper that keys the hashes of API key secrets: from configuration, or generated
+/// once into `<data_dir>/key_pepper` exactly like the root token. It is never stored in
+/// the database, so a stolen database alone cannot be used to check guessed secrets.
+pub fn resolve_key_pepper(
+    configured: Option<&Secret>,
+    data_dir: &Path,
+) -> Result<RootToken, RootTokenError> {
+    resolve_secret(&KEY_PEPPER_KIND, configured, data_dir)
+}
+
+/// A secret the server keeps in a file of the data directory when not configured.
+struct SecretKind {
+    /// File name in the data directory.
+    file_name: &'static str,
+    /// Prefix of generated values, so a value says what it is.
+    prefix: &'static str,
+    /// Name in log lines.
+    label: &'static str,
+}
+
+const ROOT_TOKEN_KIND: SecretKind = SecretKind {
+    file_name: ROOT_TOKEN_FILE,
+    prefix: ROOT_TOKEN_PREFIX,
+    label: "root token",
+};
+
+const KEY_PEPPER_KIND: SecretKind = SecretKind {
+    file_name: KEY_PEPPER_FILE,
+    prefix: KEY_PEPPER_PREFIX,
+    label: "API key pepper",
+};
+
+/// File name of the generated API key pepper.
+pub const KEY_PEPPER_FILE: &str = "key_pepper";
+
+/// Prefix of a generated pepper.
+pub const KEY_PEPPER_PREFIX: &str = "tfp_";
+
+fn resolve_secret(
+    kind: &SecretKind,
+    configured: Option<&Secret>,
+    data_dir: &Path,
+) -> Result<RootToken, RootTokenError> {
     if let Some(secret) = configured {
         return Ok(RootToken {
             secret: secret.clone(),
             source: RootTokenSource::Configured,
         });
     }
-    let path = data_dir.join(ROOT_TOKEN_FILE);
+    let path = data_dir.join(kind.file_name);
     if let Some(secret) = read_token_file(&path)? {
-        tracing::info!(path = %path.display(), "using the root token stored in the data directory");
+        tracing::info!(path = %path.display(), "using the {} stored in the data directory", kind.label);
         return Ok(RootToken {
             secret,
             source: RootTokenSource::File(path),
         });
     }
-    let generated = generate_token()?;
+    let generated = generate_token(kind.prefix)?;
     let secret = match write_token_file(data_dir, &path, &generated)? {
         Written::Ours => {
             tracing::info!(
                 path = %path.display(),
-                "generated a root token; read it from this file (owner-only permissions)"
+                "generated a {}; it is in this file (owner-only permissions)",
+                kind.label
             );
             generated
         }
@@ -172,14 +219,11 @@ fn read_token_file(path: &Path) -> Result<Option<Secret>, RootTokenError> {
     Ok(Some(Secret::new(token)))
 }
 
-/// `tfr_` followed by 32 random bytes from the OS, in hex.
-fn generate_token() -> Result<Secret, RootTokenError> {
+/// `prefix` followed by 32 random bytes from the OS, in hex.
+fn generate_token(prefix: &str) -> Result<Secret, RootTokenError> {
     let mut random = [0u8; ROOT_TOKEN_RANDOM_BYTES];
     getrandom::fill(&mut random).map_err(RootTokenError::Random)?;
-    Ok(Secret::new(format!(
-        "{ROOT_TOKEN_PREFIX}{}",
-        hex::encode(random)
-    )))
+    Ok(Secret::new(format!("{prefix}{}", hex::encode(random))))
 }
 
 /// Whose token ended up in the file.

@@ -5,8 +5,10 @@
 pub mod backoff;
 pub mod commit;
 pub mod core;
+pub mod principal;
 pub mod recovery;
 mod service;
+mod tenancy;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -14,19 +16,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use taskforge_protocol::{
-    Credentials, ErrorBody, ErrorCode, HelloRequest, PrincipalKind, ProjectId,
+    Credentials, ErrorBody, ErrorCode, ErrorDetails, HelloRequest, OrgStatus,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::storage::{Storage, StorageError};
 use commit::{CommitStats, Shared, State};
+pub use principal::{Principal, Session};
 
 /// How often the timer task looks again while storage is unavailable.
 const TIMER_RETRY_WHILE_UNAVAILABLE_MS: u64 = 100;
 
-/// The project the root token works in until tenancy assigns others.
-pub const DEFAULT_PROJECT_ID: ProjectId = 1;
+pub use core::tenants::{DEFAULT_ORG_ID, DEFAULT_PROJECT_ID};
+
+/// Password checks that may run at once; more get RATE_LIMITED.
+pub const PASSWORD_CHECKS_CONCURRENT_MAX: usize = 4;
+
+/// Retry-after announced when all password-check slots are busy.
+const PASSWORD_RETRY_AFTER_MS: u64 = 100;
 
 /// When a state change counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,17 +99,11 @@ pub struct BrokerConfig {
     pub limits: BrokerLimits,
     /// The root token, in clear; only its keyed hash is kept in memory after start.
     pub root_token: String,
+    /// The key of the BLAKE3 hashes of API key secrets, derived from the configured or
+    /// generated pepper. Never stored in the database.
+    pub key_pepper: [u8; 32],
     /// Seed for retry jitter and id randomness; `None` seeds from the OS.
     pub rng_seed: Option<u64>,
-}
-
-/// Who a session is, decided once by the handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// What kind of principal authenticated.
-    pub principal_kind: PrincipalKind,
-    /// The project every request of this session works in. It never comes from a body.
-    pub project_id: ProjectId,
 }
 
 /// A snapshot of the broker's counters.
@@ -143,6 +145,15 @@ pub struct Broker {
     /// Cancelled when shutdown begins (before the grace period): waiting FETCHes answer at
     /// once and new ones do not wait.
     long_polls_released: CancellationToken,
+    /// The key of API key secret hashes.
+    key_pepper: [u8; 32],
+    /// Per API key, the token its live sessions watch; cancelled on revocation.
+    key_sessions: Mutex<HashMap<String, CancellationToken>>,
+    /// Bounds password checks running at once (each takes tens of ms and 19 MiB).
+    password_checks: tokio::sync::Semaphore,
+    /// A real Argon2id hash of a random password, verified against for unknown emails;
+    /// made on the first password check.
+    dummy_password_hash: std::sync::OnceLock<String>,
     /// The committer thread, joined at shutdown.
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The timer task, awaited at shutdown so nothing holds storage afterwards.
@@ -208,6 +219,10 @@ impl Broker {
             bulk_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
             long_polls_released: CancellationToken::new(),
+            key_pepper: config.key_pepper,
+            key_sessions: Mutex::new(HashMap::new()),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS_CONCURRENT_MAX),
+            dummy_password_hash: std::sync::OnceLock::new(),
             committer: Mutex::new(Some(committer)),
             timers: Mutex::new(None),
         });
@@ -218,22 +233,145 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Checks a HELLO's credentials. Every kind of wrong credential gets the same error, so
-    /// a caller learns nothing about which part was wrong.
+    /// Checks a HELLO's credentials and picks the session's project. Every kind of wrong
+    /// credential gets the same UNAUTHENTICATED answer, so a caller learns nothing about
+    /// which part was wrong. Runs on a blocking thread: a password check takes tens of ms.
     pub fn authenticate(&self, hello: &HelloRequest) -> Result<Session, ErrorBody> {
-        match &hello.credentials {
-            Credentials::RootToken(token)
-                if blake3::hash(token.as_bytes()) == self.root_token_hash =>
-            {
-                Ok(Session {
-                    principal_kind: PrincipalKind::Root,
-                    project_id: DEFAULT_PROJECT_ID,
-                })
+        let invalid = || ErrorBody::new(ErrorCode::Unauthenticated, "invalid credentials");
+        let now_ms = self.clock.now_ms();
+        let (principal, default_project, revoked) = match &hello.credentials {
+            Credentials::RootToken(token) => {
+                if blake3::hash(token.as_bytes()) != self.root_token_hash {
+                    return Err(invalid());
+                }
+                (
+                    Principal::Root,
+                    DEFAULT_PROJECT_ID,
+                    CancellationToken::new(),
+                )
             }
-            _ => Err(ErrorBody::new(
-                ErrorCode::Unauthenticated,
-                "invalid credentials",
-            )),
+            Credentials::ApiKey(credential) => {
+                let (key_id, secret) =
+                    crate::auth::api_key::parse(credential).ok_or_else(invalid)?;
+                let secret_hash = crate::auth::api_key::hash_secret(&self.key_pepper, secret);
+                let verified = {
+                    let mut state = self.shared.lock();
+                    let verified = state.core.key_verify(key_id, secret_hash, now_ms);
+                    let org_active = verified.as_ref().is_some_and(|verified| {
+                        state
+                            .core
+                            .org(verified.org_id)
+                            .is_some_and(|entry| entry.org.status == OrgStatus::Active)
+                    });
+                    if state.core.has_writes() {
+                        self.shared.work.notify_one();
+                    }
+                    verified.filter(|_| org_active).ok_or_else(invalid)?
+                };
+                let principal = Principal::ApiKey {
+                    key_id: verified.info.key_id.clone(),
+                    org_id: verified.org_id,
+                    scopes: verified.info.scopes.clone(),
+                };
+                let revoked = self.key_sessions_token(&verified.info.key_id);
+                (principal, verified.info.project_id, revoked)
+            }
+            Credentials::Password { email, password } => {
+                let _slot = self.password_checks.try_acquire().map_err(|_| {
+                    ErrorBody::new(ErrorCode::RateLimited, "too many password checks at once")
+                        .with_details(ErrorDetails::RetryAfter {
+                            retry_after_ms: PASSWORD_RETRY_AFTER_MS,
+                        })
+                })?;
+                let found = self.shared.lock().core.user_by_email(email).cloned();
+                // Hash even for an unknown email, so timing does not tell which emails exist.
+                let dummy = || {
+                    let random = format!("{:032x}", fastrand::u128(..));
+                    crate::auth::password::hash(&random).unwrap_or_default()
+                };
+                let stored = match &found {
+                    Some(record) => record.password_hash.as_str(),
+                    None => self.dummy_password_hash.get_or_init(dummy).as_str(),
+                };
+                let matches = crate::auth::password::verify(password, stored);
+                let record = found.filter(|_| matches).ok_or_else(invalid)?;
+                let mut state = self.shared.lock();
+                let org_active = state
+                    .core
+                    .org(record.user.org_id)
+                    .is_some_and(|entry| entry.org.status == OrgStatus::Active);
+                let current = state
+                    .core
+                    .user(record.user.user_id)
+                    .cloned()
+                    .ok_or_else(invalid)?;
+                if current.user.disabled || !org_active {
+                    return Err(invalid());
+                }
+                state.core.note_login(current.user.user_id, now_ms);
+                if state.core.has_writes() {
+                    self.shared.work.notify_one();
+                }
+                let principal = Principal::User {
+                    user_id: current.user.user_id,
+                    org_id: current.user.org_id,
+                    role: current.user.role,
+                };
+                (principal, 0, CancellationToken::new())
+            }
+        };
+        let project_id = match (hello.project_id, &principal) {
+            (None, _) => default_project,
+            (Some(asked), Principal::ApiKey { .. }) if asked != default_project => {
+                return Err(ErrorBody::new(
+                    ErrorCode::Forbidden,
+                    "an API key works only in its own project",
+                ));
+            }
+            (Some(asked), _) => {
+                let state = self.shared.lock();
+                let accessible =
+                    state
+                        .core
+                        .project(asked)
+                        .is_some_and(|project| match &principal {
+                            Principal::Root => true,
+                            Principal::User { org_id, .. } | Principal::ApiKey { org_id, .. } => {
+                                project.org_id == *org_id
+                            }
+                        });
+                if !accessible {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Forbidden,
+                        format!("project {asked} is not accessible"),
+                    ));
+                }
+                asked
+            }
+        };
+        Ok(Session {
+            principal,
+            project_id,
+            revoked,
+        })
+    }
+
+    /// The token every session of an API key shares; cancelled when the key is revoked.
+    fn key_sessions_token(&self, key_id: &str) -> CancellationToken {
+        match self.key_sessions.lock() {
+            Ok(mut sessions) => sessions.entry(key_id.to_owned()).or_default().clone(),
+            Err(_) => panic!("key session map poisoned by an earlier panic"),
+        }
+    }
+
+    /// Closes every live session of these keys.
+    fn close_key_sessions(&self, key_ids: &[String]) {
+        if let Ok(mut sessions) = self.key_sessions.lock() {
+            for key_id in key_ids {
+                if let Some(token) = sessions.remove(key_id) {
+                    token.cancel();
+                }
+            }
         }
     }
 

@@ -4,9 +4,11 @@
 use std::time::Instant;
 
 use crate::storage::keys;
-use crate::storage::records::{self, JobRecord, QueueRecord};
+use crate::storage::records::{self, ApiKeyRecord, JobRecord, QueueRecord, UserRecord};
 use crate::storage::{Storage, StorageError};
+use taskforge_protocol::Project;
 
+use super::core::tenants::OrgEntry;
 use super::core::Core;
 
 /// What recovery found.
@@ -32,6 +34,52 @@ fn read_counter(storage: &dyn Storage, key: &[u8]) -> Result<Option<u64>, Storag
             Ok(Some(u64::from_be_bytes(bytes)))
         }
     }
+}
+
+/// Decodes every record of one type.
+fn scan_records<T: bincode::Decode<()>>(
+    storage: &dyn Storage,
+    prefix: u8,
+    what: &'static str,
+) -> Result<Vec<T>, StorageError> {
+    let (start, end) = keys::prefix_range(prefix);
+    let mut found = Vec::new();
+    let mut failure = None;
+    storage.scan(
+        &start,
+        &end,
+        &mut |_, value| match records::decode::<T>(what, value) {
+            Ok(record) => {
+                found.push(record);
+                true
+            }
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        },
+    )?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(found),
+    }
+}
+
+/// Restores organizations, users, projects and API keys.
+fn restore_directory(storage: &dyn Storage, core: &mut Core) -> Result<(), StorageError> {
+    for entry in scan_records::<OrgEntry>(storage, keys::ORG, "organization")? {
+        core.restore_org(entry);
+    }
+    for record in scan_records::<UserRecord>(storage, keys::USER, "user")? {
+        core.restore_user(record);
+    }
+    for project in scan_records::<Project>(storage, keys::PROJECT, "project")? {
+        core.restore_project(project);
+    }
+    for record in scan_records::<ApiKeyRecord>(storage, keys::API_KEY, "API key")? {
+        core.restore_key(record);
+    }
+    Ok(())
 }
 
 /// Builds a core from everything in `storage`.
@@ -72,6 +120,8 @@ pub fn rebuild(
     if let Some(error) = failure {
         return Err(error);
     }
+    restore_directory(storage, &mut core)?;
+    core.ensure_defaults(now_ms);
     let (start, end) = keys::job_range();
     storage.scan(&start, &end, &mut |key, value| {
         let Some((_, job_id)) = keys::parse_job(key) else {

@@ -14,7 +14,7 @@ use taskforge_protocol::{
 
 use super::commit::State;
 use super::core::{Core, CoreError, Delivery};
-use super::{validate, Broker, Session};
+use super::{principal, validate, Broker, Session};
 use crate::storage::records::{self, JobBody, JobRecord, StateTag};
 use crate::storage::{keys, StorageError};
 
@@ -61,9 +61,38 @@ fn visible_state(record: &JobRecord, now_ms: u64) -> JobState {
 impl Broker {
     /// Runs one request for `session` and answers it after its durability point.
     pub async fn handle(&self, session: &Session, request: Request) -> Result<Response, ErrorBody> {
+        if session.revoked.is_cancelled() {
+            return Err(ErrorBody::new(
+                ErrorCode::Unauthenticated,
+                "the session's API key was revoked",
+            ));
+        }
+        principal::authorize_project_operation(session, &request)?;
         let project_id = session.project_id;
         validate::named_queue(&request)?;
         match request {
+            request @ (Request::OrgCreate(_)
+            | Request::OrgGet(_)
+            | Request::OrgList(_)
+            | Request::OrgUpdate(_)
+            | Request::OrgDelete(_)
+            | Request::UserCreate(_)
+            | Request::UserGet(_)
+            | Request::UserList(_)
+            | Request::UserUpdate(_)
+            | Request::UserDisable(_)
+            | Request::UserSetPassword(_)
+            | Request::SubscriptionGet(_)
+            | Request::SubscriptionSet(_)
+            | Request::ProjectCreate(_)
+            | Request::ProjectGet(_)
+            | Request::ProjectList(_)
+            | Request::ProjectUpdate(_)
+            | Request::ProjectDelete(_)
+            | Request::ApiKeyCreate(_)
+            | Request::ApiKeyList(_)
+            | Request::ApiKeyRevoke(_)
+            | Request::ApiKeyRotate(_)) => self.handle_tenancy(session, request).await,
             Request::Hello(_) => Err(ErrorBody::new(
                 ErrorCode::Conflict,
                 "the session is already authenticated",
@@ -262,7 +291,7 @@ impl Broker {
 
     /// Like [`Broker::mutate`] but hands `op`'s result back untouched (a refused ACK can
     /// still have changed state, e.g. finishing a cancelled job, and must be committed).
-    async fn mutate_raw<T>(&self, op: impl FnOnce(&mut Core, u64) -> T) -> Reply<T> {
+    pub(super) async fn mutate_raw<T>(&self, op: impl FnOnce(&mut Core, u64) -> T) -> Reply<T> {
         self.mutate_state(|state, now_ms| op(&mut state.core, now_ms))
             .await
     }

@@ -44,6 +44,65 @@ pub fn named_queue(request: &Request) -> Result<(), ErrorBody> {
     queue_name(name)
 }
 
+/// Longest organization, project, user-facing or key name.
+pub const DISPLAY_NAME_BYTES_MAX: usize = 128;
+
+/// Longest slug.
+pub const SLUG_BYTES_MAX: usize = 64;
+
+/// Shortest and longest email.
+pub const EMAIL_BYTES_MIN: usize = 3;
+/// Longest email (RFC 5321's path limit).
+pub const EMAIL_BYTES_MAX: usize = 254;
+
+/// Shortest password.
+pub const PASSWORD_BYTES_MIN: usize = 12;
+/// Longest password (Argon2 hashes any length; this bounds the work per request).
+pub const PASSWORD_BYTES_MAX: usize = 256;
+
+/// Checks a display name.
+pub fn display_name(field: &str, name: &str) -> Result<(), ErrorBody> {
+    if name.is_empty() || name.len() > DISPLAY_NAME_BYTES_MAX {
+        return Err(invalid(format!(
+            "{field} must be 1 to {DISPLAY_NAME_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a slug: 1..=64 bytes of `[a-z0-9-]`.
+pub fn slug(slug: &str) -> Result<(), ErrorBody> {
+    let plain = slug
+        .bytes()
+        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if slug.is_empty() || slug.len() > SLUG_BYTES_MAX || !plain {
+        return Err(invalid(format!(
+            "slug {slug:?} must be 1 to {SLUG_BYTES_MAX} bytes of a-z 0-9 -"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an email's shape (delivery is not our business).
+pub fn email(email: &str) -> Result<(), ErrorBody> {
+    if !(EMAIL_BYTES_MIN..=EMAIL_BYTES_MAX).contains(&email.len()) || !email.contains('@') {
+        return Err(invalid(format!(
+            "email must be {EMAIL_BYTES_MIN} to {EMAIL_BYTES_MAX} bytes with an @"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a password's length.
+pub fn password(password: &str) -> Result<(), ErrorBody> {
+    if !(PASSWORD_BYTES_MIN..=PASSWORD_BYTES_MAX).contains(&password.len()) {
+        return Err(invalid(format!(
+            "passwords are {PASSWORD_BYTES_MIN} to {PASSWORD_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn max_attempts(field: &str, value: u32) -> Result<(), ErrorBody> {
     if value == 0 || value > limits::MAX_ATTEMPTS_CEILING {
         return Err(invalid(format!(

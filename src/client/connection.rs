@@ -210,6 +210,7 @@ impl Connection {
             client_name: options.client_name.clone(),
             client_version: options.client_version.clone(),
             credentials: options.credentials.clone(),
+            project_id: options.project_id,
         });
         let answer = tokio::time::timeout_at(deadline, connection.exchange(&hello))
             .await

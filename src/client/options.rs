@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use taskforge_protocol::Credentials;
+use taskforge_protocol::{Credentials, ProjectId};
 
 /// Client name sent in the hello, for the broker's logs.
 pub const CLIENT_NAME_DEFAULT: &str = "taskforge-rust";
@@ -70,6 +70,8 @@ impl ReconnectOptions {
 pub struct ClientOptions {
     /// Who the client is; sent in every hello, including after a reconnect.
     pub credentials: Credentials,
+    /// The project to work in (users must name one; API keys may leave it `None`).
+    pub project_id: Option<ProjectId>,
     /// Name sent in the hello, for the broker's logs.
     pub client_name: String,
     /// Version sent in the hello, for the broker's logs.
@@ -87,6 +89,7 @@ impl ClientOptions {
     pub fn new(credentials: Credentials) -> ClientOptions {
         ClientOptions {
             credentials,
+            project_id: None,
             client_name: CLIENT_NAME_DEFAULT.to_string(),
             client_version: CLIENT_VERSION_DEFAULT.to_string(),
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS_DEFAULT),

@@ -54,6 +54,8 @@ pub(crate) enum CloseReason {
     PeerClosed,
     /// The client said BYE.
     Bye,
+    /// The session's API key was revoked (or its project deleted).
+    CredentialRevoked,
     /// Nothing was in flight and nothing arrived for the idle timeout.
     IdleTimeout,
     /// HELLO did not complete within the handshake deadline.
@@ -95,6 +97,7 @@ impl std::fmt::Display for CloseReason {
         match self {
             CloseReason::PeerClosed => f.write_str("client closed the connection"),
             CloseReason::Bye => f.write_str("client said BYE"),
+            CloseReason::CredentialRevoked => f.write_str("the session's API key was revoked"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
             CloseReason::HandshakeRefused(code) => write!(f, "handshake refused ({code})"),
@@ -251,6 +254,9 @@ impl<'a> SessionLoop<'a> {
         let outbox = self.outbox;
         let writer_stopped = outbox.closed();
         tokio::pin!(writer_stopped);
+        let revoked_session = Arc::clone(&self.session);
+        let revoked = revoked_session.revoked.cancelled();
+        tokio::pin!(revoked);
 
         while self.reading || !self.in_flight.is_empty() {
             let can_read =
@@ -266,6 +272,12 @@ impl<'a> SessionLoop<'a> {
                     if self.answer(completed).await.is_err() {
                         return CloseReason::WriterStopped;
                     }
+                }
+                _ = &mut revoked => {
+                    // Within a second of the revocation: drop what is in flight too, so a
+                    // long poll cannot keep a revoked credential's session alive.
+                    self.in_flight.abort_all();
+                    return CloseReason::CredentialRevoked;
                 }
                 _ = &mut cancelled, if self.grace_deadline.is_none() => {
                     self.grace_deadline = Some(Instant::now() + self.context.shutdown_grace);

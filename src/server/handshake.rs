@@ -145,16 +145,17 @@ async fn hello_exchange(
             let hello_response = Response::Hello(HelloResponse {
                 protocol_version: PROTOCOL_VERSION,
                 server_version: env!("CARGO_PKG_VERSION").to_string(),
-                principal_kind: session.principal_kind,
+                principal_kind: session.principal_kind(),
                 project_id: session.project_id,
                 limits: context.session_limits.clone(),
+                org_id: session.org_id(),
             });
             outbox
                 .send(response_frame(request_id, &hello_response))
                 .await
                 .map_err(|_| CloseReason::WriterStopped)?;
             tracing::info!(
-                principal_kind = ?session.principal_kind,
+                principal_kind = ?session.principal_kind(),
                 project_id = session.project_id,
                 client_name = ?client_name,
                 client_version = ?client_version,

@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{resolve_root_token, RootToken, RootTokenError};
+use crate::auth::{resolve_key_pepper, resolve_root_token, RootToken, RootTokenError};
 use crate::broker::Broker;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -283,7 +283,10 @@ async fn launch(
 ) -> Result<RunningServer, StartError> {
     let root_token =
         resolve_root_token(config.broker.root_token.as_ref(), &config.broker.data_dir)?;
-    let broker = Broker::open(storage, clock, config.broker_config(root_token.expose())?).await?;
+    let key_pepper =
+        resolve_key_pepper(config.broker.key_pepper.as_ref(), &config.broker.data_dir)?;
+    let broker_config = config.broker_config(root_token.expose(), key_pepper.expose())?;
+    let broker = Broker::open(storage, clock, broker_config).await?;
     let server = match Server::from_listener(listener, &config, Arc::clone(&broker)) {
         Ok(server) => server,
         Err(source) => {

@@ -60,10 +60,7 @@ struct ScriptedBroker {
 impl Dispatcher for ScriptedBroker {
     fn authenticate(&self, hello: &HelloRequest) -> Result<Session, ErrorBody> {
         match &hello.credentials {
-            Credentials::RootToken(token) if token == GOOD_TOKEN => Ok(Session {
-                principal_kind: PrincipalKind::Root,
-                project_id: 1,
-            }),
+            Credentials::RootToken(token) if token == GOOD_TOKEN => Ok(Session::root(1)),
             Credentials::RootToken(token) if token == PANIC_TOKEN => panic!("scripted panic"),
             _ => Err(ErrorBody::new(
                 ErrorCode::Unauthenticated,
@@ -257,6 +254,7 @@ fn hello_request(token: &str) -> Request {
         client_name: "server-tests".into(),
         client_version: "0".into(),
         credentials: Credentials::RootToken(token.into()),
+        project_id: None,
     })
 }
 
@@ -430,6 +428,7 @@ async fn hello_with_another_protocol_version_is_refused() {
         client_name: "future".into(),
         client_version: "9".into(),
         credentials: Credentials::RootToken(ROOT_TOKEN.into()),
+        project_id: None,
     });
     send(&mut client, 1, &hello).await;
     let frame = receive(&mut client).await;

@@ -14,6 +14,10 @@
 //! | `0x03` | project u64, job id (16)                 | [`super::records::JobBody`] (immutable payload) |
 //! | `0x04` | project u64, job id (16)                 | result bytes                  |
 //! | `0x05` | queue id u64, state tag u8, job id (16)  | empty: jobs of a queue by state |
+//! | `0x10` | org id u64                               | organization with subscription |
+//! | `0x11` | user id u64                              | [`super::records::UserRecord`] |
+//! | `0x12` | project id u64                           | [`taskforge_protocol::Project`] |
+//! | `0x13` | key id bytes                             | [`super::records::ApiKeyRecord`] |
 
 use taskforge_protocol::{JobId, ProjectId};
 
@@ -31,6 +35,51 @@ pub const BODY: u8 = 0x03;
 pub const RESULT: u8 = 0x04;
 /// Prefix of the per-queue, per-state job index.
 pub const QUEUE_INDEX: u8 = 0x05;
+
+/// Prefix of organizations.
+pub const ORG: u8 = 0x10;
+/// Prefix of users.
+pub const USER: u8 = 0x11;
+/// Prefix of projects.
+pub const PROJECT: u8 = 0x12;
+/// Prefix of API keys.
+pub const API_KEY: u8 = 0x13;
+
+/// The key of a directory record with a numeric id.
+fn numbered(prefix: u8, id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(prefix);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// The key of an organization.
+pub fn org(org_id: u64) -> Vec<u8> {
+    numbered(ORG, org_id)
+}
+
+/// The key of a user.
+pub fn user(user_id: u64) -> Vec<u8> {
+    numbered(USER, user_id)
+}
+
+/// The key of a project.
+pub fn project(project_id: u64) -> Vec<u8> {
+    numbered(PROJECT, project_id)
+}
+
+/// The key of an API key.
+pub fn api_key(key_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + key_id.len());
+    key.push(API_KEY);
+    key.extend_from_slice(key_id.as_bytes());
+    key
+}
+
+/// First and one-past-last key of one record type.
+pub fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
+    (vec![prefix], vec![prefix + 1])
+}
 
 /// Meta key holding the first lease id not yet reserved.
 pub const META_LEASE_RESERVED: &[u8] = b"\x00lease_reserved";

@@ -5,7 +5,7 @@
 //! give an error, never an abort). Migrations bump the version.
 
 use bincode::{Decode, Encode};
-use taskforge_protocol::{Backoff, LeaseId, QueueDefaults};
+use taskforge_protocol::{ApiKeyInfo, Backoff, LeaseId, QueueDefaults, User};
 
 use super::StorageError;
 
@@ -150,6 +150,26 @@ pub struct JobBody {
     pub payload: Vec<u8>,
     /// Metadata pairs.
     pub metadata: Vec<(String, String)>,
+}
+
+/// A user as stored: the password's Argon2id hash (PHC string) lives only here.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct UserRecord {
+    /// The user as shown.
+    pub user: User,
+    /// Argon2id hash of the password.
+    pub password_hash: String,
+}
+
+/// An API key as stored: only keyed hashes of its secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ApiKeyRecord {
+    /// The key as listed.
+    pub info: ApiKeyInfo,
+    /// BLAKE3 keyed (with the server's pepper) hash of the current secret.
+    pub secret_hash: [u8; 32],
+    /// After a rotation: the old secret's hash and until when it still works.
+    pub previous: Option<([u8; 32], u64)>,
 }
 
 #[cfg(test)]

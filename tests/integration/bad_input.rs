@@ -158,6 +158,7 @@ async fn wrong_credentials_are_refused_and_closed() {
         client_name: "t".into(),
         client_version: "0".into(),
         credentials: Credentials::ApiKey("tf_unknown_secret".into()),
+        project_id: None,
     });
     raw.send(1, &api_key).await;
     let frame = raw.recv().await.expect("an error");

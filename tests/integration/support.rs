@@ -234,6 +234,7 @@ impl RawConnection {
             client_name: "raw-test".into(),
             client_version: "0".into(),
             credentials: Credentials::RootToken(token.into()),
+            project_id: None,
         });
         self.send(1, &hello).await;
         self.recv().await.expect("hello answered")

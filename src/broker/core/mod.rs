@@ -13,11 +13,12 @@
 mod fetch;
 mod jobs;
 mod queues;
+pub mod tenants;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
-use taskforge_protocol::{ErrorBody, ErrorCode, JobId, LeaseId, ProjectId};
+use taskforge_protocol::{ErrorBody, ErrorCode, ErrorDetails, JobId, LeaseId, ProjectId};
 
 use crate::storage::keys;
 use crate::storage::records::{self, JobRecord, QueueRecord, StateTag};
@@ -47,6 +48,15 @@ pub enum CoreError {
     Conflict(String),
     /// The request is not valid for current state.
     InvalidArgument(String),
+    /// A quota of the organization's plan is exhausted.
+    Quota {
+        /// The quota's name.
+        limit: &'static str,
+        /// Its value now.
+        current: u64,
+        /// Its maximum.
+        max: u64,
+    },
 }
 
 impl CoreError {
@@ -63,6 +73,19 @@ impl CoreError {
             CoreError::InvalidArgument(what) => {
                 ErrorBody::new(ErrorCode::InvalidArgument, what.clone())
             }
+            CoreError::Quota {
+                limit,
+                current,
+                max,
+            } => ErrorBody::new(
+                ErrorCode::QuotaExceeded,
+                format!("the plan allows {max} {limit}; there are {current}"),
+            )
+            .with_details(ErrorDetails::Quota {
+                limit: (*limit).to_owned(),
+                current: *current,
+                max: *max,
+            }),
         }
     }
 }
@@ -141,6 +164,8 @@ pub struct Core {
     queue_id_next: u64,
     /// The greatest job id made or restored, so new ids sort after it.
     last_job_id: JobId,
+    /// Organizations, users, projects and API keys.
+    directory: tenants::Directory,
     /// Jitter and id randomness.
     rng: fastrand::Rng,
 }
@@ -166,6 +191,7 @@ impl Core {
             lease_reserved: 1,
             queue_id_next: 1,
             last_job_id: JobId([0; 16]),
+            directory: tenants::Directory::default(),
             rng: fastrand::Rng::with_seed(seed),
         }
     }

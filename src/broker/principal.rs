@@ -1,0 +1,196 @@
+//! Who a session is and what it may do. Every request is checked here against the
+//! session's principal before the broker runs it; the project comes only from the session.
+
+use taskforge_protocol::{
+    ErrorBody, ErrorCode, OrgId, PrincipalKind, ProjectId, Request, Role, Scope, UserId,
+};
+use tokio_util::sync::CancellationToken;
+
+/// The authenticated identity of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The root token: everything, everywhere.
+    Root,
+    /// A user of an organization, acting by role.
+    User {
+        /// The user.
+        user_id: UserId,
+        /// Its organization.
+        org_id: OrgId,
+        /// Its role at the handshake.
+        role: Role,
+    },
+    /// A project API key, acting by scopes.
+    ApiKey {
+        /// The key's public id.
+        key_id: String,
+        /// The organization owning the key's project.
+        org_id: OrgId,
+        /// What it may do.
+        scopes: Vec<Scope>,
+    },
+}
+
+/// Who a session is, decided once by the handshake.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The principal.
+    pub principal: Principal,
+    /// The project queue and job operations work in; 0 when none was chosen. It never
+    /// comes from a request body.
+    pub project_id: ProjectId,
+    /// Cancelled when the session's credential is revoked: the server closes the
+    /// connection and the broker refuses further requests.
+    pub revoked: CancellationToken,
+}
+
+impl Session {
+    /// A root session in `project_id`.
+    pub fn root(project_id: ProjectId) -> Session {
+        Session {
+            principal: Principal::Root,
+            project_id,
+            revoked: CancellationToken::new(),
+        }
+    }
+
+    /// The kind announced in the server hello.
+    pub fn principal_kind(&self) -> PrincipalKind {
+        match self.principal {
+            Principal::Root => PrincipalKind::Root,
+            Principal::User { .. } => PrincipalKind::User,
+            Principal::ApiKey { .. } => PrincipalKind::ApiKey,
+        }
+    }
+
+    /// The principal's organization; `None` for root.
+    pub fn org_id(&self) -> Option<OrgId> {
+        match &self.principal {
+            Principal::Root => None,
+            Principal::User { org_id, .. } | Principal::ApiKey { org_id, .. } => Some(*org_id),
+        }
+    }
+}
+
+/// What a queue or job operation needs, as a key scope (users map it through their role).
+fn scope_needed(request: &Request) -> Option<Scope> {
+    match request {
+        Request::Enqueue(_) | Request::EnqueueBatch(_) => Some(Scope::Produce),
+        Request::Fetch(_)
+        | Request::Ack(_)
+        | Request::AckBatch(_)
+        | Request::Fail(_)
+        | Request::Extend(_) => Some(Scope::Consume),
+        Request::QueueCreate(_)
+        | Request::QueueUpdate(_)
+        | Request::QueueDelete(_)
+        | Request::QueuePause(_)
+        | Request::QueueResume(_)
+        | Request::QueuePurge(_)
+        | Request::Cancel(_)
+        | Request::DeadRetry(_)
+        | Request::DeadDiscard(_) => Some(Scope::Manage),
+        Request::QueueGet(_)
+        | Request::QueueList(_)
+        | Request::QueueStats(_)
+        | Request::JobGet(_)
+        | Request::JobList(_)
+        | Request::DeadList(_) => Some(Scope::Read),
+        _ => None,
+    }
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Produce => "produce",
+        Scope::Consume => "consume",
+        Scope::Manage => "manage",
+        Scope::Read => "read",
+    }
+}
+
+/// Checks that `session` may run a queue or job operation. Tenancy operations are
+/// checked by their handlers, which know the target's organization.
+pub fn authorize_project_operation(session: &Session, request: &Request) -> Result<(), ErrorBody> {
+    let Some(scope) = scope_needed(request) else {
+        return Ok(());
+    };
+    if session.project_id == 0 {
+        return Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            "this session has no project: name one in HELLO.project_id",
+        ));
+    }
+    let allowed = match &session.principal {
+        Principal::Root => true,
+        Principal::User { role, .. } => *role != Role::Viewer || scope == Scope::Read,
+        Principal::ApiKey { scopes, .. } => scopes.contains(&scope),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            format!("this operation needs the {} scope", scope_name(scope)),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use taskforge_protocol::{Empty, FetchRequest, QueueName};
+
+    use super::*;
+
+    fn key_session(scopes: Vec<Scope>) -> Session {
+        Session {
+            principal: Principal::ApiKey {
+                key_id: "k".into(),
+                org_id: 2,
+                scopes,
+            },
+            project_id: 5,
+            revoked: CancellationToken::new(),
+        }
+    }
+
+    #[test]
+    fn scopes_gate_operations() {
+        let fetch = Request::Fetch(FetchRequest {
+            queues: vec!["q".into()],
+            max_jobs: 1,
+            wait_ms: 0,
+            lease_ms: None,
+        });
+        let get = Request::QueueGet(QueueName { name: "q".into() });
+        let produce_only = key_session(vec![Scope::Produce]);
+        assert_eq!(
+            authorize_project_operation(&produce_only, &fetch).map_err(|error| error.error_code()),
+            Err(ErrorCode::Forbidden)
+        );
+        assert!(authorize_project_operation(&key_session(vec![Scope::Read]), &get).is_ok());
+        assert!(authorize_project_operation(&produce_only, &Request::Ping(Empty {})).is_ok());
+    }
+
+    #[test]
+    fn viewers_only_read_and_sessions_without_a_project_do_nothing() {
+        let viewer = Session {
+            principal: Principal::User {
+                user_id: 1,
+                org_id: 2,
+                role: Role::Viewer,
+            },
+            project_id: 5,
+            revoked: CancellationToken::new(),
+        };
+        let pause = Request::QueuePause(QueueName { name: "q".into() });
+        let get = Request::QueueGet(QueueName { name: "q".into() });
+        assert!(authorize_project_operation(&viewer, &pause).is_err());
+        assert!(authorize_project_operation(&viewer, &get).is_ok());
+        let no_project = Session {
+            project_id: 0,
+            ..viewer
+        };
+        assert!(authorize_project_operation(&no_project, &get).is_err());
+    }
+}
