@@ -7,3 +7,4 @@ mod lifecycle;
 mod pipelining;
 mod restart;
 mod support;
+mod tenancy;
