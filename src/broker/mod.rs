@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::storage::{Storage, StorageError};
 use commit::{CommitStats, Shared, State};
-pub use principal::{Principal, Session};
+use core::CoreError;
+pub use principal::{ConnectionPermit, Principal, Session};
 
 /// How often the timer task looks again while storage is unavailable.
 const TIMER_RETRY_WHILE_UNAVAILABLE_MS: u64 = 100;
@@ -147,6 +148,8 @@ pub struct Broker {
     long_polls_released: CancellationToken,
     /// The key of API key secret hashes.
     key_pepper: [u8; 32],
+    /// Open connections per organization, for the connections quota.
+    connections: principal::ConnectionCounts,
     /// Per API key, the token its live sessions watch; cancelled on revocation.
     key_sessions: Mutex<HashMap<String, CancellationToken>>,
     /// Bounds password checks running at once (each takes tens of ms and 19 MiB).
@@ -221,6 +224,7 @@ impl Broker {
             long_polls_released: CancellationToken::new(),
             key_pepper: config.key_pepper,
             key_sessions: Mutex::new(HashMap::new()),
+            connections: principal::ConnectionCounts::default(),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS_CONCURRENT_MAX),
             dummy_password_hash: std::sync::OnceLock::new(),
             committer: Mutex::new(Some(committer)),
@@ -349,10 +353,33 @@ impl Broker {
                 asked
             }
         };
+        let connection = match &principal {
+            Principal::Root => None,
+            Principal::User { org_id, .. } | Principal::ApiKey { org_id, .. } => {
+                let max = self
+                    .shared
+                    .lock()
+                    .core
+                    .org(*org_id)
+                    .map_or(0, |entry| entry.subscription.limits.connections_max);
+                let permit = ConnectionPermit::acquire(&self.connections, *org_id, max).map_err(
+                    |current| {
+                        CoreError::Quota {
+                            limit: "connections",
+                            current: u64::from(current),
+                            max: u64::from(max),
+                        }
+                        .to_error_body()
+                    },
+                )?;
+                Some(Arc::new(permit))
+            }
+        };
         Ok(Session {
             principal,
             project_id,
             revoked,
+            connection,
         })
     }
 

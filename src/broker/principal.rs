@@ -1,9 +1,12 @@
 //! Who a session is and what it may do. Every request is checked here against the
 //! session's principal before the broker runs it; the project comes only from the session.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use taskforge_protocol::{
     ErrorBody, ErrorCode, OrgId, PrincipalKind, ProjectId, Request, Role, Scope, UserId,
 };
+
 use tokio_util::sync::CancellationToken;
 
 /// The authenticated identity of a session.
@@ -42,6 +45,55 @@ pub struct Session {
     /// Cancelled when the session's credential is revoked: the server closes the
     /// connection and the broker refuses further requests.
     pub revoked: CancellationToken,
+    /// Counts this session against its organization's connection quota until dropped.
+    pub connection: Option<Arc<ConnectionPermit>>,
+}
+
+/// Open connections per organization.
+pub type ConnectionCounts = Arc<Mutex<HashMap<OrgId, u32>>>;
+
+/// One connection counted against an organization's quota; released when dropped.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    /// The shared counts.
+    counts: ConnectionCounts,
+    /// The organization counted.
+    org_id: OrgId,
+}
+
+impl ConnectionPermit {
+    /// Counts one more connection for `org_id` unless it already has `max`; on refusal,
+    /// the number open now.
+    pub fn acquire(
+        counts: &ConnectionCounts,
+        org_id: OrgId,
+        max: u32,
+    ) -> Result<ConnectionPermit, u32> {
+        let mut open = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = open.entry(org_id).or_insert(0);
+        if *current >= max {
+            return Err(*current);
+        }
+        *current += 1;
+        Ok(ConnectionPermit {
+            counts: Arc::clone(counts),
+            org_id,
+        })
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut open = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(current) = open.get_mut(&self.org_id) {
+            *current = current.saturating_sub(1);
+        }
+    }
 }
 
 impl Session {
@@ -51,6 +103,7 @@ impl Session {
             principal: Principal::Root,
             project_id,
             revoked: CancellationToken::new(),
+            connection: None,
         }
     }
 
@@ -151,6 +204,7 @@ mod tests {
             },
             project_id: 5,
             revoked: CancellationToken::new(),
+            connection: None,
         }
     }
 
@@ -182,6 +236,7 @@ mod tests {
             },
             project_id: 5,
             revoked: CancellationToken::new(),
+            connection: None,
         };
         let pause = Request::QueuePause(QueueName { name: "q".into() });
         let get = Request::QueueGet(QueueName { name: "q".into() });

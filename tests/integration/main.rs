@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod lifecycle;
 mod pipelining;
+mod quotas;
 mod restart;
 mod support;
 mod tenancy;

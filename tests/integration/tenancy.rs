@@ -13,13 +13,13 @@ use taskforge_protocol::{
 
 use crate::support::{job, TestServer};
 
-const ALL_SCOPES: [Scope; 4] = [Scope::Produce, Scope::Consume, Scope::Manage, Scope::Read];
+pub const ALL_SCOPES: [Scope; 4] = [Scope::Produce, Scope::Consume, Scope::Manage, Scope::Read];
 
-async fn call(client: &Client, request: Request) -> Response {
+pub async fn call(client: &Client, request: Request) -> Response {
     client.call(request).await.expect("call succeeds")
 }
 
-fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
+pub fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
     match result {
         Err(error) => error
             .code()
@@ -28,7 +28,7 @@ fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
     }
 }
 
-async fn org(root: &Client, slug: &str) -> OrgId {
+pub async fn org(root: &Client, slug: &str) -> OrgId {
     let request = Request::OrgCreate(OrgCreate {
         name: slug.into(),
         slug: slug.into(),
@@ -40,7 +40,7 @@ async fn org(root: &Client, slug: &str) -> OrgId {
     }
 }
 
-async fn project(client: &Client, org_id: OrgId, slug: &str) -> Project {
+pub async fn project(client: &Client, org_id: OrgId, slug: &str) -> Project {
     let request = Request::ProjectCreate(ProjectCreate {
         org_id,
         name: slug.into(),
@@ -52,7 +52,7 @@ async fn project(client: &Client, org_id: OrgId, slug: &str) -> Project {
     }
 }
 
-async fn key(
+pub async fn key(
     client: &Client,
     project_id: ProjectId,
     scopes: &[Scope],
@@ -70,7 +70,7 @@ async fn key(
     }
 }
 
-async fn user(root: &Client, org_id: OrgId, email: &str, role: Role) -> User {
+pub async fn user(root: &Client, org_id: OrgId, email: &str, role: Role) -> User {
     let request = Request::UserCreate(UserCreate {
         org_id,
         email: email.into(),
@@ -83,7 +83,7 @@ async fn user(root: &Client, org_id: OrgId, email: &str, role: Role) -> User {
     }
 }
 
-async fn connect(
+pub async fn connect(
     server: &TestServer,
     credentials: Credentials,
     project_id: Option<ProjectId>,
@@ -93,13 +93,13 @@ async fn connect(
     Client::connect(server.addr(), options).await
 }
 
-async fn with_key(server: &TestServer, secret: &ApiKeySecret) -> Client {
+pub async fn with_key(server: &TestServer, secret: &ApiKeySecret) -> Client {
     connect(server, Credentials::ApiKey(secret.secret.clone()), None)
         .await
         .expect("key connects")
 }
 
-fn fetch(queue: &str) -> FetchRequest {
+pub fn fetch(queue: &str) -> FetchRequest {
     FetchRequest {
         queues: vec![queue.into()],
         max_jobs: 10,

@@ -30,6 +30,7 @@ impl Core {
                     .map_err(|error| (index, error))?,
             );
         }
+        self.admit_enqueue(project_id, &jobs, now_ms)?;
         let mut created = Vec::with_capacity(jobs.len());
         for (job, queue_id) in jobs.into_iter().zip(queue_ids) {
             let defaults = match self.queues.get(&queue_id) {

@@ -13,6 +13,7 @@
 mod fetch;
 mod jobs;
 mod queues;
+mod quotas;
 pub mod tenants;
 
 use std::cmp::Reverse;
@@ -48,6 +49,13 @@ pub enum CoreError {
     Conflict(String),
     /// The request is not valid for current state.
     InvalidArgument(String),
+    /// The principal or the organization's state does not allow this.
+    Forbidden(String),
+    /// The project's enqueue rate is used up for now.
+    RateLimited {
+        /// How long until the request would pass.
+        retry_after_ms: u64,
+    },
     /// A quota of the organization's plan is exhausted.
     Quota {
         /// The quota's name.
@@ -73,6 +81,14 @@ impl CoreError {
             CoreError::InvalidArgument(what) => {
                 ErrorBody::new(ErrorCode::InvalidArgument, what.clone())
             }
+            CoreError::Forbidden(what) => ErrorBody::new(ErrorCode::Forbidden, what.clone()),
+            CoreError::RateLimited { retry_after_ms } => ErrorBody::new(
+                ErrorCode::RateLimited,
+                format!("the project's enqueue rate is used up; retry in {retry_after_ms} ms"),
+            )
+            .with_details(ErrorDetails::RetryAfter {
+                retry_after_ms: *retry_after_ms,
+            }),
             CoreError::Quota {
                 limit,
                 current,
@@ -166,6 +182,8 @@ pub struct Core {
     last_job_id: JobId,
     /// Organizations, users, projects and API keys.
     directory: tenants::Directory,
+    /// Enqueue rate buckets per project.
+    buckets: quotas::Buckets,
     /// Jitter and id randomness.
     rng: fastrand::Rng,
 }
@@ -192,6 +210,7 @@ impl Core {
             queue_id_next: 1,
             last_job_id: JobId([0; 16]),
             directory: tenants::Directory::default(),
+            buckets: quotas::Buckets::default(),
             rng: fastrand::Rng::with_seed(seed),
         }
     }

@@ -90,6 +90,7 @@ impl Core {
                 "queue {name:?} already exists"
             )));
         }
+        self.check_queue_quota(project_id)?;
         let mut defaults = broker_defaults();
         apply_settings(&mut defaults, settings);
         let queue_id = self.queue_id_next;
