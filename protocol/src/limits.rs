@@ -100,8 +100,70 @@ pub const SCHEDULE_AHEAD_MS_MAX: u64 = 366 * 24 * 60 * 60 * 1000;
 /// Default requests a session may have in flight; the server stops reading at the cap.
 pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: u32 = 1_024;
 
+/// Longest display name of an organization, project or API key, in bytes (at least 1).
+pub const NAME_BYTES_MAX: usize = 128;
+
+/// Longest slug of an organization or project, in bytes (at least 1, `[a-z0-9-]`): short
+/// enough for a URL path segment or a DNS label.
+pub const SLUG_BYTES_MAX: usize = 64;
+
+/// Shortest user email, in bytes: `a@b`.
+pub const EMAIL_BYTES_MIN: usize = 3;
+
+/// Longest user email, in bytes: the longest address SMTP can deliver to (RFC 5321 path
+/// limit of 256 less the angle brackets).
+pub const EMAIL_BYTES_MAX: usize = 254;
+
+/// Shortest user password, in bytes (NIST SP 800-63B asks for at least 8; we ask for more).
+pub const PASSWORD_BYTES_MIN: usize = 12;
+
+/// Longest user password, in bytes: bounds the work of one Argon2id hash.
+pub const PASSWORD_BYTES_MAX: usize = 256;
+
+/// Length of an API key's public id: 16 lowercase hex digits, short enough to read in a
+/// listing.
+pub const API_KEY_ID_HEX_DIGITS: usize = 16;
+
+/// Length of an API key's secret: 64 lowercase hex digits (32 random bytes, 256 bits).
+pub const API_KEY_SECRET_HEX_DIGITS: usize = 64;
+
+/// How long a rotated API key's old secret keeps working when APIKEY_ROTATE names no grace
+/// period (one hour): long enough to roll the new secret out to every client.
+pub const API_KEY_ROTATE_GRACE_MS_DEFAULT: u64 = 60 * 60 * 1000;
+
+/// Longest grace period an APIKEY_ROTATE may ask for (seven days), so a leaked old secret
+/// does not stay valid for long.
+pub const API_KEY_ROTATE_GRACE_MS_MAX: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Resolution of `ApiKeyInfo::last_used_at_ms`: the broker records a key's use at most once
+/// per this period (one minute), so handshakes do not each cost a write.
+pub const API_KEY_LAST_USED_INTERVAL_MS: u64 = 60 * 1000;
+
+/// Longest time between APIKEY_REVOKE (or PROJECT_DELETE) and the closing of the key's live
+/// sessions (one second).
+pub const REVOKED_SESSION_CLOSE_MS_MAX: u64 = 1000;
+
+/// Failed handshakes (UNAUTHENTICATED) one peer address may have within
+/// `HANDSHAKE_FAILURES_WINDOW_MS`; beyond it its HELLOs get RATE_LIMITED, so credentials
+/// cannot be guessed quickly.
+pub const HANDSHAKE_FAILURES_MAX: u32 = 10;
+
+/// The sliding window over which `HANDSHAKE_FAILURES_MAX` counts (one minute).
+pub const HANDSHAKE_FAILURES_WINDOW_MS: u64 = 60 * 1000;
+
+/// Length of the first subscription period ORG_CREATE starts (30 days).
+pub const SUBSCRIPTION_PERIOD_MS_DEFAULT: u64 = 30 * 24 * 60 * 60 * 1000;
+
 const _: () = assert!(HANDSHAKE_FRAME_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT);
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_CEILING);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT < FRAME_BYTES_MAX_DEFAULT);
 const _: () = assert!(LEASE_MS_MIN <= LEASE_MS_DEFAULT && LEASE_MS_DEFAULT <= LEASE_MS_MAX);
 const _: () = assert!(MAX_ATTEMPTS_DEFAULT <= MAX_ATTEMPTS_CEILING);
+const _: () =
+    assert!(EMAIL_BYTES_MIN <= EMAIL_BYTES_MAX && EMAIL_BYTES_MAX <= CREDENTIAL_BYTES_MAX);
+const _: () =
+    assert!(PASSWORD_BYTES_MIN <= PASSWORD_BYTES_MAX && PASSWORD_BYTES_MAX <= CREDENTIAL_BYTES_MAX);
+// `tf_` + id + `_` + secret must fit in the hello's credential string.
+const _: () =
+    assert!(3 + API_KEY_ID_HEX_DIGITS + 1 + API_KEY_SECRET_HEX_DIGITS <= CREDENTIAL_BYTES_MAX);
+const _: () = assert!(API_KEY_ROTATE_GRACE_MS_DEFAULT <= API_KEY_ROTATE_GRACE_MS_MAX);

@@ -100,8 +100,9 @@ impl bincode::enc::write::Writer for BytesWriter<'_> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct Empty {}
 
-/// How the client proves who it is.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+/// How the client proves who it is. Its `Debug` never shows a secret, so a credential that
+/// ends up in a log line or a panic message leaks nothing.
+#[derive(Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub enum Credentials {
     /// The broker's root token (super-admin, default project).
     RootToken(String),
@@ -114,6 +115,31 @@ pub enum Credentials {
         /// The user's password.
         password: String,
     },
+}
+
+/// What stands in a `Debug` rendering for a secret.
+pub const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::RootToken(_) => f.debug_tuple("RootToken").field(&REDACTED).finish(),
+            // The key id (between `tf_` and the next `_`) is public; the secret is not.
+            Credentials::ApiKey(key) => {
+                let key_id = key
+                    .strip_prefix("tf_")
+                    .and_then(|rest| rest.split('_').next());
+                f.debug_tuple("ApiKey")
+                    .field(&key_id.unwrap_or(REDACTED))
+                    .finish()
+            }
+            Credentials::Password { email, .. } => f
+                .debug_struct("Password")
+                .field("email", email)
+                .field("password", &REDACTED)
+                .finish(),
+        }
+    }
 }
 
 /// HELLO request: must be the first request on a connection.

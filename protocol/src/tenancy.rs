@@ -248,7 +248,7 @@ pub struct OrgPage {
 }
 
 /// USER_CREATE request.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct UserCreate {
     /// The organization.
     pub org_id: OrgId,
@@ -297,7 +297,7 @@ pub struct UserDisable {
 }
 
 /// USER_SET_PASSWORD request.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct UserSetPassword {
     /// The user.
     pub user_id: UserId,
@@ -372,7 +372,7 @@ pub struct ApiKeyCreate {
 }
 
 /// APIKEY_CREATE and APIKEY_ROTATE response: the only time the secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct ApiKeySecret {
     /// The key as listed.
     pub key: ApiKeyInfo,
@@ -414,4 +414,82 @@ pub struct ApiKeyRotate {
     pub key_id: String,
     /// How long the old secret keeps working; `None`: the server's default grace.
     pub grace_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for UserCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCreate")
+            .field("org_id", &self.org_id)
+            .field("email", &self.email)
+            .field("password", &crate::message::REDACTED)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UserSetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSetPassword")
+            .field("user_id", &self.user_id)
+            .field("password", &crate::message::REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeySecret")
+            .field("key", &self.key)
+            .field("secret", &crate::message::REDACTED)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Credentials;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let rendered = [
+            format!("{:?}", Credentials::RootToken(secret.into())),
+            format!(
+                "{:?}",
+                Credentials::ApiKey(format!("tf_00112233aabbccdd_{secret}"))
+            ),
+            format!(
+                "{:?}",
+                Credentials::Password {
+                    email: "a@b.c".into(),
+                    password: secret.into()
+                }
+            ),
+            format!(
+                "{:?}",
+                UserCreate {
+                    org_id: 1,
+                    email: "a@b.c".into(),
+                    password: secret.into(),
+                    role: Role::Owner
+                }
+            ),
+            format!(
+                "{:?}",
+                UserSetPassword {
+                    user_id: 1,
+                    password: secret.into()
+                }
+            ),
+        ];
+        for text in rendered {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(format!(
+            "{:?}",
+            Credentials::ApiKey(format!("tf_00112233aabbccdd_{secret}"))
+        )
+        .contains("00112233aabbccdd"));
+    }
 }

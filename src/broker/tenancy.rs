@@ -97,6 +97,12 @@ impl Broker {
         match request {
             Request::OrgCreate(body) => {
                 require_root(session)?;
+                if body.plan == taskforge_protocol::Plan::Custom {
+                    return Err(ErrorBody::new(
+                        ErrorCode::InvalidArgument,
+                        "create the organization on a preset plan, then SUBSCRIPTION_SET custom limits",
+                    ));
+                }
                 validate::display_name("name", &body.name)?;
                 validate::slug(&body.slug)?;
                 let org = self

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`Client`] — connect, reconnect with backoff, the generic [`Client::call`].
-//! - `operations.rs`: one typed method per operation of the opcode table.
+//! - `operations.rs`: one typed method per queue and job operation of the opcode table.
+//! - `tenancy.rs`: one typed method per tenancy operation (organizations, users,
+//!   subscriptions, projects, API keys).
 //! - `connection.rs`: one socket — reader and writer tasks, the map of requests waiting for
 //!   answers, request ids, the handshake.
 //! - `options.rs`: [`ClientOptions`] and [`ReconnectOptions`], with their defaults.
@@ -23,6 +25,7 @@ mod connection;
 mod error;
 mod operations;
 mod options;
+mod tenancy;
 mod worker;
 
 #[cfg(test)]

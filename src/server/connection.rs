@@ -119,6 +119,7 @@ impl std::fmt::Display for CloseReason {
 /// Serves one accepted connection until it closes. Runs inside the connection's span.
 pub(crate) async fn serve(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     context: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) {
@@ -130,17 +131,18 @@ pub(crate) async fn serve(
     );
     let (outbox, writer) = writer::spawn(write_half, context.write_timeout);
 
-    let mut reason = match handshake::perform(&mut frames, &outbox, &context, &shutdown).await {
-        Ok(session) => {
-            frames
-                .decoder_mut()
-                .set_frame_bytes_max(context.frame_bytes_max);
-            SessionLoop::new(&context, Arc::new(session), &outbox)
-                .run(&mut frames, &shutdown)
-                .await
-        }
-        Err(reason) => reason,
-    };
+    let mut reason =
+        match handshake::perform(&mut frames, &outbox, &context, &shutdown, peer.ip()).await {
+            Ok(session) => {
+                frames
+                    .decoder_mut()
+                    .set_frame_bytes_max(context.frame_bytes_max);
+                SessionLoop::new(&context, Arc::new(session), &outbox)
+                    .run(&mut frames, &shutdown)
+                    .await
+            }
+            Err(reason) => reason,
+        };
 
     // Dropping the outbox lets the writer send what is queued, flush and send FIN.
     drop(outbox);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use taskforge_protocol::limits::PROTOCOL_VERSION;
 use taskforge_protocol::{
-    decode_body, ErrorBody, ErrorCode, Frame, FrameKind, HelloRequest, HelloResponse, Opcode, Pong,
-    Response,
+    decode_body, ErrorBody, ErrorCode, ErrorDetails, Frame, FrameKind, HelloRequest, HelloResponse,
+    Opcode, Pong, Response,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,7 @@ pub(crate) async fn perform(
     outbox: &Outbox,
     context: &ConnectionContext,
     shutdown: &CancellationToken,
+    peer: std::net::IpAddr,
 ) -> Result<Session, CloseReason> {
     let deadline = Instant::now() + context.handshake_timeout;
     loop {
@@ -77,7 +78,8 @@ pub(crate) async fn perform(
                         );
                     }
                 };
-                return hello_exchange(outbox, context, frame.request_id, hello, deadline).await;
+                return hello_exchange(outbox, context, frame.request_id, hello, deadline, peer)
+                    .await;
             }
             _ => {
                 return Err(refuse(
@@ -99,8 +101,28 @@ async fn hello_exchange(
     request_id: u32,
     hello: HelloRequest,
     deadline: Instant,
+    peer: std::net::IpAddr,
 ) -> Result<Session, CloseReason> {
     let hello_opcode = Opcode::Hello.number();
+    if let Some(wait) = context
+        .failed_handshakes
+        .wait_for(peer, Instant::now().into_std())
+    {
+        tracing::info!(%peer, "handshake refused: too many failed handshakes from this address");
+        let error = ErrorBody::new(
+            ErrorCode::RateLimited,
+            "too many failed handshakes from this address; wait and retry",
+        )
+        .with_details(ErrorDetails::RetryAfter {
+            retry_after_ms: wait.as_millis() as u64,
+        });
+        return Err(send_and_close(
+            outbox,
+            error_frame(request_id, hello_opcode, &error),
+            ErrorCode::RateLimited,
+        )
+        .await);
+    }
     if hello.protocol_version != PROTOCOL_VERSION {
         tracing::info!(
             client_version = hello.protocol_version,
@@ -170,6 +192,11 @@ async fn hello_exchange(
                 "handshake refused"
             );
             let code = error.error_code();
+            if code == ErrorCode::Unauthenticated {
+                context
+                    .failed_handshakes
+                    .record(peer, Instant::now().into_std());
+            }
             Err(send_and_close(outbox, error_frame(request_id, hello_opcode, &error), code).await)
         }
     }

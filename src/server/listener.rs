@@ -122,7 +122,7 @@ impl Listener {
         self.tracker.spawn(
             async move {
                 tracing::debug!("connection accepted");
-                connection::serve(stream, context, shutdown).await;
+                connection::serve(stream, peer, context, shutdown).await;
                 drop(permit);
             }
             .instrument(span),

@@ -23,6 +23,7 @@
 
 mod connection;
 mod dispatch;
+mod failed_handshakes;
 mod handshake;
 mod in_flight;
 mod listener;
@@ -69,6 +70,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) frame_bytes_max: u32,
     /// What the server hello announces.
     pub(crate) session_limits: SessionLimits,
+    /// Refused handshakes per peer address.
+    pub(crate) failed_handshakes: failed_handshakes::FailedHandshakes,
 }
 
 impl ConnectionContext {
@@ -82,6 +85,7 @@ impl ConnectionContext {
             shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
             requests_in_flight_max: server.requests_in_flight_max as usize,
             frame_bytes_max: server.frame_bytes_max,
+            failed_handshakes: failed_handshakes::FailedHandshakes::default(),
             session_limits: SessionLimits {
                 frame_bytes_max: server.frame_bytes_max,
                 requests_in_flight_max: server.requests_in_flight_max,

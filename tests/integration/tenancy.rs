@@ -476,3 +476,25 @@ async fn only_hashes_of_secrets_are_stored_and_lists_hide_them() {
         "the root token is stored"
     );
 }
+
+#[tokio::test]
+async fn failed_handshakes_are_rate_limited_per_address() {
+    let server = TestServer::start().await;
+    let wrong = || Credentials::RootToken("not-the-root-token".into());
+    for _ in 0..taskforge_protocol::limits::HANDSHAKE_FAILURES_MAX {
+        assert_eq!(
+            code(connect(&server, wrong(), None).await),
+            ErrorCode::Unauthenticated
+        );
+    }
+    assert_eq!(
+        code(connect(&server, wrong(), None).await),
+        ErrorCode::RateLimited
+    );
+    let right = Credentials::RootToken(crate::support::ROOT_TOKEN.into());
+    assert_eq!(
+        code(connect(&server, right, None).await),
+        ErrorCode::RateLimited,
+        "guessing stops for the window, even for a correct guess"
+    );
+}

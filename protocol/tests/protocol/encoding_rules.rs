@@ -121,10 +121,30 @@ fn worked_examples() -> Vec<String> {
             "00 01 74",
         ),
         example(
+            "Credentials::ApiKey(\"k\")",
+            "Credentials",
+            Credentials::ApiKey("k".to_owned()),
+            "01 01 6b",
+        ),
+        example(
             "Credentials::Password { email: \"a\", password: \"b\" }",
             "Credentials",
             Credentials::Password { email: "a".to_owned(), password: "b".to_owned() },
             "02 01 61 01 62",
+        ),
+        example("Role::Viewer", "Role", Role::Viewer, "03"),
+        example("Scope::Read", "Scope", Scope::Read, "03"),
+        example(
+            "SubscriptionStatus::PastDue",
+            "SubscriptionStatus",
+            SubscriptionStatus::PastDue,
+            "01",
+        ),
+        example(
+            "ErrorDetails::Quota { limit: \"projects\", current: 3, max: 3 }",
+            "ErrorDetails",
+            ErrorDetails::Quota { limit: "projects".to_owned(), current: 3, max: 3 },
+            "01 08 70 72 6f 6a 65 63 74 73 03 03",
         ),
         example(
             "ErrorDetails::RetryAfter { retry_after_ms: 250 }",
@@ -258,4 +278,27 @@ fn error_code_numbers_are_the_wire_values() {
         details: ErrorDetails::None,
     };
     assert_eq!(unknown.error_code(), ErrorCode::Internal);
+}
+
+#[test]
+fn hello_bodies_must_carry_the_tenancy_fields() {
+    // `HelloRequest.project_id` and `HelloResponse.org_id` were appended to the bodies
+    // within version 1, before any release, so every v1 peer sends them: a body that stops
+    // before them does not decode (MALFORMED_FRAME), as PROTOCOL.md says.
+    let request = HelloRequest {
+        protocol_version: 1,
+        client_name: "c".to_owned(),
+        client_version: "1".to_owned(),
+        credentials: Credentials::RootToken("t".to_owned()),
+        project_id: None,
+    };
+    let bytes = encoded(&request);
+    assert_eq!(spaced_hex(&bytes), "01 01 63 01 31 00 01 74 00");
+    assert_eq!(decoded::<HelloRequest>(&bytes), Ok(request));
+    assert!(decoded::<HelloRequest>(&bytes[..bytes.len() - 1]).is_err());
+    let named = encoded(&HelloRequest {
+        project_id: Some(5),
+        ..decoded::<HelloRequest>(&bytes).expect("decodes")
+    });
+    assert_eq!(spaced_hex(&named[named.len() - 2..]), "01 05");
 }

@@ -14,6 +14,11 @@ use taskforge_protocol::frame::write_frame_header;
 use taskforge_protocol::limits::*;
 use taskforge_protocol::*;
 
+use crate::tenancy_fixtures::{
+    api_key_secret, tenancy_error_vectors, tenancy_vectors, KEY_ID_PRODUCER, ORG_ACME, ORG_GLOBEX,
+    PROJECT_BILLING, PROJECT_DEFAULT, PROJECT_INDEXER,
+};
+
 /// One golden frame and the value it encodes.
 pub struct Vector {
     /// File stem inside `protocol/vectors/`, e.g. `0x0200_ENQUEUE.request.minimal`.
@@ -91,7 +96,8 @@ impl Vector {
     }
 }
 
-/// Every vector: per opcode in table order, then per error code in numeric order.
+/// Every vector: per opcode in table order, then per error code in numeric order, then the
+/// further error frames of tenancy (auth, quotas, rate limits).
 pub fn all_vectors() -> Vec<Vector> {
     let mut vectors = Vec::new();
     for opcode in Opcode::ALL {
@@ -100,6 +106,7 @@ pub fn all_vectors() -> Vec<Vector> {
     for code in ErrorCode::ALL {
         vectors.push(error_vector(code));
     }
+    vectors.extend(tenancy_error_vectors());
     vectors
 }
 
@@ -123,7 +130,7 @@ fn request_name(opcode: Opcode, variant: Option<&str>, direction: &str) -> Strin
     name
 }
 
-fn request(request_id: u32, variant: Option<&str>, request: Request) -> Vector {
+pub fn request(request_id: u32, variant: Option<&str>, request: Request) -> Vector {
     Vector {
         name: request_name(request.opcode(), variant, "request"),
         request_id,
@@ -131,7 +138,7 @@ fn request(request_id: u32, variant: Option<&str>, request: Request) -> Vector {
     }
 }
 
-fn response(request_id: u32, variant: Option<&str>, response: Response) -> Vector {
+pub fn response(request_id: u32, variant: Option<&str>, response: Response) -> Vector {
     Vector {
         name: request_name(response.opcode(), variant, "response"),
         request_id,
@@ -276,6 +283,20 @@ fn lease_lost(job: u8) -> ErrorBody {
     )
 }
 
+/// The session limits a server with default settings announces.
+fn default_session_limits() -> SessionLimits {
+    SessionLimits {
+        frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+        requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+        payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
+        result_bytes_max: RESULT_BYTES_MAX_DEFAULT,
+        batch_jobs_max: BATCH_JOBS_MAX_DEFAULT,
+        fetch_jobs_max: FETCH_JOBS_MAX,
+        fetch_wait_ms_max: FETCH_WAIT_MS_MAX,
+        idle_timeout_ms: 300_000,
+    }
+}
+
 /// The vectors of one operation. Request ids are fixed per vector so that adding a vector
 /// never changes another file; a response carries the id of the request it answers.
 fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
@@ -289,6 +310,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     client_name: text("taskforge-py"),
                     client_version: text("0.1.0"),
                     credentials: Credentials::RootToken(text("root-7f3a9c")),
+                    project_id: None,
                 }),
             ),
             request(
@@ -298,7 +320,8 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     protocol_version: PROTOCOL_VERSION,
                     client_name: text("taskforge-go"),
                     client_version: text("1.4.2"),
-                    credentials: Credentials::ApiKey(text("tf_k1a2b3_c2VjcmV0")),
+                    credentials: Credentials::ApiKey(api_key_secret(KEY_ID_PRODUCER, 0x5c)),
+                    project_id: None,
                 }),
             ),
             request(
@@ -310,8 +333,9 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     client_version: text("0.1.0"),
                     credentials: Credentials::Password {
                         email: text("ops@example.com"),
-                        password: text("correct horse"),
+                        password: text("correct horse battery"),
                     },
+                    project_id: Some(PROJECT_BILLING),
                 }),
             ),
             response(
@@ -321,17 +345,9 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     protocol_version: PROTOCOL_VERSION,
                     server_version: text("0.1.0"),
                     principal_kind: PrincipalKind::Root,
-                    project_id: 1,
-                    limits: SessionLimits {
-                        frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
-                        requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
-                        payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
-                        result_bytes_max: RESULT_BYTES_MAX_DEFAULT,
-                        batch_jobs_max: BATCH_JOBS_MAX_DEFAULT,
-                        fetch_jobs_max: FETCH_JOBS_MAX,
-                        fetch_wait_ms_max: FETCH_WAIT_MS_MAX,
-                        idle_timeout_ms: 300_000,
-                    },
+                    project_id: PROJECT_DEFAULT,
+                    limits: default_session_limits(),
+                    org_id: None,
                 }),
             ),
             response(
@@ -341,7 +357,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     protocol_version: PROTOCOL_VERSION,
                     server_version: text("0.1.0"),
                     principal_kind: PrincipalKind::ApiKey,
-                    project_id: 70_000,
+                    project_id: PROJECT_INDEXER,
                     limits: SessionLimits {
                         frame_bytes_max: 1_048_576,
                         requests_in_flight_max: 64,
@@ -352,6 +368,35 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                         fetch_wait_ms_max: 30_000,
                         idle_timeout_ms: 60_000,
                     },
+                    org_id: Some(ORG_ACME),
+                }),
+            ),
+            response(
+                1,
+                Some("password"),
+                Response::Hello(HelloResponse {
+                    protocol_version: PROTOCOL_VERSION,
+                    server_version: text("0.1.0"),
+                    principal_kind: PrincipalKind::User,
+                    project_id: PROJECT_BILLING,
+                    limits: default_session_limits(),
+                    org_id: Some(ORG_ACME),
+                }),
+            ),
+            response(
+                1,
+                Some("user_no_project"),
+                Response::Hello(HelloResponse {
+                    protocol_version: PROTOCOL_VERSION,
+                    server_version: text("0.1.0"),
+                    principal_kind: PrincipalKind::User,
+                    project_id: 0,
+                    // Globex is on the free plan: its payload limit is the plan's.
+                    limits: SessionLimits {
+                        payload_bytes_max: 65_536,
+                        ..default_session_limits()
+                    },
+                    org_id: Some(ORG_GLOBEX),
                 }),
             ),
         ],
@@ -947,6 +992,28 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                 }),
             ),
         ],
+        Opcode::OrgCreate
+        | Opcode::OrgGet
+        | Opcode::OrgList
+        | Opcode::OrgUpdate
+        | Opcode::OrgDelete
+        | Opcode::UserCreate
+        | Opcode::UserGet
+        | Opcode::UserList
+        | Opcode::UserUpdate
+        | Opcode::UserDisable
+        | Opcode::UserSetPassword
+        | Opcode::SubscriptionGet
+        | Opcode::SubscriptionSet
+        | Opcode::ProjectCreate
+        | Opcode::ProjectGet
+        | Opcode::ProjectList
+        | Opcode::ProjectUpdate
+        | Opcode::ProjectDelete
+        | Opcode::ApiKeyCreate
+        | Opcode::ApiKeyList
+        | Opcode::ApiKeyRevoke
+        | Opcode::ApiKeyRotate => tenancy_vectors(opcode),
         Opcode::DeadDiscard => vec![
             request(
                 0x303,
@@ -976,7 +1043,7 @@ fn error_vector(code: ErrorCode) -> Vector {
         ErrorCode::Unauthenticated => (
             Opcode::Hello.number(),
             1,
-            ErrorBody::new(code, "unknown or wrong credentials"),
+            ErrorBody::new(code, "invalid credentials"),
         ),
         ErrorCode::Forbidden => (
             Opcode::QueueCreate.number(),
@@ -991,11 +1058,8 @@ fn error_vector(code: ErrorCode) -> Vector {
         ErrorCode::InvalidArgument => (
             Opcode::EnqueueBatch.number(),
             0x210,
-            ErrorBody::new(
-                code,
-                "jobs[300].payload: 300000 bytes is over the 262144-byte limit",
-            )
-            .with_details(ErrorDetails::BatchItem { index: 300 }),
+            ErrorBody::new(code, "jobs[300].metadata: key \"tenant\" is repeated")
+                .with_details(ErrorDetails::BatchItem { index: 300 }),
         ),
         ErrorCode::FrameTooLarge => (
             0,

@@ -373,17 +373,382 @@ fn arb_bulk_response() -> impl Strategy<Value = BulkResponse> {
     })
 }
 
+fn arb_org_status() -> impl Strategy<Value = OrgStatus> {
+    prop::sample::select(vec![OrgStatus::Active, OrgStatus::Suspended])
+}
+
+fn arb_role() -> impl Strategy<Value = Role> {
+    prop::sample::select(vec![Role::Owner, Role::Admin, Role::Member, Role::Viewer])
+}
+
+fn arb_plan() -> impl Strategy<Value = Plan> {
+    prop::sample::select(vec![Plan::Free, Plan::Pro, Plan::Enterprise, Plan::Custom])
+}
+
+fn arb_subscription_status() -> impl Strategy<Value = SubscriptionStatus> {
+    prop::sample::select(vec![
+        SubscriptionStatus::Active,
+        SubscriptionStatus::PastDue,
+        SubscriptionStatus::Cancelled,
+    ])
+}
+
+fn arb_scopes() -> impl Strategy<Value = Vec<Scope>> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            Scope::Produce,
+            Scope::Consume,
+            Scope::Manage,
+            Scope::Read,
+        ]),
+        0..5,
+    )
+}
+
+fn arb_organization() -> impl Strategy<Value = Organization> {
+    (
+        arb_u64(),
+        arb_text(),
+        arb_text(),
+        arb_u64(),
+        arb_org_status(),
+    )
+        .prop_map(|(org_id, name, slug, created_at_ms, status)| Organization {
+            org_id,
+            name,
+            slug,
+            created_at_ms,
+            status,
+        })
+}
+
+fn arb_user() -> impl Strategy<Value = User> {
+    (
+        arb_u64(),
+        arb_u64(),
+        arb_text(),
+        arb_role(),
+        arb_u64(),
+        proptest::option::of(arb_u64()),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(user_id, org_id, email, role, created_at_ms, last_login_at_ms, disabled)| User {
+                user_id,
+                org_id,
+                email,
+                role,
+                created_at_ms,
+                last_login_at_ms,
+                disabled,
+            },
+        )
+}
+
+fn arb_plan_limits() -> impl Strategy<Value = PlanLimits> {
+    (prop::array::uniform7(arb_u32()), arb_u64(), arb_u64()).prop_map(
+        |(small, pending_jobs_max, retention_ms)| PlanLimits {
+            projects_max: small[0],
+            queues_per_project_max: small[1],
+            pending_jobs_max,
+            payload_bytes_max: small[2],
+            enqueue_rate_per_second: small[3],
+            enqueue_burst: small[4],
+            connections_max: small[5],
+            workers_max: small[6],
+            retention_ms,
+        },
+    )
+}
+
+fn arb_subscription() -> impl Strategy<Value = Subscription> {
+    (
+        arb_u64(),
+        arb_plan(),
+        arb_subscription_status(),
+        arb_u64(),
+        arb_u64(),
+        arb_plan_limits(),
+    )
+        .prop_map(
+            |(org_id, plan, status, period_start_ms, period_end_ms, limits)| Subscription {
+                org_id,
+                plan,
+                status,
+                period_start_ms,
+                period_end_ms,
+                limits,
+            },
+        )
+}
+
+fn arb_project() -> impl Strategy<Value = Project> {
+    (arb_u64(), arb_u64(), arb_text(), arb_text(), arb_u64()).prop_map(
+        |(project_id, org_id, name, slug, created_at_ms)| Project {
+            project_id,
+            org_id,
+            name,
+            slug,
+            created_at_ms,
+        },
+    )
+}
+
+fn arb_api_key_info() -> impl Strategy<Value = ApiKeyInfo> {
+    (
+        arb_text(),
+        arb_u64(),
+        arb_text(),
+        arb_scopes(),
+        arb_u64(),
+        prop::array::uniform3(proptest::option::of(arb_u64())),
+    )
+        .prop_map(
+            |(key_id, project_id, name, scopes, created_at_ms, [last_used, expires, revoked])| {
+                ApiKeyInfo {
+                    key_id,
+                    project_id,
+                    name,
+                    scopes,
+                    created_at_ms,
+                    last_used_at_ms: last_used,
+                    expires_at_ms: expires,
+                    revoked_at_ms: revoked,
+                }
+            },
+        )
+}
+
+fn arb_api_key_secret() -> impl Strategy<Value = ApiKeySecret> {
+    (arb_api_key_info(), arb_text()).prop_map(|(key, secret)| ApiKeySecret { key, secret })
+}
+
+fn arb_org_ref() -> impl Strategy<Value = OrgRef> {
+    arb_u64().prop_map(|org_id| OrgRef { org_id })
+}
+
+fn arb_org_page() -> impl Strategy<Value = OrgPage> {
+    (arb_u64(), proptest::option::of(arb_u64()), arb_u32()).prop_map(|(org_id, after, limit)| {
+        OrgPage {
+            org_id,
+            after,
+            limit,
+        }
+    })
+}
+
+fn arb_project_ref() -> impl Strategy<Value = ProjectRef> {
+    arb_u64().prop_map(|project_id| ProjectRef { project_id })
+}
+
+/// Tenancy requests (opcodes 0x06xx).
+fn arb_tenancy_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
+    match opcode {
+        Opcode::OrgCreate => (arb_text(), arb_text(), arb_plan())
+            .prop_map(|(name, slug, plan)| Request::OrgCreate(OrgCreate { name, slug, plan }))
+            .boxed(),
+        Opcode::OrgGet => arb_org_ref().prop_map(Request::OrgGet).boxed(),
+        Opcode::OrgList => (proptest::option::of(arb_u64()), arb_u32())
+            .prop_map(|(after, limit)| Request::OrgList(IdPage { after, limit }))
+            .boxed(),
+        Opcode::OrgUpdate => (
+            arb_u64(),
+            proptest::option::of(arb_text()),
+            proptest::option::of(arb_org_status()),
+        )
+            .prop_map(|(org_id, name, status)| {
+                Request::OrgUpdate(OrgUpdate {
+                    org_id,
+                    name,
+                    status,
+                })
+            })
+            .boxed(),
+        Opcode::OrgDelete => arb_org_ref().prop_map(Request::OrgDelete).boxed(),
+        Opcode::UserCreate => (arb_u64(), arb_text(), arb_text(), arb_role())
+            .prop_map(|(org_id, email, password, role)| {
+                Request::UserCreate(UserCreate {
+                    org_id,
+                    email,
+                    password,
+                    role,
+                })
+            })
+            .boxed(),
+        Opcode::UserGet => arb_u64()
+            .prop_map(|user_id| Request::UserGet(UserRef { user_id }))
+            .boxed(),
+        Opcode::UserList => arb_org_page().prop_map(Request::UserList).boxed(),
+        Opcode::UserUpdate => (
+            arb_u64(),
+            proptest::option::of(arb_text()),
+            proptest::option::of(arb_role()),
+        )
+            .prop_map(|(user_id, email, role)| {
+                Request::UserUpdate(UserUpdate {
+                    user_id,
+                    email,
+                    role,
+                })
+            })
+            .boxed(),
+        Opcode::UserDisable => (arb_u64(), any::<bool>())
+            .prop_map(|(user_id, disabled)| Request::UserDisable(UserDisable { user_id, disabled }))
+            .boxed(),
+        Opcode::UserSetPassword => (arb_u64(), arb_text())
+            .prop_map(|(user_id, password)| {
+                Request::UserSetPassword(UserSetPassword { user_id, password })
+            })
+            .boxed(),
+        Opcode::SubscriptionGet => arb_org_ref().prop_map(Request::SubscriptionGet).boxed(),
+        Opcode::SubscriptionSet => (
+            arb_u64(),
+            arb_plan(),
+            arb_subscription_status(),
+            arb_u64(),
+            arb_u64(),
+            proptest::option::of(arb_plan_limits()),
+        )
+            .prop_map(
+                |(org_id, plan, status, period_start_ms, period_end_ms, limits)| {
+                    Request::SubscriptionSet(SubscriptionSet {
+                        org_id,
+                        plan,
+                        status,
+                        period_start_ms,
+                        period_end_ms,
+                        limits,
+                    })
+                },
+            )
+            .boxed(),
+        Opcode::ProjectCreate => (arb_u64(), arb_text(), arb_text())
+            .prop_map(|(org_id, name, slug)| {
+                Request::ProjectCreate(ProjectCreate { org_id, name, slug })
+            })
+            .boxed(),
+        Opcode::ProjectGet => arb_project_ref().prop_map(Request::ProjectGet).boxed(),
+        Opcode::ProjectList => arb_org_page().prop_map(Request::ProjectList).boxed(),
+        Opcode::ProjectUpdate => (arb_u64(), arb_text())
+            .prop_map(|(project_id, name)| {
+                Request::ProjectUpdate(ProjectUpdate { project_id, name })
+            })
+            .boxed(),
+        Opcode::ProjectDelete => arb_project_ref().prop_map(Request::ProjectDelete).boxed(),
+        Opcode::ApiKeyCreate => (
+            arb_u64(),
+            arb_text(),
+            arb_scopes(),
+            proptest::option::of(arb_u64()),
+        )
+            .prop_map(|(project_id, name, scopes, expires_at_ms)| {
+                Request::ApiKeyCreate(ApiKeyCreate {
+                    project_id,
+                    name,
+                    scopes,
+                    expires_at_ms,
+                })
+            })
+            .boxed(),
+        Opcode::ApiKeyList => (arb_u64(), proptest::option::of(arb_text()), arb_u32())
+            .prop_map(|(project_id, after, limit)| {
+                Request::ApiKeyList(ProjectPage {
+                    project_id,
+                    after,
+                    limit,
+                })
+            })
+            .boxed(),
+        Opcode::ApiKeyRevoke => arb_text()
+            .prop_map(|key_id| Request::ApiKeyRevoke(ApiKeyRef { key_id }))
+            .boxed(),
+        Opcode::ApiKeyRotate => (arb_text(), proptest::option::of(arb_u64()))
+            .prop_map(|(key_id, grace_ms)| Request::ApiKeyRotate(ApiKeyRotate { key_id, grace_ms }))
+            .boxed(),
+        other => unreachable!("{} is not a tenancy operation", other.name()),
+    }
+}
+
+/// Tenancy responses (opcodes 0x06xx).
+fn arb_tenancy_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
+    match opcode {
+        Opcode::OrgCreate => arb_organization().prop_map(Response::OrgCreate).boxed(),
+        Opcode::OrgGet => arb_organization().prop_map(Response::OrgGet).boxed(),
+        Opcode::OrgList => (
+            prop::collection::vec(arb_organization(), 0..4),
+            proptest::option::of(arb_u64()),
+        )
+            .prop_map(|(orgs, next_after)| Response::OrgList(OrgList { orgs, next_after }))
+            .boxed(),
+        Opcode::OrgUpdate => arb_organization().prop_map(Response::OrgUpdate).boxed(),
+        Opcode::OrgDelete => Just(Response::OrgDelete(Empty {})).boxed(),
+        Opcode::UserCreate => arb_user().prop_map(Response::UserCreate).boxed(),
+        Opcode::UserGet => arb_user().prop_map(Response::UserGet).boxed(),
+        Opcode::UserList => (
+            prop::collection::vec(arb_user(), 0..4),
+            proptest::option::of(arb_u64()),
+        )
+            .prop_map(|(users, next_after)| Response::UserList(UserList { users, next_after }))
+            .boxed(),
+        Opcode::UserUpdate => arb_user().prop_map(Response::UserUpdate).boxed(),
+        Opcode::UserDisable => arb_user().prop_map(Response::UserDisable).boxed(),
+        Opcode::UserSetPassword => Just(Response::UserSetPassword(Empty {})).boxed(),
+        Opcode::SubscriptionGet => arb_subscription()
+            .prop_map(Response::SubscriptionGet)
+            .boxed(),
+        Opcode::SubscriptionSet => arb_subscription()
+            .prop_map(Response::SubscriptionSet)
+            .boxed(),
+        Opcode::ProjectCreate => arb_project().prop_map(Response::ProjectCreate).boxed(),
+        Opcode::ProjectGet => arb_project().prop_map(Response::ProjectGet).boxed(),
+        Opcode::ProjectList => (
+            prop::collection::vec(arb_project(), 0..4),
+            proptest::option::of(arb_u64()),
+        )
+            .prop_map(|(projects, next_after)| {
+                Response::ProjectList(ProjectList {
+                    projects,
+                    next_after,
+                })
+            })
+            .boxed(),
+        Opcode::ProjectUpdate => arb_project().prop_map(Response::ProjectUpdate).boxed(),
+        Opcode::ProjectDelete => Just(Response::ProjectDelete(Empty {})).boxed(),
+        Opcode::ApiKeyCreate => arb_api_key_secret()
+            .prop_map(Response::ApiKeyCreate)
+            .boxed(),
+        Opcode::ApiKeyList => (
+            prop::collection::vec(arb_api_key_info(), 0..4),
+            proptest::option::of(arb_text()),
+        )
+            .prop_map(|(keys, next_after)| Response::ApiKeyList(ApiKeyList { keys, next_after }))
+            .boxed(),
+        Opcode::ApiKeyRevoke => arb_api_key_info().prop_map(Response::ApiKeyRevoke).boxed(),
+        Opcode::ApiKeyRotate => arb_api_key_secret()
+            .prop_map(Response::ApiKeyRotate)
+            .boxed(),
+        other => unreachable!("{} is not a tenancy operation", other.name()),
+    }
+}
+
 /// Requests of one operation. Exhaustive, so a new opcode must get a strategy.
 fn arb_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
     match opcode {
-        Opcode::Hello => (arb_u16(), arb_text(), arb_text(), arb_credentials())
+        Opcode::Hello => (
+            arb_u16(),
+            arb_text(),
+            arb_text(),
+            arb_credentials(),
+            proptest::option::of(arb_u64()),
+        )
             .prop_map(
-                |(protocol_version, client_name, client_version, credentials)| {
+                |(protocol_version, client_name, client_version, credentials, project_id)| {
                     Request::Hello(HelloRequest {
                         protocol_version,
                         client_name,
                         client_version,
                         credentials,
+                        project_id,
                     })
                 },
             )
@@ -477,6 +842,28 @@ fn arb_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
             .boxed(),
         Opcode::DeadRetry => arb_dead_bulk().prop_map(Request::DeadRetry).boxed(),
         Opcode::DeadDiscard => arb_dead_bulk().prop_map(Request::DeadDiscard).boxed(),
+        Opcode::OrgCreate
+        | Opcode::OrgGet
+        | Opcode::OrgList
+        | Opcode::OrgUpdate
+        | Opcode::OrgDelete
+        | Opcode::UserCreate
+        | Opcode::UserGet
+        | Opcode::UserList
+        | Opcode::UserUpdate
+        | Opcode::UserDisable
+        | Opcode::UserSetPassword
+        | Opcode::SubscriptionGet
+        | Opcode::SubscriptionSet
+        | Opcode::ProjectCreate
+        | Opcode::ProjectGet
+        | Opcode::ProjectList
+        | Opcode::ProjectUpdate
+        | Opcode::ProjectDelete
+        | Opcode::ApiKeyCreate
+        | Opcode::ApiKeyList
+        | Opcode::ApiKeyRevoke
+        | Opcode::ApiKeyRotate => arb_tenancy_request_for(opcode),
     }
 }
 
@@ -493,9 +880,10 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
             ]),
             arb_u64(),
             prop::array::uniform8(arb_u32()),
+            proptest::option::of(arb_u64()),
         )
             .prop_map(
-                |(protocol_version, server_version, principal_kind, project_id, limits)| {
+                |(protocol_version, server_version, principal_kind, project_id, limits, org_id)| {
                     Response::Hello(HelloResponse {
                         protocol_version,
                         server_version,
@@ -511,6 +899,7 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
                             fetch_wait_ms_max: limits[6],
                             idle_timeout_ms: limits[7],
                         },
+                        org_id,
                     })
                 },
             )
@@ -592,6 +981,28 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
         Opcode::DeadList => arb_job_list_response().prop_map(Response::DeadList).boxed(),
         Opcode::DeadRetry => arb_bulk_response().prop_map(Response::DeadRetry).boxed(),
         Opcode::DeadDiscard => arb_bulk_response().prop_map(Response::DeadDiscard).boxed(),
+        Opcode::OrgCreate
+        | Opcode::OrgGet
+        | Opcode::OrgList
+        | Opcode::OrgUpdate
+        | Opcode::OrgDelete
+        | Opcode::UserCreate
+        | Opcode::UserGet
+        | Opcode::UserList
+        | Opcode::UserUpdate
+        | Opcode::UserDisable
+        | Opcode::UserSetPassword
+        | Opcode::SubscriptionGet
+        | Opcode::SubscriptionSet
+        | Opcode::ProjectCreate
+        | Opcode::ProjectGet
+        | Opcode::ProjectList
+        | Opcode::ProjectUpdate
+        | Opcode::ProjectDelete
+        | Opcode::ApiKeyCreate
+        | Opcode::ApiKeyList
+        | Opcode::ApiKeyRevoke
+        | Opcode::ApiKeyRotate => arb_tenancy_response_for(opcode),
     }
 }
 

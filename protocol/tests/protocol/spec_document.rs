@@ -140,6 +140,33 @@ fn limit_values() -> Vec<(&'static str, u64)> {
             "REQUESTS_IN_FLIGHT_MAX_DEFAULT",
             u64::from(REQUESTS_IN_FLIGHT_MAX_DEFAULT),
         ),
+        ("NAME_BYTES_MAX", NAME_BYTES_MAX as u64),
+        ("SLUG_BYTES_MAX", SLUG_BYTES_MAX as u64),
+        ("EMAIL_BYTES_MIN", EMAIL_BYTES_MIN as u64),
+        ("EMAIL_BYTES_MAX", EMAIL_BYTES_MAX as u64),
+        ("PASSWORD_BYTES_MIN", PASSWORD_BYTES_MIN as u64),
+        ("PASSWORD_BYTES_MAX", PASSWORD_BYTES_MAX as u64),
+        ("API_KEY_ID_HEX_DIGITS", API_KEY_ID_HEX_DIGITS as u64),
+        (
+            "API_KEY_SECRET_HEX_DIGITS",
+            API_KEY_SECRET_HEX_DIGITS as u64,
+        ),
+        (
+            "API_KEY_ROTATE_GRACE_MS_DEFAULT",
+            API_KEY_ROTATE_GRACE_MS_DEFAULT,
+        ),
+        ("API_KEY_ROTATE_GRACE_MS_MAX", API_KEY_ROTATE_GRACE_MS_MAX),
+        (
+            "API_KEY_LAST_USED_INTERVAL_MS",
+            API_KEY_LAST_USED_INTERVAL_MS,
+        ),
+        ("REVOKED_SESSION_CLOSE_MS_MAX", REVOKED_SESSION_CLOSE_MS_MAX),
+        ("HANDSHAKE_FAILURES_MAX", u64::from(HANDSHAKE_FAILURES_MAX)),
+        ("HANDSHAKE_FAILURES_WINDOW_MS", HANDSHAKE_FAILURES_WINDOW_MS),
+        (
+            "SUBSCRIPTION_PERIOD_MS_DEFAULT",
+            SUBSCRIPTION_PERIOD_MS_DEFAULT,
+        ),
     ]
 }
 
