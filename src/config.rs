@@ -1291,11 +1291,18 @@ mod tests {
     }
 
     #[test]
-    fn print_config_redacts_the_root_token() {
+    fn print_config_redacts_the_root_token_and_the_key_pepper() {
         let token = "tfr_0123456789abcdef0123456789abcdef";
+        let pepper = "tfp_fedcba9876543210fedcba9876543210";
         let mut sources = sources();
-        sources.environment = variables(&[("TASKFORGE_ROOT_TOKEN", token)]);
+        sources.environment = variables(&[
+            ("TASKFORGE_ROOT_TOKEN", token),
+            ("TASKFORGE_KEY_PEPPER", pepper),
+        ]);
         let config = Config::load(&sources).expect("load");
+        let printed = config.to_toml_redacted().expect("prints");
+        assert!(!printed.contains(pepper), "{printed}");
+        assert!(!format!("{config:?}").contains(pepper), "Debug must not show the pepper");
         assert_eq!(
             config.broker.root_token.as_ref().map(Secret::expose),
             Some(token)
