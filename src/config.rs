@@ -1302,7 +1302,10 @@ mod tests {
         let config = Config::load(&sources).expect("load");
         let printed = config.to_toml_redacted().expect("prints");
         assert!(!printed.contains(pepper), "{printed}");
-        assert!(!format!("{config:?}").contains(pepper), "Debug must not show the pepper");
+        assert!(
+            !format!("{config:?}").contains(pepper),
+            "Debug must not show the pepper"
+        );
         assert_eq!(
             config.broker.root_token.as_ref().map(Secret::expose),
             Some(token)

@@ -692,3 +692,55 @@ async fn job_list_pages_by_enqueue_order_and_filters_by_state() {
         .expect("list");
     assert_eq!(ready.jobs.len(), 5);
 }
+
+#[tokio::test]
+async fn maximal_batches_of_small_jobs_round_trip() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .queue_create("q", QueueSettings::default())
+        .await
+        .expect("create");
+    let batch_jobs_max = client.session_limits().batch_jobs_max as usize;
+    let jobs: Vec<NewJob> = (0..batch_jobs_max)
+        .map(|index| job("q", &(index as u32).to_be_bytes()))
+        .collect();
+    let ids = client
+        .enqueue_batch(jobs)
+        .await
+        .expect("a maximal batch")
+        .job_ids;
+    assert_eq!(ids.len(), batch_jobs_max);
+    let request = FetchRequest {
+        max_jobs: taskforge_protocol::limits::FETCH_JOBS_MAX,
+        ..fetch_request("q", 1)
+    };
+    let leased = client.fetch(request).await.expect("a maximal fetch").jobs;
+    assert_eq!(
+        leased.len(),
+        batch_jobs_max.min(taskforge_protocol::limits::FETCH_JOBS_MAX as usize)
+    );
+    let acks: Vec<taskforge_protocol::AckRequest> = leased
+        .iter()
+        .map(|job| taskforge_protocol::AckRequest {
+            job_id: job.job_id,
+            lease_id: job.lease_id,
+            result: None,
+        })
+        .collect();
+    let results = client
+        .ack_batch(acks)
+        .await
+        .expect("a maximal ack batch")
+        .results;
+    assert!(results.iter().all(Option::is_none), "every ack succeeded");
+    assert_eq!(
+        client
+            .queue_stats("q")
+            .await
+            .expect("stats")
+            .counts
+            .succeeded,
+        leased.len() as u64
+    );
+}
