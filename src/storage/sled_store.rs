@@ -492,6 +492,29 @@ impl Storage for SledStorage {
     }
 }
 
+/// Prefix of sled's snapshot files (`snap.<lsn>`) in the database directory.
+const SLED_SNAPSHOT_FILE_PREFIX: &str = "snap.";
+
+/// True when `dir` holds a database (its data file exists), so offline tools can refuse a
+/// wrong `--data-dir` instead of creating an empty database there.
+pub fn store_exists(dir: &Path) -> bool {
+    dir.join(SLED_DATA_FILE_NAME).is_file()
+}
+
+/// True for the names of the files and directories that make up a database in its
+/// directory (sled's and our checkpoint), as opposed to other files kept beside it (the
+/// root token, backups). Offline compaction and restore replace exactly these.
+pub fn is_store_file_name(name: &str) -> bool {
+    matches!(
+        name,
+        SLED_DATA_FILE_NAME
+            | SLED_CONFIG_FILE_NAME
+            | SLED_BLOB_DIRECTORY_NAME
+            | CHECKPOINT_FILE_NAME
+            | CHECKPOINT_TEMPORARY_FILE_NAME
+    ) || name.starts_with(SLED_SNAPSHOT_FILE_PREFIX)
+}
+
 /// Opens sled with our settings. sled 0.34 has `unwrap`s and assertions on its recovery
 /// path; the damaged files we tried made it return an error or start empty rather than
 /// panic, but we cannot rule a panic out for every byte pattern, so a panic while opening is
