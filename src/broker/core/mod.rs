@@ -12,6 +12,7 @@
 
 mod fetch;
 mod jobs;
+pub mod metrics;
 mod queues;
 
 use std::cmp::Reverse;
