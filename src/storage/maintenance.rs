@@ -224,13 +224,13 @@ pub fn compact(data_dir: &Path) -> Result<CompactReport, MaintenanceError> {
         Ok((size, dump::write_backup(storage, data_dir)?))
     })?;
     let staging = data_dir.join(STAGING_DIR_NAME);
-    let mut size_after_bytes = 0;
     build_staging(&staging, |storage| {
-        let summary = dump::import_file(&backup.path, storage)?;
-        size_after_bytes = storage.size_on_disk_bytes()?;
-        Ok(summary)
+        Ok(dump::import_file(&backup.path, storage)?)
     })?;
     swap_in(data_dir, &staging, false)?;
+    // Measured on the store as it now lies in the data directory, closed and reopened: sled
+    // sizes its files when it closes.
+    let size_after_bytes = with_store(data_dir, |storage| Ok(storage.size_on_disk_bytes()?))?;
     Ok(CompactReport {
         size_before_bytes,
         size_after_bytes,
