@@ -32,7 +32,14 @@ const PING_REQUEST_ID: u32 = 1;
 
 /// TaskForge: a durable, multi-tenant background-job broker.
 #[derive(Parser)]
-#[command(name = "taskforge", version, about)]
+#[command(
+    name = "taskforge",
+    version,
+    about,
+    after_help = "Exit codes of the admin commands (queue, job, dead, storage): 0 success; \
+                  1 the operation failed (the broker's error code is printed); 2 usage error; \
+                  3 cannot reach or authenticate to the broker, or the connection was lost."
+)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]

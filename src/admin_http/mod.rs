@@ -6,6 +6,7 @@
 //! - `scrape.rs`: `/metrics` — refreshes the values mirrored from the broker, then encodes
 //!   the registry with the `prometheus` crate's text encoder.
 //! - `api.rs`: `/api/v1/...` — bearer-token authentication and the JSON views.
+//! - `listener.rs`: the accept loop with its connection cap.
 //!
 //! # Invariants
 //! - The port starts before storage is opened, so `/healthz` answers while a long recovery
@@ -14,11 +15,16 @@
 //!   the broker to authenticate the bearer token exactly as a HELLO would (BLAKE3 hashes
 //!   compared in constant time) and runs the same broker operations as the protocol.
 //! - No response carries a secret: no token, no key hash, no job payload or result.
-//! - Bounded: at most [`ADMIN_REQUESTS_IN_FLIGHT_MAX`] requests at once (more get 503),
-//!   each answered within [`ADMIN_REQUEST_TIMEOUT_MS`].
+//! - Bounded: at most [`ADMIN_CONNECTIONS_MAX`] connections open (more wait in the
+//!   kernel's backlog) and [`ADMIN_REQUESTS_IN_FLIGHT_MAX`] requests at once (more get 503),
+//!   each answered within [`ADMIN_REQUEST_TIMEOUT_MS`]. Idle keep-alive connections are
+//!   not timed out: the port is meant for localhost and trusted scrapers.
 
 mod api;
+mod listener;
 mod scrape;
+
+pub use listener::ADMIN_CONNECTIONS_MAX;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -87,10 +93,17 @@ pub struct AdminPort {
     state: Arc<AdminState>,
     /// The address it listens on (with the real port when the configured one was 0).
     local_addr: SocketAddr,
-    /// Cancelling it stops the HTTP server.
+    /// Cancelling it stops the HTTP server; dropping the port cancels it too, so a port
+    /// forgotten on an error path never keeps serving.
     stop: CancellationToken,
-    /// The HTTP server task.
-    task: JoinHandle<()>,
+    /// The HTTP server task, taken by [`AdminPort::stop`].
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for AdminPort {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl AdminPort {
@@ -113,7 +126,7 @@ impl AdminPort {
         let app = router(Arc::clone(&state));
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            let serving = axum::serve(listener, app)
+            let serving = axum::serve(listener::CappedListener::new(listener), app)
                 .with_graceful_shutdown(async move { stopped.cancelled().await });
             if let Err(error) = serving.await {
                 tracing::error!(%error, "the admin port failed");
@@ -124,7 +137,7 @@ impl AdminPort {
             state,
             local_addr,
             stop,
-            task,
+            task: Some(task),
         })
     }
 
@@ -150,9 +163,11 @@ impl AdminPort {
     }
 
     /// Stops serving: in-flight requests get [`ADMIN_SHUTDOWN_TIMEOUT_MS`] to finish.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let mut task = self.task;
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
         let limit = Duration::from_millis(ADMIN_SHUTDOWN_TIMEOUT_MS);
         if tokio::time::timeout(limit, &mut task).await.is_err() {
             tracing::warn!("admin requests still open at shutdown; dropping them");

@@ -195,8 +195,9 @@ impl ConnectionArgs {
         if !path.exists() {
             if named_file.is_some() || context_name.is_some() {
                 return Err(CliError::usage(format!(
-                    "the profile file {} does not exist; create it with a [contexts.NAME] table \
-                     (see `taskforge queue --help`)",
+                    "the profile file {} does not exist; create it with `current_context = \
+                     \"NAME\"` and a `[contexts.NAME]` table holding `addr` and \
+                     `root_token_file` (or `root_token`)",
                     path.display()
                 )));
             }

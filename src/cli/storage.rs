@@ -18,7 +18,7 @@ use super::{CliError, Exit};
 /// Flags of `taskforge storage`.
 #[derive(Debug, Args)]
 pub struct StorageArgs {
-    /// The broker's data directory [env: TASKFORGE_DATA_DIR]
+    /// The broker's data directory
     #[arg(
         long,
         global = true,

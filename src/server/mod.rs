@@ -295,6 +295,26 @@ pub async fn start_with_migrations(
     config.validate()?;
     let listener = bind(&config).await?;
     let admin = Admin::start(&config).await?;
+    let storage = match open_data_dir(&config).await {
+        Ok(storage) => storage,
+        Err(error) => {
+            admin.port.stop().await;
+            return Err(error);
+        }
+    };
+    launch(
+        config,
+        listener,
+        admin,
+        storage,
+        Arc::new(SystemClock),
+        migrations,
+    )
+    .await
+}
+
+/// Creates the data directory and opens the store in it.
+async fn open_data_dir(config: &Config) -> Result<Arc<dyn Storage>, StartError> {
     let data_dir = config.broker.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
@@ -307,15 +327,7 @@ pub async fn start_with_migrations(
         .map_err(|error| {
             StorageError::new("open", format!("the opening task failed: {error}"))
         })??;
-    launch(
-        config,
-        listener,
-        admin,
-        storage,
-        Arc::new(SystemClock),
-        migrations,
-    )
-    .await
+    Ok(storage)
 }
 
 /// Starts the server of `config` on a caller-provided store and clock (tests use a

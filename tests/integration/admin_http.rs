@@ -340,3 +340,25 @@ async fn the_admin_port_stops_with_the_server() {
         "the admin port still accepts after shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_taken_admin_port_fails_the_start_with_its_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("address");
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::defaults(Environment::Development);
+    config.server.listen_addr = "127.0.0.1:0".parse().expect("address");
+    config.server.admin_listen_addr = taken_addr;
+    config.broker.data_dir = data_dir.path().to_path_buf();
+    config.broker.root_token = Some(Secret::new(ROOT_TOKEN));
+    match taskforge::server::start(config).await {
+        Err(error @ taskforge::server::StartError::AdminBind { .. }) => {
+            assert!(
+                error.to_string().contains(&taken_addr.to_string()),
+                "{error}"
+            );
+        }
+        Err(other) => panic!("expected an admin bind error, got {other}"),
+        Ok(_) => panic!("started on a taken admin port"),
+    }
+}
