@@ -491,19 +491,20 @@ async fn serve(
     })
 }
 
+/// How long start-up waits for sled's lock on the data directory: covers a store closed a
+/// moment ago in this process (tests, offline tools), while another running broker is
+/// still reported within seconds.
+const STORAGE_LOCK_WAIT_MS: u64 = 2_000;
+
 /// Opens the store of record for `config` in its data directory. This is the one place
 /// the server names a storage engine.
-///
-/// This build carries the storage placeholder; with the sled store merged the body is:
-/// `SledStorage::open(&config.broker.data_dir, SledOptions { cache_capacity_bytes:
-/// config.broker.cache_capacity_bytes, flush_every_ms: sled_flush_every_ms(config) })
-/// .map(|storage| Arc::new(storage) as Arc<dyn Storage>)`.
+/// Waits up to [`STORAGE_LOCK_WAIT_MS`] for sled's lock.
 fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StorageError> {
     let options = SledOptions {
         cache_capacity_bytes: config.broker.cache_capacity_bytes,
         flush_every_ms: sled_flush_every_ms(config),
     };
-    SledStorage::open(&config.broker.data_dir, options)
+    SledStorage::open_waiting_for_lock(&config.broker.data_dir, options, STORAGE_LOCK_WAIT_MS)
         .map(|storage| Arc::new(storage) as Arc<dyn Storage>)
 }
 

@@ -26,6 +26,12 @@ pub const STAGING_DIR_NAME: &str = ".staging";
 /// Where the replaced store files go during the swap.
 pub const RETIRED_DIR_NAME: &str = ".retired";
 
+/// How long opening waits for sled's lock before reporting the store in use: long enough
+/// for a handle closed a moment ago to let go (see
+/// [`SledStorage::open_waiting_for_lock`]), short enough to report a running broker
+/// promptly.
+pub const LOCK_WAIT_MS: u64 = 2_000;
+
 /// Why an offline operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MaintenanceError {
@@ -87,7 +93,11 @@ pub fn open_existing(data_dir: &Path) -> Result<SledStorage, MaintenanceError> {
             data_dir.join(RETIRED_DIR_NAME),
         ));
     }
-    Ok(SledStorage::open(data_dir, offline_options())?)
+    Ok(SledStorage::open_waiting_for_lock(
+        data_dir,
+        offline_options(),
+        LOCK_WAIT_MS,
+    )?)
 }
 
 /// Runs `work` on the store in `data_dir` and closes it, reporting the first error.
@@ -187,7 +197,9 @@ pub fn restore(data_dir: &Path, file: &Path) -> Result<RestoreReport, Maintenanc
         }) {
             Ok(backup) => backup_of_replaced = Some(backup),
             // In use by a running broker: refuse rather than swap files under it.
-            Err(MaintenanceError::Storage(error)) if error.message.contains("in use") => {
+            Err(MaintenanceError::Storage(error))
+                if error.message.contains(sled_store::IN_USE_MESSAGE) =>
+            {
                 remove_dir_if_present(&staging)?;
                 return Err(MaintenanceError::Storage(error));
             }
