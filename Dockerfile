@@ -29,7 +29,10 @@ ENV TASKFORGE_ENV=production \
 USER taskforge:taskforge
 VOLUME ["/data"]
 EXPOSE 7700 7701
-# PING is accepted before the handshake, so the check needs no credentials.
+# PING is accepted before the handshake, so the check needs no credentials. It exercises
+# the protocol port clients use, which the admin port's /healthz would not; orchestrators
+# that route traffic should also probe GET /readyz on the admin port (503 while starting,
+# while storage fails, and once shutdown begins).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
     CMD ["taskforge", "ping", "--addr", "127.0.0.1:7700"]
 STOPSIGNAL SIGTERM

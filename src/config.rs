@@ -557,7 +557,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let server = &self.server;
         let broker = &self.broker;
-        if server.listen_addr == server.admin_listen_addr {
+        // Port 0 asks the OS for a free port, so two port-0 addresses never collide.
+        if server.listen_addr == server.admin_listen_addr && server.listen_addr.port() != 0 {
             return Err(ConfigError::invalid(
                 "server.admin_listen_addr",
                 format!(
@@ -1208,6 +1209,13 @@ mod tests {
         assert_eq!(
             invalid_key(config.validate().expect_err("same")),
             "server.admin_listen_addr"
+        );
+        let mut config = valid.clone();
+        config.server.listen_addr = "127.0.0.1:0".parse().expect("address");
+        config.server.admin_listen_addr = config.server.listen_addr;
+        assert!(
+            config.validate().is_ok(),
+            "two ephemeral ports never collide"
         );
         let mut config = valid.clone();
         config.broker.root_token = Some(Secret::new("short"));

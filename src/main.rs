@@ -1,6 +1,8 @@
 //! The `taskforge` command: `taskforge server` runs the broker; `taskforge ping` checks
-//! that one answers. Each subcommand is one `Command` variant and one `run_*` function, so
-//! the admin subcommands join the same way.
+//! that one answers; `taskforge <noun> <verb>` are the admin commands (see `cli/`). Each
+//! subcommand is one `Command` variant and one `run_*` function or noun module.
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,7 +32,14 @@ const PING_REQUEST_ID: u32 = 1;
 
 /// TaskForge: a durable, multi-tenant background-job broker.
 #[derive(Parser)]
-#[command(name = "taskforge", version, about)]
+#[command(
+    name = "taskforge",
+    version,
+    about,
+    after_help = "Exit codes of the admin commands (queue, job, dead, storage): 0 success; \
+                  1 the operation failed (the broker's error code is printed); 2 usage error; \
+                  3 cannot reach or authenticate to the broker, or the connection was lost."
+)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -44,6 +53,15 @@ enum Command {
     Server(ServerArgs),
     /// Checks that a broker answers a PING (no credentials needed); exits 0 on a Pong.
     Ping(PingArgs),
+    /// Manages queues: create, get, list, update, delete, pause, resume, purge, stats
+    Queue(cli::Admin<cli::queue::QueueCommand>),
+    /// Manages jobs: enqueue, get, list, cancel
+    Job(cli::Admin<cli::job::JobCommand>),
+    /// Manages dead-letter jobs: list, retry, discard
+    Dead(cli::Admin<cli::dead::DeadCommand>),
+    /// Works on a stopped broker's data directory: migrate, rollback, backup, restore,
+    /// compact, check
+    Storage(cli::storage::StorageArgs),
 }
 
 /// Flags of `taskforge server`. Every setting can also come from the config file, `.env`
@@ -73,9 +91,35 @@ struct PingArgs {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Server(_)) {
+        restore_default_sigpipe();
+    }
+    match command {
         Command::Server(args) => run_server(args),
         Command::Ping(args) => run_ping(args),
+        Command::Queue(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::queue::run(client, admin.command, out)
+        }),
+        Command::Job(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::job::run(client, admin.command, out)
+        }),
+        Command::Dead(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::dead::run(client, admin.command, out)
+        }),
+        Command::Storage(args) => cli::storage::run(args),
+    }
+}
+
+/// Lets a command-line tool die quietly when its reader goes away (`taskforge job list |
+/// head`), like other Unix tools, instead of panicking on the failed write. Rust starts
+/// every program with SIGPIPE ignored; the server keeps it that way, because a client
+/// closing its socket must never kill the broker.
+fn restore_default_sigpipe() {
+    // SAFETY: called once at start-up, before any thread exists; `signal` with `SIG_DFL`
+    // installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

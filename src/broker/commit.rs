@@ -51,6 +51,8 @@ pub struct CommitStats {
     pub replies: AtomicU64,
     /// Rounds that failed.
     pub failures: AtomicU64,
+    /// Batch size and duration of every round, for the metrics.
+    pub histograms: crate::metrics::CommitHistograms,
 }
 
 /// State shared by request handlers, the committer thread and the timer task.
@@ -175,7 +177,11 @@ impl Shared {
                     std::mem::take(&mut state.commit_waiters),
                 )
             };
+            let round_started = Instant::now();
             let result = self.commit_round(&writes, force_sync, &mut unsynced, &mut last_sync);
+            self.stats
+                .histograms
+                .observe_round(writes.len(), round_started.elapsed());
             match result {
                 Ok(()) => {
                     self.stats

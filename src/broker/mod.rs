@@ -161,6 +161,8 @@ pub struct Broker {
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The timer task, awaited at shutdown so nothing holds storage afterwards.
     timers: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What the start-up recovery found and how long it took, for the metrics.
+    recovery: recovery::RecoveryReport,
 }
 
 impl Broker {
@@ -229,6 +231,7 @@ impl Broker {
             dummy_password_hash: std::sync::OnceLock::new(),
             committer: Mutex::new(Some(committer)),
             timers: Mutex::new(None),
+            recovery: report,
         });
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
         if let Ok(mut slot) = broker.timers.lock() {
@@ -458,6 +461,40 @@ impl Broker {
             live_jobs: state.core.live_jobs() as u64,
             waiting_fetches: state.core.waiter_count() as u64,
         }
+    }
+
+    /// Every queue's depth by state, for the metrics. Holds the broker lock for one pass
+    /// over the queues (not the jobs).
+    pub fn queue_snapshots(&self) -> Vec<core::metrics::QueueSnapshot> {
+        self.shared.lock().core.queue_snapshots()
+    }
+
+    /// `Ok` while the broker serves requests; otherwise why not: storage is failing (the
+    /// committer is rebuilding memory from it) or shutdown has begun.
+    pub fn readiness(&self) -> Result<(), String> {
+        let state = self.shared.lock();
+        if state.stopping {
+            return Err("the broker is shutting down".to_string());
+        }
+        match &state.unavailable {
+            Some(reason) => Err(format!("storage unavailable: {reason}")),
+            None => Ok(()),
+        }
+    }
+
+    /// What the start-up recovery found and how long it took.
+    pub fn recovery_report(&self) -> &recovery::RecoveryReport {
+        &self.recovery
+    }
+
+    /// Bytes the store occupies on disk. Reads file sizes: call it off the async workers.
+    pub fn storage_size_on_disk_bytes(&self) -> Result<u64, StorageError> {
+        self.shared.storage.size_on_disk_bytes()
+    }
+
+    /// The group committer's batch-size and round-duration histograms.
+    pub fn commit_histograms(&self) -> &crate::metrics::CommitHistograms {
+        &self.shared.stats.histograms
     }
 
     /// Fires timers when they are due; woken early when an earlier timer appears.

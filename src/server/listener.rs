@@ -119,10 +119,12 @@ impl Listener {
         let span = tracing::info_span!("connection", id = connection_id, %peer);
         let context = Arc::clone(&self.context);
         let shutdown = self.shutdown.clone();
+        let counted = self.context.metrics.connection_opened();
         self.tracker.spawn(
             async move {
                 tracing::debug!("connection accepted");
                 connection::serve(stream, peer, context, shutdown).await;
+                drop(counted);
                 drop(permit);
             }
             .instrument(span),
@@ -137,6 +139,7 @@ impl Listener {
                 "connection cap reached; refusing new connections"
             );
         }
+        self.context.metrics.connection_refused();
         tracing::debug!(%peer, "connection refused: too many connections");
         if let Ok(permit) = Arc::clone(&self.refusal_permits).try_acquire_owned() {
             self.tracker.spawn(send_refusal(stream, permit));

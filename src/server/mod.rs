@@ -10,8 +10,12 @@
 //! - `writer.rs`: the per-connection writer task (bounded queue, burst flush, write
 //!   deadline).
 //! - `reply.rs`: turning responses and errors into frames.
-//! - `dispatch.rs`: the one seam between server and broker.
+//! - `dispatch.rs`: the one seam between server and broker, and the metered dispatcher
+//!   that counts requests by operation and outcome.
 //! - `shutdown.rs`: graceful shutdown once the listener stops.
+//!
+//! [`start`] also runs the storage migrations before the broker opens and starts the HTTP
+//! admin port (`crate::admin_http`) beside the protocol listener; both stop together.
 //!
 //! # Invariants
 //! - Dispatch has no business logic: a request is decoded, handed to the broker, and its
@@ -44,13 +48,16 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin_http::AdminPort;
 use crate::auth::{resolve_key_pepper, resolve_root_token, RootToken, RootTokenError};
 use crate::broker::Broker;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::storage::migrations::{self, Migration, MigrationError};
 use crate::storage::{SledOptions, SledStorage, Storage, StorageError};
 
-use dispatch::Dispatcher;
+use dispatch::{Dispatcher, Metered};
 
 /// Everything a connection task needs, shared by all connections of a server.
 pub(crate) struct ConnectionContext {
@@ -72,12 +79,19 @@ pub(crate) struct ConnectionContext {
     pub(crate) session_limits: SessionLimits,
     /// Refused handshakes per peer address.
     pub(crate) failed_handshakes: failed_handshakes::FailedHandshakes,
+    /// Connection counts and everything the metered dispatcher counts.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl ConnectionContext {
-    fn new(config: &Config, dispatcher: Arc<dyn Dispatcher>) -> ConnectionContext {
+    fn new(
+        config: &Config,
+        dispatcher: Arc<dyn Dispatcher>,
+        metrics: Arc<Metrics>,
+    ) -> ConnectionContext {
         let server = &config.server;
         ConnectionContext {
+            metrics,
             dispatcher,
             handshake_timeout: Duration::from_millis(server.handshake_timeout_ms),
             idle_timeout: Duration::from_millis(u64::from(server.idle_timeout_ms)),
@@ -133,12 +147,23 @@ impl Server {
         config: &Config,
         dispatcher: Arc<dyn Dispatcher>,
     ) -> std::io::Result<Server> {
+        Server::with_metrics(listener, config, dispatcher, Arc::new(Metrics::new()))
+    }
+
+    /// Serves `dispatcher`, counting connections and requests in `metrics`.
+    pub(crate) fn with_metrics(
+        listener: TcpListener,
+        config: &Config,
+        dispatcher: Arc<dyn Dispatcher>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Server> {
         let local_addr = listener.local_addr()?;
+        let metered: Arc<dyn Dispatcher> = Arc::new(Metered::new(dispatcher, Arc::clone(&metrics)));
         Ok(Server {
             listener,
             local_addr,
             connections_max: config.server.connections_max as usize,
-            context: Arc::new(ConnectionContext::new(config, dispatcher)),
+            context: Arc::new(ConnectionContext::new(config, metered, metrics)),
         })
     }
 
@@ -184,6 +209,17 @@ pub enum StartError {
     /// The store could not be opened or recovered.
     #[error("cannot open the store: {0}")]
     Storage(#[from] StorageError),
+    /// The store could not be migrated to this build's schema version.
+    #[error("storage migration failed: {0}")]
+    Migration(#[from] MigrationError),
+    /// The admin port's address could not be bound.
+    #[error("cannot listen on the admin port {addr}: {source}")]
+    AdminBind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS reported.
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -200,6 +236,8 @@ pub enum StartError {
 pub struct RunningServer {
     /// Where clients connect.
     local_addr: SocketAddr,
+    /// Where the HTTP admin port listens.
+    admin_addr: SocketAddr,
     /// The root token the broker accepts.
     root_token: RootToken,
     /// Cancelling it starts the graceful shutdown.
@@ -214,6 +252,11 @@ impl RunningServer {
         self.local_addr
     }
 
+    /// The address of the HTTP admin port (health, readiness, metrics, JSON API).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     /// The root token, in clear (for tests and the operator's first login).
     pub fn root_token(&self) -> &str {
         self.root_token.expose()
@@ -225,8 +268,8 @@ impl RunningServer {
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, shuts the
-    /// broker down, and returns once all of that is done. An error means the server task
-    /// panicked.
+    /// broker down, stops the admin port, and returns once all of that is done. An error
+    /// means the server task panicked.
     pub async fn shutdown(mut self) -> Result<(), tokio::task::JoinError> {
         self.shutdown.cancel();
         (&mut self.task).await
@@ -239,11 +282,43 @@ impl Drop for RunningServer {
     }
 }
 
-/// Starts the server of `config`: opens the store in the data directory, resolves the
-/// root token, opens the broker on the system clock, binds and serves in the background.
+/// Starts the server of `config`: binds the protocol listener and the admin port, opens
+/// the store in the data directory, migrates it to this build's schema (with a backup
+/// first, see [`migrations::run_at_startup`]), resolves the root token, opens the broker on
+/// the system clock, and serves in the background.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    start_with_migrations(config, migrations::production()).await
+}
+
+/// [`start`] with another list of storage migrations: tests pass the production list plus
+/// test-only migrations to exercise the start-up migration.
+pub async fn start_with_migrations(
+    config: Config,
+    migrations: Vec<Migration>,
+) -> Result<RunningServer, StartError> {
     config.validate()?;
     let listener = bind(&config).await?;
+    let admin = Admin::start(&config).await?;
+    let storage = match open_data_dir(&config).await {
+        Ok(storage) => storage,
+        Err(error) => {
+            admin.port.stop().await;
+            return Err(error);
+        }
+    };
+    launch(
+        config,
+        listener,
+        admin,
+        storage,
+        Arc::new(SystemClock),
+        migrations,
+    )
+    .await
+}
+
+/// Creates the data directory and opens the store in it.
+async fn open_data_dir(config: &Config) -> Result<Arc<dyn Storage>, StartError> {
     let data_dir = config.broker.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
@@ -256,11 +331,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|error| {
             StorageError::new("open", format!("the opening task failed: {error}"))
         })??;
-    launch(config, listener, storage, Arc::new(SystemClock)).await
+    Ok(storage)
 }
 
 /// Starts the server of `config` on a caller-provided store and clock (tests use a
-/// temporary store and a manual clock). The root token is resolved as in [`start`].
+/// temporary store and a manual clock). Migrations, the root token and the admin port are
+/// handled as in [`start`].
 pub async fn start_with(
     config: Config,
     storage: Arc<dyn Storage>,
@@ -268,7 +344,16 @@ pub async fn start_with(
 ) -> Result<RunningServer, StartError> {
     config.validate()?;
     let listener = bind(&config).await?;
-    launch(config, listener, storage, clock).await
+    let admin = Admin::start(&config).await?;
+    launch(
+        config,
+        listener,
+        admin,
+        storage,
+        clock,
+        migrations::production(),
+    )
+    .await
 }
 
 /// Binds first, so a taken port fails before the store is replayed.
@@ -279,33 +364,125 @@ async fn bind(config: &Config) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
+/// The admin port while the server starts: it serves `/healthz` from the beginning, and is
+/// stopped again if the start fails.
+struct Admin {
+    /// The port.
+    port: AdminPort,
+    /// The metrics it exports, shared with the protocol server.
+    metrics: Arc<Metrics>,
+    /// The server's shutdown signal: cancelling it stops the protocol listener, and the
+    /// admin port reports not ready from then on.
+    shutdown: CancellationToken,
+}
+
+impl Admin {
+    async fn start(config: &Config) -> Result<Admin, StartError> {
+        let addr = config.server.admin_listen_addr;
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let port = AdminPort::start(addr, Arc::clone(&metrics), shutdown.clone())
+            .await
+            .map_err(|source| StartError::AdminBind { addr, source })?;
+        Ok(Admin {
+            port,
+            metrics,
+            shutdown,
+        })
+    }
+}
+
 async fn launch(
     config: Config,
     listener: TcpListener,
+    admin: Admin,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
+    migrations: Vec<Migration>,
 ) -> Result<RunningServer, StartError> {
+    match open_broker(&config, storage, clock, migrations, &admin.metrics).await {
+        Ok((broker, root_token)) => serve(config, listener, admin, broker, root_token).await,
+        Err(error) => {
+            admin.port.stop().await;
+            Err(error)
+        }
+    }
+}
+
+/// Migrates the store, resolves the root token and opens the broker.
+async fn open_broker(
+    config: &Config,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    migrations: Vec<Migration>,
+    metrics: &Metrics,
+) -> Result<(Arc<Broker>, RootToken), StartError> {
+    let migrating = Arc::clone(&storage);
+    let data_dir = config.broker.data_dir.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        migrations::run_at_startup(migrating.as_ref(), &migrations, &data_dir)
+    })
+    .await
+    .map_err(|error| StorageError::new("open", format!("the migration task failed: {error}")))??;
+    metrics
+        .broker
+        .schema_version
+        .set(i64::try_from(report.version).unwrap_or(i64::MAX));
+    if let Some(backup) = &report.backup {
+        tracing::info!(
+            from = report.stored_before,
+            to = report.version,
+            backup = %backup.display(),
+            "storage migrated"
+        );
+    }
     let root_token =
         resolve_root_token(config.broker.root_token.as_ref(), &config.broker.data_dir)?;
     let key_pepper =
         resolve_key_pepper(config.broker.key_pepper.as_ref(), &config.broker.data_dir)?;
     let broker_config = config.broker_config(root_token.expose(), key_pepper.expose())?;
     let broker = Broker::open(storage, clock, broker_config).await?;
-    let server = match Server::from_listener(listener, &config, Arc::clone(&broker)) {
+    Ok((broker, root_token))
+}
+
+/// Serves `broker` on `listener` and the admin port in the background.
+async fn serve(
+    config: Config,
+    listener: TcpListener,
+    admin: Admin,
+    broker: Arc<Broker>,
+    root_token: RootToken,
+) -> Result<RunningServer, StartError> {
+    let server = match Server::with_metrics(
+        listener,
+        &config,
+        Arc::clone(&broker) as Arc<dyn Dispatcher>,
+        Arc::clone(&admin.metrics),
+    ) {
         Ok(server) => server,
         Err(source) => {
             broker.shutdown().await;
+            admin.port.stop().await;
             return Err(StartError::Bind {
                 addr: config.server.listen_addr,
                 source,
             });
         }
     };
+    admin.port.broker_opened(broker);
     let local_addr = server.local_addr();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(shutdown.clone()));
+    let admin_addr = admin.port.local_addr();
+    // One token for both: the admin port reports not ready as soon as shutdown begins,
+    // and keeps answering until the protocol server has drained.
+    let shutdown = admin.shutdown.clone();
+    let server_shutdown = shutdown.clone();
+    let task = tokio::spawn(async move {
+        server.run(server_shutdown).await;
+        admin.port.stop().await;
+    });
     tracing::info!(
         %local_addr,
+        %admin_addr,
         environment = ?config.environment,
         fsync = %config.broker.fsync,
         data_dir = %config.broker.data_dir.display(),
@@ -314,25 +491,27 @@ async fn launch(
     );
     Ok(RunningServer {
         local_addr,
+        admin_addr,
         root_token,
         shutdown,
         task,
     })
 }
 
+/// How long start-up waits for sled's lock on the data directory: covers a store closed a
+/// moment ago in this process (tests, offline tools), while another running broker is
+/// still reported within seconds.
+const STORAGE_LOCK_WAIT_MS: u64 = 2_000;
+
 /// Opens the store of record for `config` in its data directory. This is the one place
 /// the server names a storage engine.
-///
-/// This build carries the storage placeholder; with the sled store merged the body is:
-/// `SledStorage::open(&config.broker.data_dir, SledOptions { cache_capacity_bytes:
-/// config.broker.cache_capacity_bytes, flush_every_ms: sled_flush_every_ms(config) })
-/// .map(|storage| Arc::new(storage) as Arc<dyn Storage>)`.
+/// Waits up to [`STORAGE_LOCK_WAIT_MS`] for sled's lock.
 fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StorageError> {
     let options = SledOptions {
         cache_capacity_bytes: config.broker.cache_capacity_bytes,
         flush_every_ms: sled_flush_every_ms(config),
     };
-    SledStorage::open(&config.broker.data_dir, options)
+    SledStorage::open_waiting_for_lock(&config.broker.data_dir, options, STORAGE_LOCK_WAIT_MS)
         .map(|storage| Arc::new(storage) as Arc<dyn Storage>)
 }
 

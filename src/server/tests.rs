@@ -114,6 +114,7 @@ impl Dispatcher for ScriptedBroker {
 fn test_config() -> Config {
     let mut config = Config::defaults(Environment::Development);
     config.server.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.admin_listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     config.broker.root_token = Some(Secret::new(ROOT_TOKEN));
     config
 }

@@ -81,6 +81,17 @@ pub fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![prefix], vec![prefix + 1])
 }
 
+/// First byte no key ever starts with, so `[]..[KEY_PREFIX_END]` covers every stored key
+/// (exports, backups and checks scan that range). New prefixes stay below it.
+pub const KEY_PREFIX_END: u8 = 0xFF;
+
+const _: () = assert!(QUEUE_INDEX < KEY_PREFIX_END && API_KEY < KEY_PREFIX_END);
+
+/// First and one-past-last key of the whole store.
+pub fn all_range() -> (Vec<u8>, Vec<u8>) {
+    (Vec::new(), vec![KEY_PREFIX_END])
+}
+
 /// Meta key holding the first lease id not yet reserved.
 pub const META_LEASE_RESERVED: &[u8] = b"\x00lease_reserved";
 /// Meta key holding the next queue id.

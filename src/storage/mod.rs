@@ -10,9 +10,13 @@
 //! - [`Storage::sync`] returns only once everything applied before it survives power loss.
 //! - Batches are applied by one writer (the group committer), in order.
 
+pub mod check;
+pub mod dump;
 pub mod faulty;
 pub mod keys;
+pub mod maintenance;
 pub mod memory;
+pub mod migrations;
 pub mod records;
 pub mod sled_store;
 

@@ -492,6 +492,61 @@ impl Storage for SledStorage {
     }
 }
 
+/// Part of the message of the error [`SledStorage::open`] returns while another handle
+/// (another process, or one just dropped in this one) holds the database's lock.
+pub const IN_USE_MESSAGE: &str = "is in use by another process";
+
+/// Pause between attempts of [`SledStorage::open_waiting_for_lock`].
+const LOCK_RETRY_PAUSE_MS: u64 = 20;
+
+impl SledStorage {
+    /// [`SledStorage::open`], retrying for up to `lock_wait_ms` while the database is
+    /// locked. sled finishes writing its buffers on background threads that keep the data
+    /// file (and its lock) open for a moment after the last handle is dropped, so reopening
+    /// right after closing can find it still locked.
+    pub fn open_waiting_for_lock(
+        dir: &Path,
+        options: SledOptions,
+        lock_wait_ms: u64,
+    ) -> Result<SledStorage, StorageError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(lock_wait_ms);
+        loop {
+            match SledStorage::open(dir, options) {
+                Err(error)
+                    if error.message.contains(IN_USE_MESSAGE)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_PAUSE_MS));
+                }
+                opened => return opened,
+            }
+        }
+    }
+}
+
+/// Prefix of sled's snapshot files (`snap.<lsn>`) in the database directory.
+const SLED_SNAPSHOT_FILE_PREFIX: &str = "snap.";
+
+/// True when `dir` holds a database (its data file exists), so offline tools can refuse a
+/// wrong `--data-dir` instead of creating an empty database there.
+pub fn store_exists(dir: &Path) -> bool {
+    dir.join(SLED_DATA_FILE_NAME).is_file()
+}
+
+/// True for the names of the files and directories that make up a database in its
+/// directory (sled's and our checkpoint), as opposed to other files kept beside it (the
+/// root token, backups). Offline compaction and restore replace exactly these.
+pub fn is_store_file_name(name: &str) -> bool {
+    matches!(
+        name,
+        SLED_DATA_FILE_NAME
+            | SLED_CONFIG_FILE_NAME
+            | SLED_BLOB_DIRECTORY_NAME
+            | CHECKPOINT_FILE_NAME
+            | CHECKPOINT_TEMPORARY_FILE_NAME
+    ) || name.starts_with(SLED_SNAPSHOT_FILE_PREFIX)
+}
+
 /// Opens sled with our settings. sled 0.34 has `unwrap`s and assertions on its recovery
 /// path; the damaged files we tried made it return an error or start empty rather than
 /// panic, but we cannot rule a panic out for every byte pattern, so a panic while opening is
@@ -543,7 +598,7 @@ fn open_error(dir: &Path, error: sled::Error) -> StorageError {
             StorageError::new(
                 "open",
                 format!(
-                    "the database in {} is in use by another process ({error}); stop it first",
+                    "the database in {} {IN_USE_MESSAGE} ({error}); stop it first",
                     dir.display()
                 ),
             )

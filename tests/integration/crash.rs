@@ -53,6 +53,8 @@ fn spawn_server(addr: SocketAddr, data_dir: &std::path::Path) -> Child {
             "server",
             "--listen",
             &addr.to_string(),
+            "--admin-listen",
+            "127.0.0.1:0",
             "--fsync",
             "always",
             "--log-level",

@@ -1,9 +1,12 @@
 //! The integration suite: one test crate (so it links once) that drives real servers over
 //! real TCP on ephemeral ports, with real sled stores in temporary directories.
 
+mod admin_http;
 mod bad_input;
+mod cli;
 mod crash;
 mod lifecycle;
+mod migration;
 mod pipelining;
 mod quotas;
 mod restart;

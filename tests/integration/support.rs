@@ -63,6 +63,7 @@ impl TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::defaults(Environment::Development);
         config.server.listen_addr = "127.0.0.1:0".parse().expect("addr");
+        config.server.admin_listen_addr = "127.0.0.1:0".parse().expect("addr");
         config.broker.data_dir = data_dir.path().to_path_buf();
         config.broker.root_token = Some(Secret::new(ROOT_TOKEN));
         tweak(&mut config);
@@ -99,6 +100,11 @@ impl TestServer {
     /// Where clients connect (changes on restart).
     pub fn addr(&self) -> SocketAddr {
         self.running.as_ref().expect("server running").local_addr()
+    }
+
+    /// Where the HTTP admin port listens (changes on restart).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running.as_ref().expect("server running").admin_addr()
     }
 
     /// A client authenticated with the root token.

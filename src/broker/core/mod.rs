@@ -12,6 +12,7 @@
 
 mod fetch;
 mod jobs;
+pub mod metrics;
 mod queues;
 mod quotas;
 pub mod tenants;

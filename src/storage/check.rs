@@ -1,0 +1,546 @@
+//! The offline consistency check behind `taskforge storage check`: reads every record
+//! through the [`Storage`] trait and verifies the invariants the broker relies on.
+//!
+//! Checked: every record decodes; every queue key matches its record and queue ids are
+//! unique; every job's queue exists in the job's project; every job has a body and exactly
+//! the index entry of its state; leases agree with states; every body, result and index
+//! entry belongs to an existing job; no key has an unknown prefix; the meta counters are
+//! 8 bytes. Memory grows with the number of queues only: jobs are checked one at a time
+//! with point reads.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use taskforge_protocol::{JobId, ProjectId};
+
+use super::keys;
+use super::migrations;
+use super::records::{self, JobBody, JobRecord, QueueRecord, StateTag};
+use super::{Storage, StorageError};
+
+/// Problems listed in a report; the rest are only counted, so a badly damaged store does
+/// not produce an unbounded report.
+pub const PROBLEMS_LISTED_MAX: usize = 100;
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// The stored schema version (`None`: never stamped).
+    pub schema_version: Option<u64>,
+    /// Meta keys (counters, schema version).
+    pub meta_keys: u64,
+    /// Queue records.
+    pub queues: u64,
+    /// Job records.
+    pub jobs: u64,
+    /// Job records by stored state (`pending` counts scheduled and ready together).
+    pub jobs_by_state: Vec<(String, u64)>,
+    /// Job bodies.
+    pub bodies: u64,
+    /// Stored results.
+    pub results: u64,
+    /// Entries of the per-queue state index.
+    pub index_entries: u64,
+    /// Organizations, users, projects and API keys.
+    pub directory_records: u64,
+    /// The first [`PROBLEMS_LISTED_MAX`] problems found.
+    pub problems: Vec<String>,
+    /// Every problem found, listed or not.
+    pub problems_total: u64,
+}
+
+impl CheckReport {
+    /// True when no invariant is broken.
+    pub fn is_consistent(&self) -> bool {
+        self.problems_total == 0
+    }
+
+    fn problem(&mut self, text: String) {
+        self.problems_total += 1;
+        if self.problems.len() < PROBLEMS_LISTED_MAX {
+            self.problems.push(text);
+        }
+    }
+}
+
+/// The lower-case name of a stored state.
+fn state_name(tag: StateTag) -> &'static str {
+    match tag {
+        StateTag::Pending => "pending",
+        StateTag::Leased => "leased",
+        StateTag::Succeeded => "succeeded",
+        StateTag::Dead => "dead",
+        StateTag::Cancelled => "cancelled",
+        StateTag::Expired => "expired",
+    }
+}
+
+/// The range of keys starting with `prefix`.
+fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
+    (vec![prefix], vec![prefix + 1])
+}
+
+/// Splits a job-owned key (`JOB`, `BODY`, `RESULT`) into project and job id.
+fn parse_job_owned(key: &[u8]) -> Option<(ProjectId, JobId)> {
+    if key.len() != 25 {
+        return None;
+    }
+    let project_id = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    Some((project_id, JobId(key[9..25].try_into().ok()?)))
+}
+
+/// A queue as the check remembers it.
+struct KnownQueue {
+    /// Its project.
+    project_id: ProjectId,
+    /// Its name.
+    name: String,
+}
+
+/// Decodes every record of one directory type, reporting the ones that do not decode.
+fn decode_all<T: bincode::Decode<()>>(
+    storage: &dyn Storage,
+    prefix: u8,
+    what: &'static str,
+    report: &mut CheckReport,
+) -> Result<Vec<T>, StorageError> {
+    let (start, end) = keys::prefix_range(prefix);
+    let mut decoded = Vec::new();
+    let mut problems = Vec::new();
+    storage.scan(&start, &end, &mut |key, value| {
+        match records::decode::<T>(what, value) {
+            Ok(record) => decoded.push(record),
+            Err(error) => problems.push(format!("{what} {key:?}: {}", error.message)),
+        }
+        true
+    })?;
+    report.directory_records += (decoded.len() + problems.len()) as u64;
+    for problem in problems {
+        report.problem(problem);
+    }
+    Ok(decoded)
+}
+
+/// Checks the tenancy directory: every record decodes, and every user and project
+/// belongs to an existing organization, every API key to an existing project.
+fn check_directory(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), StorageError> {
+    use crate::broker::core::tenants::OrgEntry;
+    use records::{ApiKeyRecord, UserRecord};
+    use taskforge_protocol::Project;
+    let orgs: std::collections::BTreeSet<u64> =
+        decode_all::<OrgEntry>(storage, keys::ORG, "organization", report)?
+            .into_iter()
+            .map(|entry| entry.org.org_id)
+            .collect();
+    for user in decode_all::<UserRecord>(storage, keys::USER, "user", report)? {
+        if !orgs.contains(&user.user.org_id) {
+            report.problem(format!(
+                "user {} belongs to missing organization {}",
+                user.user.user_id, user.user.org_id
+            ));
+        }
+    }
+    let mut projects = std::collections::BTreeSet::new();
+    for project in decode_all::<Project>(storage, keys::PROJECT, "project", report)? {
+        if !orgs.contains(&project.org_id) {
+            report.problem(format!(
+                "project {} belongs to missing organization {}",
+                project.project_id, project.org_id
+            ));
+        }
+        projects.insert(project.project_id);
+    }
+    for key in decode_all::<ApiKeyRecord>(storage, keys::API_KEY, "API key", report)? {
+        if !projects.contains(&key.info.project_id) {
+            report.problem(format!(
+                "API key {} belongs to missing project {}",
+                key.info.key_id, key.info.project_id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every record of `storage`. Storage errors abort the check; broken invariants
+/// are reported.
+pub fn check(storage: &dyn Storage) -> Result<CheckReport, StorageError> {
+    let mut report = CheckReport::default();
+    match migrations::stored_version(storage) {
+        Ok(version) => report.schema_version = version,
+        Err(error) => report.problem(error.message),
+    }
+    check_meta(storage, &mut report)?;
+    let queues = check_queues(storage, &mut report)?;
+    check_jobs(storage, &queues, &mut report)?;
+    check_job_owned(storage, keys::BODY, &mut report)?;
+    check_job_owned(storage, keys::RESULT, &mut report)?;
+    check_index(storage, &queues, &mut report)?;
+    check_directory(storage, &mut report)?;
+    let mut unknown = 0u64;
+    for (start, end) in [
+        (keys::QUEUE_INDEX + 1, keys::ORG),
+        (keys::API_KEY + 1, keys::KEY_PREFIX_END),
+    ] {
+        storage.scan(&[start], &[end], &mut |_, _| {
+            unknown += 1;
+            true
+        })?;
+    }
+    if unknown > 0 {
+        report.problem(format!("{unknown} keys have an unknown prefix"));
+    }
+    Ok(report)
+}
+
+fn check_meta(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), StorageError> {
+    let (start, end) = prefix_range(keys::META);
+    let mut problems = Vec::new();
+    storage.scan(&start, &end, &mut |key, value| {
+        report.meta_keys += 1;
+        let known = [
+            keys::META_LEASE_RESERVED,
+            keys::META_QUEUE_ID_NEXT,
+            keys::META_SCHEMA_VERSION,
+        ];
+        if known.contains(&key) && value.len() != 8 {
+            problems.push(format!(
+                "meta key {} holds {} bytes, not 8",
+                String::from_utf8_lossy(&key[1..]),
+                value.len()
+            ));
+        }
+        true
+    })?;
+    for problem in problems {
+        report.problem(problem);
+    }
+    Ok(())
+}
+
+fn check_queues(
+    storage: &dyn Storage,
+    report: &mut CheckReport,
+) -> Result<HashMap<u64, KnownQueue>, StorageError> {
+    let mut queues: HashMap<u64, KnownQueue> = HashMap::new();
+    let mut problems = Vec::new();
+    let (start, end) = keys::queue_range();
+    storage.scan(&start, &end, &mut |key, value| {
+        report.queues += 1;
+        let Some(project_bytes) = key.get(1..9) else {
+            problems.push(format!("queue key {} is too short", hex::encode(key)));
+            return true;
+        };
+        let project_id = u64::from_be_bytes(project_bytes.try_into().unwrap_or([0; 8]));
+        let name = String::from_utf8_lossy(&key[9..]).into_owned();
+        match records::decode::<QueueRecord>("queue", value) {
+            Ok(record) => {
+                if record.name != name {
+                    problems.push(format!(
+                        "queue key names {name:?} but its record names {:?}",
+                        record.name
+                    ));
+                }
+                if let Some(other) = queues.get(&record.queue_id) {
+                    problems.push(format!(
+                        "queues {:?} and {name:?} share the id {}",
+                        other.name, record.queue_id
+                    ));
+                }
+                queues.insert(record.queue_id, KnownQueue { project_id, name });
+            }
+            Err(error) => problems.push(format!("queue {name:?}: {}", error.message)),
+        }
+        true
+    })?;
+    for problem in problems {
+        report.problem(problem);
+    }
+    if let Ok(Some(bytes)) = storage.get(keys::META_QUEUE_ID_NEXT) {
+        if let Ok(bytes) = <[u8; 8]>::try_from(bytes.as_slice()) {
+            let queue_id_next = u64::from_be_bytes(bytes);
+            if let Some(highest) = queues.keys().max().filter(|id| **id >= queue_id_next) {
+                report.problem(format!(
+                    "queue id {highest} is not below the stored next queue id {queue_id_next}"
+                ));
+            }
+        }
+    }
+    Ok(queues)
+}
+
+fn check_jobs(
+    storage: &dyn Storage,
+    queues: &HashMap<u64, KnownQueue>,
+    report: &mut CheckReport,
+) -> Result<(), StorageError> {
+    let mut by_state = [0u64; 6];
+    let mut problems = Vec::new();
+    let mut failure: Option<StorageError> = None;
+    let (start, end) = keys::job_range();
+    storage.scan(&start, &end, &mut |key, value| {
+        report.jobs += 1;
+        let Some((project_id, job_id)) = keys::parse_job(key) else {
+            problems.push(format!("job key {} is malformed", hex::encode(key)));
+            return true;
+        };
+        let record = match records::decode::<JobRecord>("job", value) {
+            Ok(record) => record,
+            Err(error) => {
+                problems.push(format!("job {job_id}: {}", error.message));
+                return true;
+            }
+        };
+        by_state[record.state as usize] += 1;
+        match queues.get(&record.queue_id) {
+            None => problems.push(format!(
+                "job {job_id} is in queue id {}, which does not exist",
+                record.queue_id
+            )),
+            Some(queue) if queue.project_id != project_id => problems.push(format!(
+                "job {job_id} of project {project_id} is in queue {:?} of project {}",
+                queue.name, queue.project_id
+            )),
+            Some(_) => {}
+        }
+        match (record.state, record.lease.is_some()) {
+            (StateTag::Leased, false) => {
+                problems.push(format!("job {job_id} is leased without a lease"))
+            }
+            (StateTag::Pending, true) => {
+                problems.push(format!("job {job_id} is pending but holds a lease"))
+            }
+            _ => {}
+        }
+        let lookups = (|| -> Result<(), StorageError> {
+            if storage.get(&keys::body(project_id, job_id))?.is_none() {
+                problems.push(format!("job {job_id} has no body"));
+            }
+            for tag in StateTag::ALL {
+                let present = storage
+                    .get(&keys::queue_index(record.queue_id, tag, job_id))?
+                    .is_some();
+                if present != (tag == record.state) {
+                    let what = if present { "an extra" } else { "no" };
+                    problems.push(format!(
+                        "job {job_id} is {} but has {what} index entry for {}",
+                        state_name(record.state),
+                        state_name(tag)
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        match lookups {
+            Ok(()) => true,
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    for problem in problems {
+        report.problem(problem);
+    }
+    report.jobs_by_state = StateTag::ALL
+        .iter()
+        .map(|tag| (state_name(*tag).to_string(), by_state[*tag as usize]))
+        .collect();
+    Ok(())
+}
+
+/// Checks bodies or results: each decodes (bodies) and belongs to an existing job.
+fn check_job_owned(
+    storage: &dyn Storage,
+    prefix: u8,
+    report: &mut CheckReport,
+) -> Result<(), StorageError> {
+    let what = if prefix == keys::BODY {
+        "body"
+    } else {
+        "result"
+    };
+    let mut count = 0u64;
+    let mut problems = Vec::new();
+    let mut failure: Option<StorageError> = None;
+    let (start, end) = prefix_range(prefix);
+    storage.scan(&start, &end, &mut |key, value| {
+        count += 1;
+        let Some((project_id, job_id)) = parse_job_owned(key) else {
+            problems.push(format!("{what} key {} is malformed", hex::encode(key)));
+            return true;
+        };
+        if prefix == keys::BODY {
+            if let Err(error) = records::decode::<JobBody>("body", value) {
+                problems.push(format!("job {job_id}: {}", error.message));
+            }
+        }
+        match storage.get(&keys::job(project_id, job_id)) {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                problems.push(format!(
+                    "a {what} is stored for job {job_id}, which does not exist"
+                ));
+                true
+            }
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if prefix == keys::BODY {
+        report.bodies = count;
+    } else {
+        report.results = count;
+    }
+    for problem in problems {
+        report.problem(problem);
+    }
+    Ok(())
+}
+
+/// Checks that every index entry points at a job of that queue in that state.
+fn check_index(
+    storage: &dyn Storage,
+    queues: &HashMap<u64, KnownQueue>,
+    report: &mut CheckReport,
+) -> Result<(), StorageError> {
+    let mut problems = Vec::new();
+    let mut failure: Option<StorageError> = None;
+    let (start, end) = prefix_range(keys::QUEUE_INDEX);
+    storage.scan(&start, &end, &mut |key, _| {
+        report.index_entries += 1;
+        let Some(job_id) = keys::parse_queue_index(key) else {
+            problems.push(format!("index key {} is malformed", hex::encode(key)));
+            return true;
+        };
+        let queue_id = u64::from_be_bytes(key[1..9].try_into().unwrap_or([0; 8]));
+        let Some(tag) = StateTag::ALL
+            .iter()
+            .copied()
+            .find(|tag| *tag as u8 == key[9])
+        else {
+            problems.push(format!(
+                "index entry of job {job_id} has state tag {}",
+                key[9]
+            ));
+            return true;
+        };
+        let Some(queue) = queues.get(&queue_id) else {
+            problems.push(format!(
+                "index entry of job {job_id} names queue id {queue_id}, which does not exist"
+            ));
+            return true;
+        };
+        match storage.get(&keys::job(queue.project_id, job_id)) {
+            Ok(Some(value)) => {
+                match records::decode::<JobRecord>("job", &value) {
+                    Ok(record) if record.queue_id != queue_id || record.state != tag => problems
+                        .push(format!(
+                            "index entry says job {job_id} is {} in queue {:?}, but it is {}",
+                            state_name(tag),
+                            queue.name,
+                            state_name(record.state)
+                        )),
+                    // A record that does not decode is reported by the job pass.
+                    _ => {}
+                }
+                true
+            }
+            Ok(None) => {
+                problems.push(format!(
+                    "index entry for job {job_id} in queue {:?}, which does not exist",
+                    queue.name
+                ));
+                true
+            }
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    for problem in problems {
+        report.problem(problem);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use taskforge_protocol::NewJob;
+
+    use super::*;
+    use crate::broker::core::Core;
+    use crate::storage::{MemoryStorage, Write};
+
+    /// A store written by the real core: two queues, jobs in several states.
+    fn consistent_store() -> (MemoryStorage, JobId) {
+        let mut core = Core::new(3);
+        let now_ms = 1_000;
+        core.queue_create(1, "mail", &Default::default(), now_ms)
+            .expect("queue");
+        core.queue_create(2, "mail", &Default::default(), now_ms)
+            .expect("queue in another project");
+        let job = NewJob {
+            queue: "mail".into(),
+            payload: b"hello".to_vec(),
+            ..NewJob::default()
+        };
+        let created = core
+            .enqueue(1, vec![job.clone(), job.clone()], now_ms)
+            .expect("enqueue");
+        core.enqueue(2, vec![job], now_ms).expect("enqueue");
+        let storage = MemoryStorage::new();
+        let (writes, _) = core.take_writes();
+        storage.apply(&writes).expect("apply");
+        (storage, created[0].0)
+    }
+
+    #[test]
+    fn a_store_written_by_the_core_is_consistent() {
+        let (storage, _) = consistent_store();
+        let report = check(&storage).expect("check");
+        assert!(report.is_consistent(), "{:?}", report.problems);
+        assert_eq!(report.queues, 2);
+        assert_eq!(report.jobs, 3);
+        assert_eq!(report.bodies, 3);
+        assert_eq!(report.index_entries, 3);
+        assert_eq!(report.jobs_by_state[0], ("pending".to_string(), 3));
+    }
+
+    #[test]
+    fn missing_bodies_and_stray_index_entries_are_reported() {
+        let (storage, job_id) = consistent_store();
+        let queue_id = 1;
+        storage
+            .apply(&[
+                Write::Delete(keys::body(1, job_id)),
+                Write::Put(
+                    keys::queue_index(queue_id, StateTag::Dead, JobId([7; 16])),
+                    Vec::new(),
+                ),
+                Write::Put(vec![0x42, 1, 2], Vec::new()),
+            ])
+            .expect("damage");
+        let report = check(&storage).expect("check");
+        assert_eq!(report.problems_total, 3, "{:?}", report.problems);
+        assert!(report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("no body")));
+        assert!(report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("unknown prefix")));
+    }
+}

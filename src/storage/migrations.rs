@@ -1,0 +1,372 @@
+//! Storage schema migrations.
+//!
+//! The store records its schema version under [`keys::META_SCHEMA_VERSION`] (u64,
+//! big-endian). A [`Migration`] moves the store from `version - 1` to `version` (`up`) and
+//! back (`down`); each direction reads the store through the [`Storage`] trait and returns
+//! the writes to make, which are applied together with the new version stamp as one atomic
+//! batch and then synced. So after a crash the store is at one version or the next, never
+//! between.
+//!
+//! Version 1 is the baseline: the layout described in [`keys`]. A store without a version
+//! (a fresh one, or one written before versions were stamped) is stamped 1. The list in
+//! force is passed in, never global: [`production`] holds the real migrations, and tests
+//! pass a longer list with test-only migrations.
+//!
+//! The server migrates to the newest version at start-up, before the broker opens, with a
+//! backup (see [`super::dump`]) taken first; `taskforge storage migrate` and `rollback` do
+//! the same offline. A build refuses a store whose version is newer than it knows.
+//!
+//! Limit: one migration's writes are held in memory and applied as one batch, so a
+//! migration that rewrites every record needs memory in proportion to the store.
+
+use std::path::{Path, PathBuf};
+
+use super::dump::{self, DumpError};
+use super::keys;
+use super::{Storage, StorageError, Write};
+
+/// One direction of a migration: reads the store, returns the writes that change it.
+pub type MigrationStep = fn(&dyn Storage) -> Result<Vec<Write>, StorageError>;
+
+/// One version step of the storage schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The version this migration produces; the list holds versions 1, 2, 3, ... in order.
+    pub version: u64,
+    /// What it changes, for logs and `taskforge storage migrate`.
+    pub description: &'static str,
+    /// From `version - 1` to `version`.
+    pub up: MigrationStep,
+    /// From `version` back to `version - 1`.
+    pub down: MigrationStep,
+}
+
+/// The schema version of the layout in [`keys`], stamped on every fresh store.
+pub const SCHEMA_VERSION_BASELINE: u64 = 1;
+
+/// A step with nothing to write.
+fn no_writes(_: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+    Ok(Vec::new())
+}
+
+/// The baseline: version 1 is the layout the store was created with; nothing to change.
+pub const BASELINE: Migration = Migration {
+    version: SCHEMA_VERSION_BASELINE,
+    description: "baseline layout: queues, jobs, bodies, results, per-queue state index",
+    up: no_writes,
+    down: no_writes,
+};
+
+/// The migrations of this build, oldest first.
+pub fn production() -> Vec<Migration> {
+    vec![BASELINE]
+}
+
+/// Why migrating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The store failed; nothing past the last completed step was changed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The backup before migrating could not be written; nothing was changed.
+    #[error("cannot write the backup taken before migrating: {0}")]
+    Backup(#[from] DumpError),
+    /// The store was migrated by a newer build.
+    #[error(
+        "the store is at schema version {stored}, newer than this build knows (up to \
+         {latest}); run the build that migrated it, or restore the backup taken before that \
+         migration with `taskforge storage restore FILE`"
+    )]
+    NewerThanBuild {
+        /// The stored version.
+        stored: u64,
+        /// The newest version this build knows.
+        latest: u64,
+    },
+    /// The requested version does not exist in this build.
+    #[error("there is no schema version {target}: this build knows versions 1 to {latest}")]
+    UnknownTarget {
+        /// What was asked for.
+        target: u64,
+        /// The newest version this build knows.
+        latest: u64,
+    },
+    /// Rollback was asked for at the baseline.
+    #[error("the store is at the baseline schema version 1; there is nothing to roll back")]
+    AtBaseline,
+    /// The migration list itself is wrong (a programming error in the list passed in).
+    #[error("invalid migration list: {0}")]
+    InvalidList(String),
+}
+
+/// One step that ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// Version before the step.
+    pub from: u64,
+    /// Version after it.
+    pub to: u64,
+    /// The migration's description.
+    pub description: &'static str,
+    /// Writes it applied, besides the version stamp.
+    pub writes: usize,
+}
+
+/// What [`migrate_to`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The stored version before, `None` if the store had none (it was then stamped 1).
+    pub stored_before: Option<u64>,
+    /// The version now.
+    pub version: u64,
+    /// Steps run, in order.
+    pub steps: Vec<StepReport>,
+    /// The backup taken before the first step, if any step ran and a backup was asked for.
+    pub backup: Option<PathBuf>,
+}
+
+/// The stored schema version, or `None` for a store that has none.
+pub fn stored_version(storage: &dyn Storage) -> Result<Option<u64>, StorageError> {
+    match storage.get(keys::META_SCHEMA_VERSION)? {
+        None => Ok(None),
+        Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+            Ok(bytes) => Ok(Some(u64::from_be_bytes(bytes))),
+            Err(_) => Err(StorageError::new(
+                "read",
+                format!(
+                    "the stored schema version is {} bytes, not 8: the store is damaged",
+                    bytes.len()
+                ),
+            )),
+        },
+    }
+}
+
+/// The write that records `version`.
+fn stamp(version: u64) -> Write {
+    Write::Put(
+        keys::META_SCHEMA_VERSION.to_vec(),
+        version.to_be_bytes().to_vec(),
+    )
+}
+
+/// The newest version in `migrations`.
+pub fn latest_version(migrations: &[Migration]) -> u64 {
+    migrations
+        .last()
+        .map_or(SCHEMA_VERSION_BASELINE, |migration| migration.version)
+}
+
+/// Checks that the list is 1, 2, 3, ... with no gap.
+fn check_list(migrations: &[Migration]) -> Result<(), MigrationError> {
+    if migrations.is_empty() {
+        return Err(MigrationError::InvalidList("it is empty".into()));
+    }
+    for (index, migration) in migrations.iter().enumerate() {
+        let expected = index as u64 + 1;
+        if migration.version != expected {
+            return Err(MigrationError::InvalidList(format!(
+                "entry {index} has version {}, expected {expected}",
+                migration.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stamps an unversioned store with the baseline; returns the stored version before.
+fn stamp_if_unversioned(storage: &dyn Storage) -> Result<(Option<u64>, u64), StorageError> {
+    let stored = stored_version(storage)?;
+    match stored {
+        Some(version) => Ok((stored, version)),
+        None => {
+            storage.apply(&[stamp(SCHEMA_VERSION_BASELINE)])?;
+            storage.sync()?;
+            Ok((None, SCHEMA_VERSION_BASELINE))
+        }
+    }
+}
+
+/// Moves the store to `target`, step by step, up or down. When a step is needed and
+/// `backup_data_dir` is given, a backup goes to `<backup_data_dir>/backups/` first. Each
+/// step's writes and its version stamp are one atomic batch, synced before the next step.
+pub fn migrate_to(
+    storage: &dyn Storage,
+    migrations: &[Migration],
+    target: u64,
+    backup_data_dir: Option<&Path>,
+) -> Result<MigrationReport, MigrationError> {
+    check_list(migrations)?;
+    let latest = latest_version(migrations);
+    let (stored_before, mut version) = stamp_if_unversioned(storage)?;
+    if version > latest {
+        return Err(MigrationError::NewerThanBuild {
+            stored: version,
+            latest,
+        });
+    }
+    if target == 0 || target > latest {
+        return Err(MigrationError::UnknownTarget { target, latest });
+    }
+    let mut report = MigrationReport {
+        stored_before,
+        version,
+        steps: Vec::new(),
+        backup: None,
+    };
+    if version == target {
+        return Ok(report);
+    }
+    if let Some(data_dir) = backup_data_dir {
+        let backup = dump::write_backup(storage, data_dir)?;
+        tracing::info!(
+            path = %backup.path.display(),
+            pairs = backup.summary.pairs,
+            "backup taken before migrating"
+        );
+        report.backup = Some(backup.path);
+    }
+    while version != target {
+        let (migration, to, step) = if target > version {
+            let migration = &migrations[version as usize];
+            (migration, version + 1, migration.up)
+        } else {
+            let migration = &migrations[version as usize - 1];
+            (migration, version - 1, migration.down)
+        };
+        let mut writes = step(storage)?;
+        let changed = writes.len();
+        writes.push(stamp(to));
+        storage.apply(&writes)?;
+        storage.sync()?;
+        tracing::info!(
+            from = version,
+            to,
+            writes = changed,
+            description = migration.description,
+            "storage migration step applied"
+        );
+        report.steps.push(StepReport {
+            from: version,
+            to,
+            description: migration.description,
+            writes: changed,
+        });
+        version = to;
+        report.version = version;
+    }
+    Ok(report)
+}
+
+/// Moves the store one version down, with a backup first when `backup_data_dir` is given.
+pub fn rollback(
+    storage: &dyn Storage,
+    migrations: &[Migration],
+    backup_data_dir: Option<&Path>,
+) -> Result<MigrationReport, MigrationError> {
+    check_list(migrations)?;
+    let (_, version) = stamp_if_unversioned(storage)?;
+    if version <= SCHEMA_VERSION_BASELINE {
+        return Err(MigrationError::AtBaseline);
+    }
+    migrate_to(storage, migrations, version - 1, backup_data_dir)
+}
+
+/// What the server runs before opening the broker: stamps a fresh store and migrates to
+/// the newest version in `migrations`, with a backup in `data_dir` first if anything is to
+/// change.
+pub fn run_at_startup(
+    storage: &dyn Storage,
+    migrations: &[Migration],
+    data_dir: &Path,
+) -> Result<MigrationReport, MigrationError> {
+    migrate_to(
+        storage,
+        migrations,
+        latest_version(migrations),
+        Some(data_dir),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    const MARKER: &[u8] = b"\x00test_marker";
+
+    fn add_marker(_: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+        Ok(vec![Write::Put(MARKER.to_vec(), b"v2".to_vec())])
+    }
+
+    fn remove_marker(_: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+        Ok(vec![Write::Delete(MARKER.to_vec())])
+    }
+
+    fn with_test_migration() -> Vec<Migration> {
+        vec![
+            BASELINE,
+            Migration {
+                version: 2,
+                description: "test: add a marker",
+                up: add_marker,
+                down: remove_marker,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_fresh_store_is_stamped_with_the_baseline() {
+        let storage = MemoryStorage::new();
+        let report = migrate_to(&storage, &production(), 1, None).expect("migrate");
+        assert_eq!(report.stored_before, None);
+        assert!(report.steps.is_empty());
+        assert_eq!(stored_version(&storage), Ok(Some(1)));
+    }
+
+    #[test]
+    fn up_and_down_move_data_and_version_together() {
+        let storage = MemoryStorage::new();
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let migrations = with_test_migration();
+        let report = run_at_startup(&storage, &migrations, data_dir.path()).expect("up");
+        assert_eq!(report.version, 2);
+        assert_eq!(report.steps.len(), 1);
+        assert!(report.backup.as_ref().is_some_and(|path| path.exists()));
+        assert_eq!(storage.get(MARKER), Ok(Some(b"v2".to_vec())));
+        let report = rollback(&storage, &migrations, None).expect("down");
+        assert_eq!(report.version, 1);
+        assert_eq!(storage.get(MARKER), Ok(None));
+        assert!(matches!(
+            rollback(&storage, &migrations, None),
+            Err(MigrationError::AtBaseline)
+        ));
+    }
+
+    #[test]
+    fn a_newer_store_or_unknown_target_is_refused() {
+        let storage = MemoryStorage::new();
+        migrate_to(&storage, &with_test_migration(), 2, None).expect("up");
+        assert!(matches!(
+            run_at_startup(&storage, &production(), Path::new("/nonexistent")),
+            Err(MigrationError::NewerThanBuild {
+                stored: 2,
+                latest: 1
+            })
+        ));
+        assert!(matches!(
+            migrate_to(&storage, &with_test_migration(), 3, None),
+            Err(MigrationError::UnknownTarget { target: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_list_with_gaps_is_refused() {
+        let mut migrations = with_test_migration();
+        migrations[1].version = 3;
+        assert!(matches!(
+            migrate_to(&MemoryStorage::new(), &migrations, 1, None),
+            Err(MigrationError::InvalidList(_))
+        ));
+    }
+}

@@ -1,0 +1,436 @@
+//! The admin CLI end to end: the real `taskforge` binary against a live server, with a
+//! clean environment and a temporary home directory for each test.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::assert::OutputAssertExt as _;
+use assert_cmd::Command;
+use taskforge_protocol::{FetchRequest, NewJob, QueueSettings, Retry};
+use tempfile::TempDir;
+
+use crate::support::{job, TestServer, ROOT_TOKEN};
+
+/// Longest one CLI run may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the binary with only the environment a test gives it.
+struct Cli {
+    /// HOME of the runs, where the profile file lives.
+    home: TempDir,
+    /// Variables set for every run.
+    env: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// A CLI pointed at `server` through TASKFORGE_ADDR and TASKFORGE_ROOT_TOKEN.
+    fn for_server(server: &TestServer) -> Cli {
+        let mut cli = Cli::bare();
+        cli.env = vec![
+            ("TASKFORGE_ADDR".into(), server.addr().to_string()),
+            ("TASKFORGE_ROOT_TOKEN".into(), ROOT_TOKEN.into()),
+        ];
+        cli
+    }
+
+    /// A CLI with no address or credentials configured.
+    fn bare() -> Cli {
+        Cli {
+            home: tempfile::tempdir().expect("temp home"),
+            env: Vec::new(),
+        }
+    }
+
+    /// Runs `taskforge args...` on a blocking thread (the server runs on this runtime).
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_taskforge"));
+        command
+            .env_clear()
+            .env("HOME", self.home.path())
+            .args(args)
+            .timeout(CLI_TIMEOUT);
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        tokio::task::spawn_blocking(move || command.output().expect("run taskforge"))
+            .await
+            .expect("the CLI thread")
+    }
+
+    /// Runs and expects success; returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        output.clone().assert().success();
+        String::from_utf8(output.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs with `--json`, expects success, parses stdout.
+    async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let stdout = self.ok(&args).await;
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|error| panic!("stdout of {args:?} is not JSON ({error}): {stdout}"))
+    }
+
+    /// Runs and expects exit `code`; returns stderr.
+    async fn fails(&self, code: i32, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        output.clone().assert().code(code);
+        String::from_utf8(output.stderr).expect("utf-8 stderr")
+    }
+}
+
+#[tokio::test]
+async fn queue_commands_round_trip_with_json() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+    let created = cli
+        .json(&[
+            "queue",
+            "create",
+            "emails",
+            "--max-attempts",
+            "2",
+            "--priority",
+            "-3",
+        ])
+        .await;
+    assert_eq!(created["name"], "emails");
+    assert_eq!(created["defaults"]["max_attempts"], 2);
+    assert_eq!(created["defaults"]["priority"], -3);
+
+    let updated = cli
+        .json(&["queue", "update", "emails", "--backoff-initial-ms", "500"])
+        .await;
+    assert_eq!(updated["defaults"]["backoff"]["initial_ms"], 500);
+    assert_eq!(updated["defaults"]["max_attempts"], 2);
+
+    let paused = cli.json(&["queue", "pause", "emails"]).await;
+    assert_eq!(paused["paused"], true);
+    let listed = cli.json(&["queue", "list"]).await;
+    assert_eq!(listed["queues"][0]["name"], "emails");
+    assert_eq!(listed["queues"][0]["paused"], true);
+    assert_eq!(listed["next_after"], serde_json::Value::Null);
+    let resumed = cli.json(&["queue", "resume", "emails"]).await;
+    assert_eq!(resumed["paused"], false);
+
+    let client = server.client().await;
+    for _ in 0..3 {
+        client.enqueue(job("emails", b"x")).await.expect("enqueue");
+    }
+    let stats = cli.json(&["queue", "stats", "emails"]).await;
+    assert_eq!(stats["counts"]["ready"], 3);
+    let human = cli.ok(&["queue", "get", "emails"]).await;
+    assert!(human.contains("max attempts  2"), "{human}");
+
+    let purged = cli.json(&["queue", "purge", "emails", "--yes"]).await;
+    assert_eq!(purged["affected"], 3);
+    assert_eq!(purged["remaining"], 0);
+    let deleted = cli.json(&["queue", "delete", "emails"]).await;
+    assert_eq!(deleted["deleted"], "emails");
+    assert_eq!(
+        cli.json(&["queue", "list"]).await["queues"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn job_commands_enqueue_read_list_and_cancel() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+    cli.ok(&["queue", "create", "work"]).await;
+    let enqueued = cli
+        .json(&[
+            "job",
+            "enqueue",
+            "work",
+            "--payload",
+            "hello",
+            "--meta",
+            "tenant=acme",
+            "--priority",
+            "5",
+        ])
+        .await;
+    assert_eq!(enqueued["state"], "ready");
+    let job_id = enqueued["job_id"].as_str().expect("job id").to_string();
+
+    let payload_file = cli.home.path().join("payload.bin");
+    std::fs::write(&payload_file, [0u8, 1, 2, 255]).expect("payload file");
+    let delayed = cli
+        .json(&[
+            "job",
+            "enqueue",
+            "work",
+            "--payload-file",
+            payload_file.to_str().expect("path"),
+            "--delay-ms",
+            "3600000",
+        ])
+        .await;
+    assert_eq!(delayed["state"], "scheduled");
+
+    let info = cli.json(&["job", "get", &job_id]).await;
+    assert_eq!(info["queue"], "work");
+    assert_eq!(info["priority"], 5);
+    assert_eq!(info["payload"], serde_json::json!(b"hello"));
+    assert_eq!(info["metadata"], serde_json::json!([["tenant", "acme"]]));
+    let human = cli.ok(&["job", "get", &job_id]).await;
+    assert!(
+        human.contains("hello") && human.contains("tenant=acme"),
+        "{human}"
+    );
+
+    let listed = cli.json(&["job", "list", "work"]).await;
+    assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(2));
+    let scheduled = cli
+        .json(&["job", "list", "work", "--state", "scheduled"])
+        .await;
+    assert_eq!(scheduled["jobs"][0]["job_id"], delayed["job_id"]);
+
+    let cancelled = cli.json(&["job", "cancel", &job_id]).await;
+    assert_eq!(cancelled["state"], "cancelled");
+    assert_eq!(
+        cli.json(&["job", "get", &job_id]).await["state"],
+        "cancelled"
+    );
+}
+
+#[tokio::test]
+async fn dead_commands_retry_and_discard_single_and_all() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+    let client = server.client().await;
+    client
+        .queue_create("fragile", QueueSettings::default())
+        .await
+        .expect("create");
+    for index in 0..4 {
+        client
+            .enqueue(NewJob {
+                max_attempts: Some(1),
+                ..job("fragile", format!("job {index}").as_bytes())
+            })
+            .await
+            .expect("enqueue");
+    }
+    let leased = client
+        .fetch(FetchRequest {
+            queues: vec!["fragile".into()],
+            max_jobs: 4,
+            wait_ms: 0,
+            lease_ms: None,
+        })
+        .await
+        .expect("fetch")
+        .jobs;
+    for leased_job in &leased {
+        client
+            .fail(leased_job.job_id, leased_job.lease_id, "boom", Retry::Never)
+            .await
+            .expect("fail");
+    }
+
+    let dead = cli.json(&["dead", "list", "fragile"]).await;
+    let dead_ids: Vec<String> = dead["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|job| job["job_id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(dead_ids.len(), 4);
+    assert_eq!(dead["jobs"][0]["last_error"], "boom");
+
+    let retried = cli.json(&["dead", "retry", "fragile", &dead_ids[0]]).await;
+    assert_eq!(retried["affected"], 1);
+    let discarded = cli
+        .json(&["dead", "discard", "fragile", &dead_ids[1], "--yes"])
+        .await;
+    assert_eq!(discarded["affected"], 1);
+    let retried_all = cli.json(&["dead", "retry", "fragile", "--all"]).await;
+    assert_eq!(retried_all["affected"], 2);
+    assert_eq!(retried_all["remaining"], 0);
+    assert_eq!(
+        cli.json(&["dead", "list", "fragile"]).await["jobs"],
+        serde_json::json!([])
+    );
+    let counts = cli.json(&["queue", "stats", "fragile"]).await["counts"].clone();
+    assert_eq!(
+        (counts["ready"].clone(), counts["dead"].clone()),
+        (3.into(), 0.into())
+    );
+
+    let refused = cli.fails(2, &["dead", "discard", "fragile", "--all"]).await;
+    assert!(refused.contains("--yes"), "{refused}");
+    let neither = cli.fails(2, &["dead", "retry", "fragile"]).await;
+    assert!(neither.contains("--all"), "{neither}");
+}
+
+#[tokio::test]
+async fn failures_have_stable_exit_codes_and_say_what_to_do() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+
+    let missing = cli.fails(1, &["queue", "get", "absent"]).await;
+    assert!(missing.contains("NOT_FOUND"), "{missing}");
+    assert!(missing.contains("taskforge queue list"), "{missing}");
+    cli.ok(&["queue", "create", "full"]).await;
+    let conflict = cli.fails(1, &["queue", "create", "full"]).await;
+    assert!(conflict.contains("CONFLICT"), "{conflict}");
+
+    let mut wrong_token = Cli::for_server(&server);
+    wrong_token.env[1].1 = "tfr_wrong_token_for_this_broker".into();
+    let refused = wrong_token.fails(3, &["queue", "list"]).await;
+    assert!(refused.contains("refused the credentials"), "{refused}");
+
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let unreachable = cli
+        .fails(3, &["queue", "list", "--addr", &closed_port.to_string()])
+        .await;
+    assert!(unreachable.contains("cannot connect"), "{unreachable}");
+    assert!(unreachable.contains("--addr"), "{unreachable}");
+
+    let anonymous = Cli::bare();
+    let no_credentials = anonymous.fails(2, &["queue", "list"]).await;
+    assert!(
+        no_credentials.contains("no credentials"),
+        "{no_credentials}"
+    );
+    assert!(
+        no_credentials.contains("--root-token-file"),
+        "{no_credentials}"
+    );
+
+    let unconfirmed = cli.fails(2, &["queue", "purge", "full"]).await;
+    assert!(unconfirmed.contains("--yes"), "{unconfirmed}");
+    cli.fails(2, &["queue", "frobnicate"]).await;
+    let bad_id = cli.fails(2, &["job", "get", "not-a-job-id"]).await;
+    assert!(bad_id.contains("32 hex digits"), "{bad_id}");
+}
+
+#[tokio::test]
+async fn contexts_of_the_profile_file_supply_address_and_token() {
+    let server = TestServer::start().await;
+    let cli = Cli::bare();
+    let token_file = cli.home.path().join("token");
+    std::fs::write(&token_file, format!("{ROOT_TOKEN}\n")).expect("token file");
+    let profile_dir = cli.home.path().join(".config/taskforge");
+    std::fs::create_dir_all(&profile_dir).expect("profile dir");
+    std::fs::write(
+        profile_dir.join("config.toml"),
+        format!(
+            "current_context = \"test\"\n\n[contexts.test]\naddr = \"{}\"\nroot_token_file = \
+             \"{}\"\n\n[contexts.elsewhere]\naddr = \"127.0.0.1:1\"\nroot_token_file = \"{}\"\n",
+            server.addr(),
+            token_file.display(),
+            token_file.display()
+        ),
+    )
+    .expect("profile");
+
+    cli.ok(&["queue", "create", "profiled"]).await;
+    let listed = cli.json(&["queue", "list"]).await;
+    assert_eq!(listed["queues"][0]["name"], "profiled");
+    let elsewhere = cli
+        .fails(3, &["queue", "list", "--context", "elsewhere"])
+        .await;
+    assert!(elsewhere.contains("127.0.0.1:1"), "{elsewhere}");
+    let unknown = cli.fails(2, &["queue", "list", "--context", "nope"]).await;
+    assert!(unknown.contains("elsewhere, test"), "{unknown}");
+}
+
+/// Path argument for the CLI.
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[tokio::test]
+async fn storage_commands_work_offline_and_refuse_a_running_broker() {
+    let mut server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .queue_create("kept", QueueSettings::default())
+        .await
+        .expect("create");
+    for index in 0..3 {
+        client
+            .enqueue(job("kept", format!("job {index}").as_bytes()))
+            .await
+            .expect("enqueue");
+    }
+    drop(client);
+    let data_dir = server.config.broker.data_dir.clone();
+    let cli = Cli::bare();
+
+    let in_use = cli
+        .fails(1, &["storage", "check", "--data-dir", arg(&data_dir)])
+        .await;
+    assert!(in_use.contains("stop it first"), "{in_use}");
+
+    server.stop().await;
+    let checked = cli
+        .json(&["storage", "check", "--data-dir", arg(&data_dir)])
+        .await;
+    assert_eq!(checked["schema_version"], 1);
+    assert_eq!(checked["queues"], 1);
+    assert_eq!(checked["jobs"], 3);
+    assert_eq!(checked["bodies"], 3);
+    assert_eq!(checked["problems_total"], 0);
+
+    let backup_file = cli.home.path().join("saved.tfdump");
+    let backup = cli
+        .json(&[
+            "storage",
+            "backup",
+            "--data-dir",
+            arg(&data_dir),
+            "--out",
+            arg(&backup_file),
+        ])
+        .await;
+    assert!(backup_file.exists());
+    let pairs = backup["pairs"].as_u64().expect("pairs");
+
+    let compacted = cli
+        .json(&["storage", "compact", "--data-dir", arg(&data_dir)])
+        .await;
+    assert_eq!(compacted["pairs"], pairs);
+    let migrated = cli
+        .json(&["storage", "migrate", "--data-dir", arg(&data_dir)])
+        .await;
+    assert_eq!(migrated["version"], 1);
+    let baseline = cli
+        .fails(1, &["storage", "rollback", "--data-dir", arg(&data_dir)])
+        .await;
+    assert!(baseline.contains("baseline"), "{baseline}");
+    let restored = cli
+        .json(&[
+            "storage",
+            "restore",
+            arg(&backup_file),
+            "--data-dir",
+            arg(&data_dir),
+        ])
+        .await;
+    assert_eq!(restored["pairs"], pairs);
+
+    let nowhere = cli.home.path().join("no-store-here");
+    let no_store = cli
+        .fails(2, &["storage", "check", "--data-dir", arg(&nowhere)])
+        .await;
+    assert!(no_store.contains("--data-dir"), "{no_store}");
+
+    server.restart().await;
+    let stats = server
+        .client()
+        .await
+        .queue_stats("kept")
+        .await
+        .expect("stats after restore");
+    assert_eq!(stats.counts.ready, 3);
+}
