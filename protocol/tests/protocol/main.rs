@@ -9,12 +9,14 @@
 //! - `hostile`: hostile length fields are refused without allocating.
 //! - `job_id_text`: the text form of job ids.
 //! - `tenancy_rules`: the tenancy vectors follow the formats and rules PROTOCOL.md states.
+//! - `size_classes`: legitimate bodies at the protocol's limits fit the decode byte limit.
 
 mod encoding_rules;
 mod fixtures;
 mod hostile;
 mod job_id_text;
 mod properties;
+mod size_classes;
 mod spec_document;
 mod tenancy_fixtures;
 mod tenancy_rules;
