@@ -144,6 +144,8 @@ pub struct BrokerMirror {
     pub commit_replies: IntCounter,
     /// Commit rounds that failed.
     pub commit_failures: IntCounter,
+    /// Leases that ran out before their job was acknowledged.
+    pub lease_expiries: IntCounter,
     /// Bytes the store occupies on disk.
     pub storage_size_bytes: IntGauge,
     /// 1 while storage is open, recovered and serving; 0 while starting, failing or
@@ -325,6 +327,10 @@ impl Metrics {
                 "Replies released by group-commit rounds",
             ),
             commit_failures: counter("commit_failures_total", "Group-commit rounds that failed"),
+            lease_expiries: counter(
+                "lease_expiries_total",
+                "Leases that ran out before their job was acknowledged",
+            ),
             storage_size_bytes: gauge("storage_size_bytes", "Bytes the store occupies on disk"),
             ready: gauge(
                 "ready",

@@ -101,6 +101,7 @@ fn refresh(metrics: &Metrics, broker: &Broker) {
     mirror_counter(&mirror.storage_writes, stats.writes);
     mirror_counter(&mirror.commit_replies, stats.commit_replies);
     mirror_counter(&mirror.commit_failures, stats.commit_failures);
+    mirror_counter(&mirror.lease_expiries, stats.lease_expiries);
     match broker.storage_size_on_disk_bytes() {
         Ok(bytes) => mirror
             .storage_size_bytes

@@ -124,6 +124,8 @@ pub struct BrokerStats {
     pub live_jobs: u64,
     /// Long-polling FETCHes waiting.
     pub waiting_fetches: u64,
+    /// Leases that ran out since the broker started.
+    pub lease_expiries: u64,
 }
 
 /// The broker service. Share it behind the `Arc` that [`Broker::open`] returns.
@@ -460,6 +462,7 @@ impl Broker {
             commit_failures: counters.failures.load(Ordering::Relaxed),
             live_jobs: state.core.live_jobs() as u64,
             waiting_fetches: state.core.waiter_count() as u64,
+            lease_expiries: state.core.lease_expiries(),
         }
     }
 

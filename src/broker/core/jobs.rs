@@ -283,6 +283,7 @@ impl Core {
         let Some(record) = self.jobs.get(&job_id) else {
             return;
         };
+        self.lease_expiries += 1;
         let error = Some(LEASE_EXPIRED_ERROR.to_owned());
         if record.cancel_requested {
             self.finish(job_id, StateTag::Cancelled, error, now_ms);

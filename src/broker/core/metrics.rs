@@ -3,7 +3,6 @@
 use taskforge_protocol::{JobCounts, ProjectId};
 
 use super::Core;
-use crate::storage::records::StateTag;
 
 /// One queue's depth by state, as the metrics export it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,25 +27,12 @@ impl Core {
         let mut snapshots: Vec<QueueSnapshot> = self
             .queues
             .iter()
-            .map(|(queue_id, queue)| {
-                let pending = queue.counts[StateTag::Pending as usize];
-                let ready = queue.ready.len() as u64;
-                QueueSnapshot {
-                    project_id: queue.project_id,
-                    queue_id: *queue_id,
-                    name: queue.record.name.clone(),
-                    paused: queue.record.paused,
-                    counts: JobCounts {
-                        scheduled: pending.saturating_sub(ready),
-                        blocked: 0,
-                        ready,
-                        leased: queue.counts[StateTag::Leased as usize],
-                        succeeded: queue.counts[StateTag::Succeeded as usize],
-                        dead: queue.counts[StateTag::Dead as usize],
-                        cancelled: queue.counts[StateTag::Cancelled as usize],
-                        expired: queue.counts[StateTag::Expired as usize],
-                    },
-                }
+            .map(|(queue_id, queue)| QueueSnapshot {
+                project_id: queue.project_id,
+                queue_id: *queue_id,
+                name: queue.record.name.clone(),
+                paused: queue.record.paused,
+                counts: queue.job_counts(),
             })
             .collect();
         snapshots.sort_by(|left, right| {

@@ -136,6 +136,23 @@ struct QueueState {
 }
 
 impl QueueState {
+    /// Jobs per visible state; scheduled and ready split the stored pending count by the
+    /// ready set.
+    fn job_counts(&self) -> taskforge_protocol::JobCounts {
+        let pending = self.counts[StateTag::Pending as usize];
+        let ready = self.ready.len() as u64;
+        taskforge_protocol::JobCounts {
+            scheduled: pending.saturating_sub(ready),
+            blocked: 0,
+            ready,
+            leased: self.counts[StateTag::Leased as usize],
+            succeeded: self.counts[StateTag::Succeeded as usize],
+            dead: self.counts[StateTag::Dead as usize],
+            cancelled: self.counts[StateTag::Cancelled as usize],
+            expired: self.counts[StateTag::Expired as usize],
+        }
+    }
+
     /// A queue with no jobs and no waiters yet.
     fn new(project_id: ProjectId, record: QueueRecord) -> QueueState {
         QueueState {
@@ -185,6 +202,9 @@ pub struct Core {
     directory: tenants::Directory,
     /// Enqueue rate buckets per project.
     buckets: quotas::Buckets,
+    /// Leases that ran out since this core was built (kept across rebuilds by the caller's
+    /// counters only; a metric, not state).
+    lease_expiries: u64,
     /// Jitter and id randomness.
     rng: fastrand::Rng,
 }
@@ -212,6 +232,7 @@ impl Core {
             last_job_id: JobId([0; 16]),
             directory: tenants::Directory::default(),
             buckets: quotas::Buckets::default(),
+            lease_expiries: 0,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -299,6 +320,11 @@ impl Core {
     /// True (once) when a timer earlier than the previous earliest was added.
     pub fn take_timers_lowered(&mut self) -> bool {
         std::mem::take(&mut self.timers_lowered)
+    }
+
+    /// Leases that ran out since this core was built.
+    pub fn lease_expiries(&self) -> u64 {
+        self.lease_expiries
     }
 
     /// Number of live jobs held in memory.

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use taskforge_protocol::{
-    limits, Backoff, JobCounts, JobId, ProjectId, QueueDefaults, QueueInfo, QueueSettings,
+    limits, Backoff, JobId, ProjectId, QueueDefaults, QueueInfo, QueueSettings,
     QueueStats,
 };
 
 use super::{Core, CoreError, QueueState, ReadyKey};
 use crate::storage::keys;
-use crate::storage::records::{self, QueueRecord, StateTag};
+use crate::storage::records::{self, QueueRecord};
 use crate::storage::Write;
 
 /// The earliest run time among ready jobs. Within one priority the ready set is ordered by
@@ -247,23 +247,12 @@ impl Core {
         let Some(queue) = self.queues.get(&queue_id) else {
             panic!("queue id {queue_id} resolved from the name map must exist");
         };
-        let pending = queue.counts[StateTag::Pending as usize];
-        let ready = queue.ready.len() as u64;
         QueueInfo {
             name: queue.record.name.clone(),
             defaults: queue.record.defaults.clone(),
             paused: queue.record.paused,
             created_at_ms: queue.record.created_at_ms,
-            counts: JobCounts {
-                scheduled: pending.saturating_sub(ready),
-                blocked: 0,
-                ready,
-                leased: queue.counts[StateTag::Leased as usize],
-                succeeded: queue.counts[StateTag::Succeeded as usize],
-                dead: queue.counts[StateTag::Dead as usize],
-                cancelled: queue.counts[StateTag::Cancelled as usize],
-                expired: queue.counts[StateTag::Expired as usize],
-            },
+            counts: queue.job_counts(),
         }
     }
 }
