@@ -57,20 +57,37 @@ pub fn encode_body<T: Encode>(value: &T, out: &mut BytesMut) {
         .expect("encoding a protocol body into memory cannot fail");
 }
 
+/// The most bytes bincode counts against the decode limit for one byte of body.
+///
+/// bincode counts in-memory sizes, not wire sizes, and a list claims
+/// `count × size_of::<T>()` before its first item is read. The densest list is ACK_BATCH's
+/// reply: a success is one byte on the wire and a 72-byte `Option<ErrorBody>` in memory, so
+/// a valid body can claim 72 bytes per byte. The `size_classes` tests check every list item
+/// type against this factor.
+pub const DECODE_CLAIM_BYTES_PER_BODY_BYTE_MAX: usize = 128;
+
 /// Decodes `T` from `body`, ignoring trailing bytes (so that fields appended in a later
 /// protocol revision do not break this decoder).
 ///
-/// The byte limit handed to bincode is the smallest size class that holds the body, not
-/// the frame ceiling: a length field can then never make the decoder allocate more than
-/// 16 times the body's own size (plus 4 KiB), so a 12-byte hostile body costs kilobytes,
-/// not the 64 MiB ceiling.
+/// The byte limit handed to bincode is the smallest size class (powers of four from 4 KiB
+/// to the frame ceiling) that holds [`DECODE_CLAIM_BYTES_PER_BODY_BYTE_MAX`] times the
+/// body's length. Every valid body fits, and a length field can never make the decoder
+/// allocate more than 512 times the body's own size (plus 4 KiB), so a 12-byte hostile
+/// body costs kilobytes, not the 64 MiB ceiling.
 pub fn decode_body<T: Decode<()>>(opcode: u16, body: &[u8]) -> Result<T, MessageError> {
     const KIB: usize = 1024;
-    let decoded = match body.len() {
+    const MIB: usize = 1024 * KIB;
+    let claim_bytes_max = body
+        .len()
+        .saturating_mul(DECODE_CLAIM_BYTES_PER_BODY_BYTE_MAX);
+    let decoded = match claim_bytes_max {
         0..=4096 => decode_limited::<T, { 4 * KIB }>(body),
-        4097..=65_536 => decode_limited::<T, { 64 * KIB }>(body),
-        65_537..=1_048_576 => decode_limited::<T, { 1024 * KIB }>(body),
-        1_048_577..=16_777_216 => decode_limited::<T, { 16 * 1024 * KIB }>(body),
+        4097..=16_384 => decode_limited::<T, { 16 * KIB }>(body),
+        16_385..=65_536 => decode_limited::<T, { 64 * KIB }>(body),
+        65_537..=262_144 => decode_limited::<T, { 256 * KIB }>(body),
+        262_145..=1_048_576 => decode_limited::<T, { MIB }>(body),
+        1_048_577..=4_194_304 => decode_limited::<T, { 4 * MIB }>(body),
+        4_194_305..=16_777_216 => decode_limited::<T, { 16 * MIB }>(body),
         _ => decode_limited::<T, { FRAME_BYTES_CEILING as usize }>(body),
     };
     decoded.map_err(|error| MessageError::Malformed {

@@ -1,0 +1,130 @@
+//! Valid bodies must fit the decode byte limit. The limit follows the body's length
+//! (`decode_body`), but bincode counts in-memory sizes against it, and a list claims
+//! `count × size_of::<T>()` before its first item: a short body of many small items is the
+//! case that a limit too tight for it refuses. Before `DECODE_CLAIM_BYTES_PER_BODY_BYTE_MAX`,
+//! an ACK_BATCH of 100 acks (1801 bytes) was refused as malformed.
+
+use std::mem::size_of;
+
+use bytes::BytesMut;
+use taskforge_protocol::limits::{ACK_BATCH_MAX, BATCH_JOBS_MAX_DEFAULT, FETCH_JOBS_MAX};
+use taskforge_protocol::*;
+
+fn assert_request_round_trips(request: Request) {
+    let mut body = BytesMut::new();
+    request.encode_body(&mut body);
+    match Request::decode(request.opcode().number(), &body) {
+        Ok(decoded) => assert!(decoded == request, "{} changed", request.opcode().name()),
+        Err(error) => panic!("{}-byte body refused: {error}", body.len()),
+    }
+}
+
+fn assert_response_round_trips(response: Response) {
+    let mut body = BytesMut::new();
+    response.encode_body(&mut body);
+    match Response::decode(response.opcode().number(), &body) {
+        Ok(decoded) => assert!(decoded == response, "{} changed", response.opcode().name()),
+        Err(error) => panic!("{}-byte body refused: {error}", body.len()),
+    }
+}
+
+/// The shortest encoding of one item of every list in the protocol, next to its size in
+/// memory: the ratio is what that list claims per body byte.
+#[test]
+fn every_list_item_claims_at_most_the_factor_per_body_byte() {
+    let items: [(&str, usize, usize); 9] = [
+        // queue "", payload [], six `None` options, no metadata.
+        ("NewJob", size_of::<NewJob>(), 9),
+        // job id, lease id, `None` result.
+        ("AckRequest", size_of::<AckRequest>(), 18),
+        ("Option<ErrorBody>", size_of::<Option<ErrorBody>>(), 1),
+        // job id, then nine one-byte fields.
+        ("LeasedJob", size_of::<LeasedJob>(), 25),
+        // name "", defaults (7 bytes), paused, created_at, eight counts.
+        ("QueueInfo", size_of::<QueueInfo>(), 18),
+        // job id, then nine one-byte fields.
+        ("JobSummary", size_of::<JobSummary>(), 25),
+        ("JobId", size_of::<JobId>(), 16),
+        ("String", size_of::<String>(), 1),
+        ("(String, String)", size_of::<(String, String)>(), 2),
+    ];
+    for (name, memory_bytes, wire_bytes_min) in items {
+        assert!(
+            memory_bytes <= wire_bytes_min * DECODE_CLAIM_BYTES_PER_BODY_BYTE_MAX,
+            "{name}: {memory_bytes} bytes in memory for {wire_bytes_min} on the wire"
+        );
+    }
+}
+
+#[test]
+fn a_full_enqueue_batch_of_small_jobs_decodes() {
+    let job = |index: usize| NewJob {
+        queue: "q".to_string(),
+        payload: vec![u8::try_from(index % 251).expect("below 251")],
+        ..NewJob::default()
+    };
+    for jobs in [10, 100, BATCH_JOBS_MAX_DEFAULT as usize] {
+        assert_request_round_trips(Request::EnqueueBatch(EnqueueBatchRequest {
+            jobs: (0..jobs).map(job).collect(),
+        }));
+    }
+}
+
+#[test]
+fn a_full_ack_batch_and_its_all_success_reply_decode() {
+    let ack = |index: usize| AckRequest {
+        job_id: JobId([1; 16]),
+        lease_id: index as u64,
+        result: None,
+    };
+    for acks in [10, 100, ACK_BATCH_MAX] {
+        assert_request_round_trips(Request::AckBatch(AckBatchRequest {
+            acks: (0..acks).map(ack).collect(),
+        }));
+        assert_response_round_trips(Response::AckBatch(AckBatchResponse {
+            results: vec![None; acks],
+        }));
+    }
+}
+
+#[test]
+fn a_full_fetch_reply_of_small_jobs_decodes() {
+    let job = |index: u64| LeasedJob {
+        job_id: JobId([2; 16]),
+        lease_id: index,
+        queue: "q".to_string(),
+        payload: Vec::new(),
+        attempt: 1,
+        max_attempts: 1,
+        priority: 0,
+        lease_deadline_ms: 0,
+        created_at_ms: 0,
+        metadata: Vec::new(),
+    };
+    for jobs in [10, 100, u64::from(FETCH_JOBS_MAX)] {
+        assert_response_round_trips(Response::Fetch(FetchResponse {
+            jobs: (0..jobs).map(job).collect(),
+        }));
+    }
+}
+
+#[test]
+fn long_lists_of_names_and_metadata_decode() {
+    assert_request_round_trips(Request::Fetch(FetchRequest {
+        queues: vec![String::new(); 64],
+        max_jobs: 1,
+        wait_ms: 0,
+        lease_ms: None,
+    }));
+    assert_request_round_trips(Request::Enqueue(EnqueueRequest {
+        job: NewJob {
+            queue: "q".to_string(),
+            metadata: vec![(String::new(), String::new()); 64],
+            ..NewJob::default()
+        },
+    }));
+    assert_request_round_trips(Request::DeadRetry(DeadBulkRequest {
+        queue: "q".to_string(),
+        job_ids: vec![JobId([3; 16]); 10_000],
+    }));
+}
