@@ -1,0 +1,416 @@
+"""A synchronous TaskForge client over one TCP connection.
+
+:class:`Connection` moves whole frames over a socket; :class:`Client` opens the session
+(HELLO) and offers one method per operation. The client sends one request at a time and
+waits for its reply, which keeps it small and thread-free; the protocol allows pipelining,
+but a client without it is still correct. Use one :class:`Client` per thread.
+
+Every failed request raises: an error reply raises the :class:`taskforge.errors.TaskForgeError`
+subclass of its code; a broken or timed-out connection raises
+:class:`taskforge.errors.ConnectionClosed` (and a state-changing request then has an
+unknown outcome, PROTOCOL.md §7); bytes the client cannot read raise
+:class:`taskforge.errors.ProtocolViolation`. After a ``ConnectionClosed``,
+``ProtocolViolation``, or an error after which the broker closes, the client is closed;
+make a new one to go on.
+"""
+
+import socket
+import time
+
+from . import messages
+from .codec import (
+    HANDSHAKE_FRAME_BYTES_MAX,
+    HEADER_AFTER_LENGTH_BYTES,
+    HEADER_BYTES,
+    DecodeError,
+    FrameKind,
+    decode_header,
+    encode_frame,
+)
+from .errors import ConnectionClosed, ProtocolViolation, error_from_body
+from .messages import (
+    AckBatchRequest,
+    AckRequest,
+    DeadBulkRequest,
+    DeadListRequest,
+    Empty,
+    EnqueueBatchRequest,
+    EnqueueRequest,
+    ErrorBody,
+    ExtendRequest,
+    FailRequest,
+    FetchRequest,
+    HelloRequest,
+    JobListRequest,
+    JobRef,
+    NewJob,
+    Opcode,
+    QueueListRequest,
+    QueueName,
+    QueueSettings,
+    QueueWrite,
+    RetryBackoff,
+)
+
+#: This library's name and version, sent in HELLO for the broker's logs.
+CLIENT_NAME = "taskforge-py"
+CLIENT_VERSION = "0.1.0"
+
+#: How long a request may wait for its reply, FETCH's own wait not included.
+REQUEST_TIMEOUT_S_DEFAULT = 10.0
+
+#: Request ids are u32 and wrap around.
+_REQUEST_ID_MODULUS = 1 << 32
+
+#: Page size of the list operations when the caller names none.
+LIST_LIMIT_DEFAULT = 100
+
+#: Connection-level errors (PROTOCOL.md §2.3) carry opcode 0 and request id 0.
+_CONNECTION_OPCODE = 0
+
+
+class Connection:
+    """A socket that reads and writes whole frames, refusing frames over the limit."""
+
+    def __init__(self, sock):
+        #: The connected socket.
+        self.socket = sock
+        #: Largest frame ``length`` accepted or sent: the handshake limit until HELLO
+        #: succeeds, then the session's ``frame_bytes_max``.
+        self.frame_bytes_max = HANDSHAKE_FRAME_BYTES_MAX
+
+    @classmethod
+    def open(cls, host, port, timeout_s=REQUEST_TIMEOUT_S_DEFAULT):
+        """Connects to ``host:port``."""
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock)
+
+    def send_frame(self, kind, opcode, request_id, body):
+        """Sends one frame."""
+        self.socket.sendall(encode_frame(kind, opcode, request_id, body))
+
+    def read_frame(self, deadline):
+        """Reads one frame: ``(FrameHeader, body bytes)``, or ``None`` if the peer closed
+        the connection between frames.
+
+        ``deadline`` is a :func:`time.monotonic` time; past it, ``socket.timeout`` is
+        raised. Raises :class:`ConnectionClosed` if the connection ends inside a frame and
+        :class:`taskforge.codec.DecodeError` for a header out of range.
+        """
+        header_bytes = self._read_exactly(HEADER_BYTES, deadline, eof_ok=True)
+        if header_bytes is None:
+            return None
+        header = decode_header(header_bytes, self.frame_bytes_max)
+        body = self._read_exactly(header.body_bytes, deadline, eof_ok=False)
+        return header, body
+
+    def _read_exactly(self, count, deadline, eof_ok):
+        chunks = bytearray()
+        while len(chunks) < count:
+            self.socket.settimeout(max(deadline - time.monotonic(), 0.001))
+            chunk = self.socket.recv(min(count - len(chunks), 1 << 16))
+            if not chunk:
+                if eof_ok and not chunks:
+                    return None
+                raise ConnectionClosed("the connection closed inside a frame")
+            chunks += chunk
+        return bytes(chunks)
+
+    def close(self):
+        """Closes the socket."""
+        self.socket.close()
+
+
+class Client:
+    """A TaskForge session. Open one with :meth:`connect`; close it with :meth:`close`
+    or a ``with`` block."""
+
+    def __init__(self, connection, request_timeout_s=REQUEST_TIMEOUT_S_DEFAULT):
+        #: The framed socket.
+        self.connection = connection
+        #: How long a request waits for its reply (FETCH adds its own wait).
+        self.request_timeout_s = request_timeout_s
+        #: The broker's HELLO response once the session is open, else ``None``.
+        self.session = None
+        self._next_request_id = 1
+        self._closed = False
+
+    @classmethod
+    def connect(
+        cls,
+        host,
+        port,
+        credentials,
+        client_name=CLIENT_NAME,
+        client_version=CLIENT_VERSION,
+        request_timeout_s=REQUEST_TIMEOUT_S_DEFAULT,
+    ):
+        """Connects and opens a session.
+
+        ``credentials`` is :class:`taskforge.messages.RootToken` or
+        :class:`taskforge.messages.ApiKey` (or ``Password``). Raises
+        :class:`taskforge.errors.Unauthenticated` for credentials the broker refuses.
+        """
+        client = cls(Connection.open(host, port, request_timeout_s), request_timeout_s)
+        try:
+            client.hello(credentials, client_name, client_version)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    @property
+    def closed(self):
+        """True once the connection is closed or unusable."""
+        return self._closed
+
+    def close(self):
+        """Closes the connection without waiting for anything."""
+        if not self._closed:
+            self._closed = True
+            self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def call(self, opcode, body, timeout_s=None):
+        """Sends one request and returns its decoded response body.
+
+        ``body`` is the opcode's request type from :mod:`taskforge.messages`. ``timeout_s``
+        defaults to ``request_timeout_s``. Raises as described in the module docstring.
+        """
+        if self._closed:
+            raise ConnectionClosed("the client is closed")
+        opcode = Opcode(opcode)
+        request_type, response_type = messages.OPERATIONS[opcode]
+        if not isinstance(body, request_type):
+            raise TypeError("%s takes a %s body" % (opcode.name, request_type.__name__))
+        encoded = messages.encode_body(body)
+        if HEADER_AFTER_LENGTH_BYTES + len(encoded) > self.connection.frame_bytes_max:
+            # The broker would close the connection; refuse here and keep it.
+            raise ValueError(
+                "a %s request of %d body bytes is over the %d-byte frame limit; split it"
+                % (opcode.name, len(encoded), self.connection.frame_bytes_max)
+            )
+        request_id = self._next_request_id
+        self._next_request_id = (request_id + 1) % _REQUEST_ID_MODULUS
+        deadline = time.monotonic() + (
+            self.request_timeout_s if timeout_s is None else timeout_s
+        )
+        try:
+            self.connection.send_frame(FrameKind.REQUEST, opcode, request_id, encoded)
+            return self._read_reply(opcode, request_id, response_type, deadline)
+        except ConnectionClosed:
+            self.close()
+            raise
+        except socket.timeout:
+            self.close()
+            raise ConnectionClosed(
+                "no reply to %s within the timeout; its outcome is unknown" % opcode.name
+            ) from None
+        except OSError as error:
+            self.close()
+            raise ConnectionClosed("the connection failed: %s" % error) from error
+        except DecodeError as error:
+            self.close()
+            raise ProtocolViolation("unreadable reply to %s: %s" % (opcode.name, error)) from None
+
+    def _read_reply(self, opcode, request_id, response_type, deadline):
+        while True:
+            frame = self.connection.read_frame(deadline)
+            if frame is None:
+                self.close()
+                raise ConnectionClosed(
+                    "the broker closed the connection before answering %s" % opcode.name
+                )
+            header, body = frame
+            if header.kind == FrameKind.EVENT:
+                continue  # no events in protocol version 1; a client may ignore them
+            connection_error = (
+                header.kind == FrameKind.ERROR
+                and header.opcode == _CONNECTION_OPCODE
+                and header.request_id == 0
+            )
+            if not connection_error and (
+                header.request_id != request_id or header.opcode != opcode
+            ):
+                raise DecodeError(
+                    "reply for request %d opcode %#06x while waiting for request %d"
+                    % (header.request_id, header.opcode, request_id)
+                )
+            if header.kind == FrameKind.RESPONSE:
+                return messages.decode_body(response_type, body)
+            if header.kind == FrameKind.ERROR:
+                error = error_from_body(messages.decode_body(ErrorBody, body))
+                if connection_error or error.CLOSES_CONNECTION:
+                    self.close()
+                raise error
+            raise DecodeError("the broker sent a frame of kind %d" % header.kind)
+
+    # --- Session ---------------------------------------------------------------------
+
+    def hello(self, credentials, client_name=CLIENT_NAME, client_version=CLIENT_VERSION):
+        """Opens the session (the first request). Returns the ``HelloResponse`` and raises
+        the frame limit to the session's."""
+        response = self.call(
+            Opcode.HELLO,
+            HelloRequest(messages.PROTOCOL_VERSION, client_name, client_version, credentials),
+        )
+        self.session = response
+        self.connection.frame_bytes_max = response.limits.frame_bytes_max
+        return response
+
+    def ping(self):
+        """Checks the broker is alive; returns its clock in ms since the Unix epoch."""
+        return self.call(Opcode.PING, Empty()).server_time_ms
+
+    def bye(self):
+        """Ends the session gracefully: the broker answers what is in flight, then closes."""
+        self.call(Opcode.BYE, Empty())
+        self.close()
+
+    # --- Queues ----------------------------------------------------------------------
+
+    def queue_create(self, name, priority=None, max_attempts=None, backoff=None, lease_ms=None):
+        """Creates a queue; unset settings take the broker defaults. Returns ``QueueInfo``."""
+        settings = QueueSettings(priority, max_attempts, backoff, lease_ms)
+        return self.call(Opcode.QUEUE_CREATE, QueueWrite(name, settings))
+
+    def queue_update(self, name, priority=None, max_attempts=None, backoff=None, lease_ms=None):
+        """Changes a queue's defaults; unset settings stay. Returns ``QueueInfo``."""
+        settings = QueueSettings(priority, max_attempts, backoff, lease_ms)
+        return self.call(Opcode.QUEUE_UPDATE, QueueWrite(name, settings))
+
+    def queue_get(self, name):
+        """Reads a queue: ``QueueInfo``."""
+        return self.call(Opcode.QUEUE_GET, QueueName(name))
+
+    def queue_list(self, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of queues in name order: ``QueueListResponse``."""
+        return self.call(Opcode.QUEUE_LIST, QueueListRequest(after, limit))
+
+    def queue_delete(self, name):
+        """Deletes an empty queue."""
+        self.call(Opcode.QUEUE_DELETE, QueueName(name))
+
+    def queue_pause(self, name):
+        """Stops deliveries from a queue. Returns ``QueueInfo``."""
+        return self.call(Opcode.QUEUE_PAUSE, QueueName(name))
+
+    def queue_resume(self, name):
+        """Resumes deliveries from a queue. Returns ``QueueInfo``."""
+        return self.call(Opcode.QUEUE_RESUME, QueueName(name))
+
+    def queue_purge(self, name):
+        """Deletes up to 10000 jobs that are not leased: ``BulkResponse``; repeat while
+        ``remaining``."""
+        return self.call(Opcode.QUEUE_PURGE, QueueName(name))
+
+    def queue_stats(self, name):
+        """Counts a queue's jobs by state: ``QueueStats``."""
+        return self.call(Opcode.QUEUE_STATS, QueueName(name))
+
+    # --- Jobs ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        queue,
+        payload,
+        priority=None,
+        delay_ms=None,
+        run_at_ms=None,
+        max_attempts=None,
+        backoff=None,
+        lease_ms=None,
+        metadata=(),
+    ):
+        """Enqueues one job. ``payload`` is bytes; ``metadata`` is ``(key, value)`` pairs or a
+        ``dict``. Options left ``None`` take the queue's defaults. Returns
+        ``EnqueueResponse`` (``job_id``, ``state``)."""
+        job = NewJob(
+            queue=queue,
+            payload=bytes(payload),
+            priority=priority,
+            run_at_ms=run_at_ms,
+            delay_ms=delay_ms,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            lease_ms=lease_ms,
+            metadata=_pairs(metadata),
+        )
+        return self.call(Opcode.ENQUEUE, EnqueueRequest(job))
+
+    def enqueue_batch(self, jobs):
+        """Enqueues ``NewJob`` values atomically (all or none). Returns their ids in order."""
+        return self.call(Opcode.ENQUEUE_BATCH, EnqueueBatchRequest(list(jobs))).job_ids
+
+    def fetch(self, queues, max_jobs=1, wait_ms=0, lease_ms=None):
+        """Leases up to ``max_jobs`` ready jobs from ``queues`` (a name or a list, in order
+        of preference), waiting up to ``wait_ms`` for one. Returns a list of ``LeasedJob``,
+        empty when the wait ran out."""
+        names = [queues] if isinstance(queues, str) else list(queues)
+        request = FetchRequest(names, max_jobs, wait_ms, lease_ms)
+        # The reply may take the whole wait, so the timeout runs on top of it.
+        timeout_s = self.request_timeout_s + wait_ms / 1000.0
+        return self.call(Opcode.FETCH, request, timeout_s=timeout_s).jobs
+
+    def ack(self, job_id, lease_id, result=None):
+        """Reports a job done, storing ``result`` (bytes) with it. Raises ``LeaseLost`` if
+        the lease is no longer the job's."""
+        result = None if result is None else bytes(result)
+        self.call(Opcode.ACK, AckRequest(job_id, lease_id, result))
+
+    def ack_batch(self, acks):
+        """Acknowledges many jobs: ``acks`` are ``AckRequest`` values. Returns one entry per
+        ack, in order: ``None`` if it succeeded, else its ``TaskForgeError`` (not raised)."""
+        response = self.call(Opcode.ACK_BATCH, AckBatchRequest(list(acks)))
+        return [None if body is None else error_from_body(body) for body in response.results]
+
+    def fail(self, job_id, lease_id, error, retry=None):
+        """Reports a failed attempt. ``retry`` is ``RetryBackoff()`` (the default),
+        ``RetryAt(run_at_ms)`` or ``RetryNever()``. Returns ``FailResponse``."""
+        retry = RetryBackoff() if retry is None else retry
+        return self.call(Opcode.FAIL, FailRequest(job_id, lease_id, error, retry))
+
+    def extend(self, job_id, lease_id, lease_ms):
+        """Moves the lease deadline to now + ``lease_ms``. Returns ``ExtendResponse``; its
+        ``cancel_requested`` says the job was cancelled and work should stop."""
+        return self.call(Opcode.EXTEND, ExtendRequest(job_id, lease_id, lease_ms))
+
+    def cancel(self, job_id):
+        """Cancels a job: ``CancelResponse``."""
+        return self.call(Opcode.CANCEL, JobRef(job_id))
+
+    def job_get(self, job_id):
+        """Reads a job: ``JobInfo``."""
+        return self.call(Opcode.JOB_GET, JobRef(job_id))
+
+    def job_list(self, queue, state=None, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of a queue's jobs in id order, optionally in one ``JobState`` only:
+        ``JobListResponse``."""
+        return self.call(Opcode.JOB_LIST, JobListRequest(queue, state, after, limit))
+
+    # --- Dead letters ----------------------------------------------------------------
+
+    def dead_list(self, queue, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of a queue's dead jobs: ``JobListResponse``."""
+        return self.call(Opcode.DEAD_LIST, DeadListRequest(queue, after, limit))
+
+    def dead_retry(self, queue, job_ids=()):
+        """Makes dead jobs ready again (named ones, or all of the queue's when none are
+        named): ``BulkResponse``."""
+        return self.call(Opcode.DEAD_RETRY, DeadBulkRequest(queue, list(job_ids)))
+
+    def dead_discard(self, queue, job_ids=()):
+        """Deletes dead jobs (named ones, or all of the queue's): ``BulkResponse``."""
+        return self.call(Opcode.DEAD_DISCARD, DeadBulkRequest(queue, list(job_ids)))
+
+
+def _pairs(metadata):
+    """Metadata as a list of ``(key, value)`` tuples, from a dict or an iterable of pairs."""
+    items = metadata.items() if isinstance(metadata, dict) else metadata
+    return [(key, value) for key, value in items]
