@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use taskforge_protocol::{
-    limits, Backoff, JobId, ProjectId, QueueDefaults, QueueInfo, QueueSettings,
-    QueueStats,
+    limits, Backoff, JobId, ProjectId, QueueDefaults, QueueInfo, QueueSettings, QueueStats,
 };
 
 use super::{Core, CoreError, QueueState, ReadyKey};
