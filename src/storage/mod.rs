@@ -17,11 +17,13 @@ pub mod keys;
 pub mod maintenance;
 pub mod memory;
 pub mod migrations;
+pub mod power_loss;
 pub mod records;
 pub mod sled_store;
 
 pub use faulty::FaultyStorage;
 pub use memory::MemoryStorage;
+pub use power_loss::PowerLossStorage;
 pub use sled_store::{SledOptions, SledStorage};
 
 /// One change in a batch.

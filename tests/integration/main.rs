@@ -9,6 +9,7 @@ mod faults;
 mod lifecycle;
 mod migration;
 mod pipelining;
+mod power_loss;
 mod quotas;
 mod restart;
 mod support;
