@@ -173,18 +173,71 @@ async fn consume(addr: SocketAddr, ledger: Arc<Mutex<Ledger>>, stop: Cancellatio
     }
 }
 
+/// How the server is stopped in each cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: a crash.
+    Kill,
+    /// SIGTERM: a graceful shutdown, which must end with exit status 0.
+    Terminate,
+}
+
+/// How long a graceful shutdown may take: the grace period plus the final sync.
+const GRACEFUL_EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn stop_server(server: &mut ServerProcess, stop: Stop) {
+    match stop {
+        Stop::Kill => {
+            server.0.kill().expect("SIGKILL");
+            server.0.wait().expect("reaped");
+        }
+        Stop::Terminate => {
+            let pid = libc::pid_t::try_from(server.0.id()).expect("pid fits");
+            // SAFETY: sending a signal to our own child process, whose pid we hold.
+            let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+            assert_eq!(sent, 0, "SIGTERM delivered");
+            let started = Instant::now();
+            loop {
+                if let Some(status) = server.0.try_wait().expect("wait") {
+                    assert!(
+                        status.success(),
+                        "a graceful shutdown exits 0, got {status}"
+                    );
+                    return;
+                }
+                assert!(
+                    started.elapsed() < GRACEFUL_EXIT_TIMEOUT,
+                    "SIGTERM did not stop the broker"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_resurrects_nothing() {
     let cycles: usize = std::env::var("TASKFORGE_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
+    stop_start_loop(Stop::Kill, cycles).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_shuts_down_cleanly_and_loses_nothing() {
+    stop_start_loop(Stop::Terminate, 2).await;
+}
+
+/// Runs producers and consumers against the real binary, stops and restarts it `cycles`
+/// times the `stop` way, drains, and checks the ledger.
+async fn stop_start_loop(stop: Stop, cycles: usize) {
     let seed: u64 = std::env::var("TASKFORGE_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!(
-        "crash loop: {cycles} cycles, seed {seed} (TASKFORGE_CRASH_SEED={seed} replays the timing)"
+        "{stop:?} loop: {cycles} cycles, seed {seed} (TASKFORGE_CRASH_SEED={seed} replays the timing)"
     );
     let mut rng = fastrand::Rng::with_seed(seed);
     let data_dir = tempfile::tempdir().expect("temp dir");
@@ -228,8 +281,7 @@ async fn sigkill_at_random_moments_loses_and_resurrects_nothing() {
     let mut restart_times = Vec::new();
     for _ in 0..cycles {
         tokio::time::sleep(Duration::from_millis(rng.u64(200..900))).await;
-        server.0.kill().expect("SIGKILL");
-        server.0.wait().expect("reaped");
+        stop_server(&mut server, stop);
         server = ServerProcess(spawn_server(addr, data_dir.path()));
         let (_, serving_after) = wait_until_serving(addr).await;
         restart_times.push(serving_after);
@@ -328,7 +380,7 @@ async fn sigkill_at_random_moments_loses_and_resurrects_nothing() {
         .collect();
     let slowest = restart_times.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "crash loop: {} acknowledged enqueues, {} deliveries, lost {lost}, resurrected {resurrected}, \
+        "{stop:?} loop: {} acknowledged enqueues, {} deliveries, lost {lost}, resurrected {resurrected}, \
          duplicates {duplicates}, acks with unknown outcome that had succeeded {}, \
          slowest restart-to-serving {slowest:?}",
         ledger.enqueued.len(),
