@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod migration;
 mod pipelining;
