@@ -36,33 +36,15 @@ fn read_counter(storage: &dyn Storage, key: &[u8]) -> Result<Option<u64>, Storag
     }
 }
 
-/// Decodes every record of one type.
+/// Decodes every record of one type, failing at the first that does not decode.
 fn scan_records<T: bincode::Decode<()>>(
     storage: &dyn Storage,
     prefix: u8,
     what: &'static str,
 ) -> Result<Vec<T>, StorageError> {
-    let (start, end) = keys::prefix_range(prefix);
-    let mut found = Vec::new();
-    let mut failure = None;
-    storage.scan(
-        &start,
-        &end,
-        &mut |_, value| match records::decode::<T>(what, value) {
-            Ok(record) => {
-                found.push(record);
-                true
-            }
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
-        },
-    )?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(found),
-    }
+    records::scan_decoded(storage, prefix, what)?
+        .into_iter()
+        .collect()
 }
 
 /// Restores organizations, users, projects and API keys.

@@ -104,19 +104,13 @@ fn decode_all<T: bincode::Decode<()>>(
     what: &'static str,
     report: &mut CheckReport,
 ) -> Result<Vec<T>, StorageError> {
-    let (start, end) = keys::prefix_range(prefix);
     let mut decoded = Vec::new();
-    let mut problems = Vec::new();
-    storage.scan(&start, &end, &mut |key, value| {
-        match records::decode::<T>(what, value) {
+    for outcome in records::scan_decoded::<T>(storage, prefix, what)? {
+        report.directory_records += 1;
+        match outcome {
             Ok(record) => decoded.push(record),
-            Err(error) => problems.push(format!("{what} {key:?}: {}", error.message)),
+            Err(error) => report.problem(error.message),
         }
-        true
-    })?;
-    report.directory_records += (decoded.len() + problems.len()) as u64;
-    for problem in problems {
-        report.problem(problem);
     }
     Ok(decoded)
 }

@@ -3,42 +3,19 @@
 //! power cut. Tests take [`PowerLossStorage::durable_copy`] at the moment of the "cut" and
 //! open a new broker on it, to check what each fsync policy really keeps.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use super::{MemoryStorage, Storage, StorageError, Write};
-
-/// The two views of the simulated disk.
-#[derive(Debug, Default)]
-struct Disk {
-    /// What reads see: every applied batch.
-    visible: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// Batches applied since the last sync, in order; lost at a power cut.
-    unsynced: Vec<Vec<Write>>,
-    /// What survives a power cut.
-    durable: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// Syncs so far.
-    syncs: u64,
-}
-
-fn apply_to(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, batch: &[Write]) {
-    for write in batch {
-        match write {
-            Write::Put(key, value) => {
-                map.insert(key.clone(), value.clone());
-            }
-            Write::Delete(key) => {
-                map.remove(key);
-            }
-        }
-    }
-}
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct PowerLossStorage {
-    /// The simulated disk.
-    disk: Mutex<Disk>,
+    /// What reads see: every applied batch.
+    visible: MemoryStorage,
+    /// What survives a power cut: batches up to the last sync.
+    durable: MemoryStorage,
+    /// Batches applied since the last sync, in order; lost at a power cut.
+    unsynced: Mutex<Vec<Vec<Write>>>,
 }
 
 impl PowerLossStorage {
@@ -47,48 +24,41 @@ impl PowerLossStorage {
         PowerLossStorage::default()
     }
 
-    fn disk(&self) -> MutexGuard<'_, Disk> {
-        self.disk.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// What a power cut now would leave: a fresh store holding only durable data.
     pub fn durable_copy(&self) -> Result<MemoryStorage, StorageError> {
-        let durable = self.disk().durable.clone();
+        let mut batch = Vec::new();
+        let (start, end) = super::keys::all_range();
+        self.durable.scan(&start, &end, &mut |key, value| {
+            batch.push(Write::Put(key.to_vec(), value.to_vec()));
+            true
+        })?;
         let copy = MemoryStorage::new();
-        let batch: Vec<Write> = durable
-            .into_iter()
-            .map(|(key, value)| Write::Put(key, value))
-            .collect();
         copy.apply(&batch)?;
         Ok(copy)
-    }
-
-    /// Syncs so far.
-    pub fn syncs(&self) -> u64 {
-        self.disk().syncs
     }
 }
 
 impl Storage for PowerLossStorage {
     fn apply(&self, batch: &[Write]) -> Result<(), StorageError> {
-        let mut disk = self.disk();
-        apply_to(&mut disk.visible, batch);
-        disk.unsynced.push(batch.to_vec());
+        self.visible.apply(batch)?;
+        self.unsynced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(batch.to_vec());
         Ok(())
     }
 
     fn sync(&self) -> Result<(), StorageError> {
-        let mut disk = self.disk();
-        let unsynced = std::mem::take(&mut disk.unsynced);
+        let unsynced =
+            std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner));
         for batch in &unsynced {
-            apply_to(&mut disk.durable, batch);
+            self.durable.apply(batch)?;
         }
-        disk.syncs += 1;
         Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.disk().visible.get(key).cloned())
+        self.visible.get(key)
     }
 
     fn scan(
@@ -97,21 +67,7 @@ impl Storage for PowerLossStorage {
         end: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        if start >= end {
-            return Ok(());
-        }
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = self
-            .disk()
-            .visible
-            .range(start.to_vec()..end.to_vec())
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
-        for (key, value) in pairs {
-            if !visit(&key, &value) {
-                break;
-            }
-        }
-        Ok(())
+        self.visible.scan(start, end, visit)
     }
 
     fn size_on_disk_bytes(&self) -> Result<u64, StorageError> {

@@ -45,6 +45,22 @@ pub fn decode<T: Decode<()>>(what: &'static str, bytes: &[u8]) -> Result<T, Stor
     }
 }
 
+/// Decodes every record under `prefix`, one result per record (so a caller can stop at
+/// the first bad one, or report them all). Fails only if storage itself fails.
+pub fn scan_decoded<T: Decode<()>>(
+    storage: &dyn super::Storage,
+    prefix: u8,
+    what: &'static str,
+) -> Result<Vec<Result<T, StorageError>>, StorageError> {
+    let (start, end) = super::keys::prefix_range(prefix);
+    let mut decoded = Vec::new();
+    storage.scan(&start, &end, &mut |_, value| {
+        decoded.push(decode::<T>(what, value));
+        true
+    })?;
+    Ok(decoded)
+}
+
 /// A queue as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct QueueRecord {
