@@ -9,9 +9,12 @@ is idle; no job is left leased to a worker that is gone.
 
     python3 examples/python/worker_example.py --port 7700 --queue emails
 
-The root token comes from ``$TASKFORGE_ROOT_TOKEN`` (or ``--root-token``); an API key from
-``$TASKFORGE_API_KEY`` (or ``--api-key``) once the broker issues them. With ``--enqueue N``
-the worker first enqueues N sample jobs, so the example runs on an empty broker.
+The root token comes from ``$TASKFORGE_ROOT_TOKEN`` (or ``--root-token``); an API key
+(``tf_<key id>_<secret>``, from APIKEY_CREATE) from ``$TASKFORGE_API_KEY`` (or
+``--api-key``), and the worker then works in the key's project. ``--project-id`` names the
+project for the root token (default: project 1). With ``--enqueue N`` the worker first
+enqueues N sample jobs, so the example runs on an empty broker (an API key then needs the
+``manage`` and ``produce`` scopes besides ``consume``).
 """
 
 import argparse
@@ -75,7 +78,10 @@ def run_one(client, job):
 def credentials_from(arguments):
     """The credentials named on the command line or in the environment."""
     if arguments.api_key:
-        return ApiKey(arguments.api_key)
+        try:
+            return ApiKey.parse(arguments.api_key)
+        except ValueError as error:
+            sys.exit(str(error))
     if arguments.root_token:
         return RootToken(arguments.root_token)
     sys.exit("set TASKFORGE_ROOT_TOKEN or TASKFORGE_API_KEY (or pass --root-token/--api-key)")
@@ -89,11 +95,18 @@ def main():
     parser.add_argument("--queue", default="emails")
     parser.add_argument("--root-token", default=os.environ.get("TASKFORGE_ROOT_TOKEN"))
     parser.add_argument("--api-key", default=os.environ.get("TASKFORGE_API_KEY"))
+    parser.add_argument("--project-id", type=int, default=None, help="the project to work in")
     parser.add_argument("--enqueue", type=int, default=0, metavar="N", help="sample jobs first")
     arguments = parser.parse_args()
 
-    with Client.connect(arguments.host, arguments.port, credentials_from(arguments)) as client:
-        print("connected to TaskForge %s" % client.session.server_version)
+    credentials = credentials_from(arguments)
+    with Client.connect(
+        arguments.host, arguments.port, credentials, project_id=arguments.project_id
+    ) as client:
+        print(
+            "connected to TaskForge %s, project %d"
+            % (client.session.server_version, client.project_id)
+        )
         if arguments.enqueue:
             try:
                 client.queue_create(arguments.queue)

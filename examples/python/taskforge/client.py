@@ -27,10 +27,21 @@ from .codec import (
     decode_header,
     encode_frame,
 )
-from .errors import ConnectionClosed, ProtocolViolation, error_from_body
+from .errors import (
+    Conflict,
+    ConnectionClosed,
+    MalformedFrame,
+    ProtocolViolation,
+    TaskForgeError,
+    error_from_body,
+)
 from .messages import (
+    ALL_SCOPES,
     AckBatchRequest,
     AckRequest,
+    ApiKeyCreate,
+    ApiKeyRef,
+    ApiKeyRotate,
     DeadBulkRequest,
     DeadListRequest,
     Empty,
@@ -41,15 +52,31 @@ from .messages import (
     FailRequest,
     FetchRequest,
     HelloRequest,
+    IdPage,
     JobListRequest,
     JobRef,
     NewJob,
     Opcode,
+    OrgCreate,
+    OrgPage,
+    OrgRef,
+    OrgUpdate,
+    Plan,
+    ProjectCreate,
+    ProjectPage,
+    ProjectRef,
+    ProjectUpdate,
     QueueListRequest,
     QueueName,
     QueueSettings,
     QueueWrite,
     RetryBackoff,
+    SubscriptionSet,
+    UserCreate,
+    UserDisable,
+    UserRef,
+    UserSetPassword,
+    UserUpdate,
 )
 
 #: This library's name and version, sent in HELLO for the broker's logs.
@@ -121,6 +148,13 @@ class Connection:
         """Closes the socket."""
         self.socket.close()
 
+    def __repr__(self):
+        try:
+            peer = self.socket.getpeername()
+        except OSError:
+            peer = None
+        return "Connection(peer=%r, frame_bytes_max=%d)" % (peer, self.frame_bytes_max)
+
 
 class Client:
     """A TaskForge session. Open one with :meth:`connect`; close it with :meth:`close`
@@ -142,23 +176,53 @@ class Client:
         host,
         port,
         credentials,
+        project_id=None,
         client_name=CLIENT_NAME,
         client_version=CLIENT_VERSION,
         request_timeout_s=REQUEST_TIMEOUT_S_DEFAULT,
     ):
         """Connects and opens a session.
 
-        ``credentials`` is :class:`taskforge.messages.RootToken` or
-        :class:`taskforge.messages.ApiKey` (or ``Password``). Raises
-        :class:`taskforge.errors.Unauthenticated` for credentials the broker refuses.
+        ``credentials`` is :class:`taskforge.messages.RootToken`,
+        :class:`taskforge.messages.ApiKey` or :class:`taskforge.messages.Password`.
+        ``project_id`` is the project to work in (PROTOCOL.md §5.2): ``None`` means
+        project 1 for root, the key's own project for an API key, and no project for a
+        user (tenancy operations only). Raises :class:`taskforge.errors.Unauthenticated`
+        for credentials the broker refuses and :class:`taskforge.errors.Forbidden` for a
+        project the principal may not use.
         """
         client = cls(Connection.open(host, port, request_timeout_s), request_timeout_s)
         try:
-            client.hello(credentials, client_name, client_version)
+            client.hello(credentials, client_name, client_version, project_id=project_id)
         except BaseException:
             client.close()
             raise
         return client
+
+    def __repr__(self):
+        # Never the credentials: the client does not keep them.
+        return "Client(connection=%r, principal_kind=%s, project_id=%s, org_id=%s, closed=%s)" % (
+            self.connection,
+            None if self.session is None else self.session.principal_kind.name,
+            self.project_id,
+            self.org_id,
+            self._closed,
+        )
+
+    @property
+    def project_id(self):
+        """The project the session works in (0: none), or ``None`` before HELLO."""
+        return None if self.session is None else self.session.project_id
+
+    @property
+    def org_id(self):
+        """The session's organization (``None`` for root, or before HELLO)."""
+        return None if self.session is None else self.session.org_id
+
+    @property
+    def principal_kind(self):
+        """The session's ``PrincipalKind``, or ``None`` before HELLO."""
+        return None if self.session is None else self.session.principal_kind
 
     @property
     def closed(self):
@@ -253,13 +317,24 @@ class Client:
 
     # --- Session ---------------------------------------------------------------------
 
-    def hello(self, credentials, client_name=CLIENT_NAME, client_version=CLIENT_VERSION):
-        """Opens the session (the first request). Returns the ``HelloResponse`` and raises
-        the frame limit to the session's."""
-        response = self.call(
-            Opcode.HELLO,
-            HelloRequest(messages.PROTOCOL_VERSION, client_name, client_version, credentials),
+    def hello(
+        self, credentials, client_name=CLIENT_NAME, client_version=CLIENT_VERSION, project_id=None
+    ):
+        """Opens the session (the first request) in ``project_id`` (see :meth:`connect`).
+        Returns the ``HelloResponse`` and raises the frame limit to the session's.
+
+        A refused HELLO closes the client, as the broker closes the connection for every
+        handshake error but MALFORMED_FRAME and CONFLICT (PROTOCOL.md §5.2).
+        """
+        request = HelloRequest(
+            messages.PROTOCOL_VERSION, client_name, client_version, credentials, project_id
         )
+        try:
+            response = self.call(Opcode.HELLO, request)
+        except TaskForgeError as error:
+            if not isinstance(error, (MalformedFrame, Conflict)):
+                self.close()
+            raise
         self.session = response
         self.connection.frame_bytes_max = response.limits.frame_bytes_max
         return response
@@ -408,6 +483,118 @@ class Client:
     def dead_discard(self, queue, job_ids=()):
         """Deletes dead jobs (named ones, or all of the queue's): ``BulkResponse``."""
         return self.call(Opcode.DEAD_DISCARD, DeadBulkRequest(queue, list(job_ids)))
+
+
+    # --- Organizations (tenancy operations, PROTOCOL.md §8) -----------------------------
+
+    def org_create(self, name, slug, plan=Plan.FREE):
+        """Creates an organization and its subscription on a preset ``Plan`` (root only).
+        Returns ``Organization``."""
+        return self.call(Opcode.ORG_CREATE, OrgCreate(name, slug, Plan(plan)))
+
+    def org_get(self, org_id):
+        """Reads an organization: ``Organization``."""
+        return self.call(Opcode.ORG_GET, OrgRef(org_id))
+
+    def org_list(self, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of the organizations the principal may see, in id order: ``OrgList``."""
+        return self.call(Opcode.ORG_LIST, IdPage(after, limit))
+
+    def org_update(self, org_id, name=None, status=None):
+        """Renames an organization and/or sets its ``OrgStatus`` (root only); ``None``
+        leaves a field unchanged. Returns ``Organization``."""
+        return self.call(Opcode.ORG_UPDATE, OrgUpdate(org_id, name, status))
+
+    def org_delete(self, org_id):
+        """Deletes an organization that owns no project (root only)."""
+        self.call(Opcode.ORG_DELETE, OrgRef(org_id))
+
+    # --- Users -----------------------------------------------------------------------
+
+    def user_create(self, org_id, email, password, role):
+        """Creates a user with a ``Role``; only the password's hash is stored. Returns
+        ``User``."""
+        return self.call(Opcode.USER_CREATE, UserCreate(org_id, email, password, role))
+
+    def user_get(self, user_id):
+        """Reads a user: ``User``."""
+        return self.call(Opcode.USER_GET, UserRef(user_id))
+
+    def user_list(self, org_id, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of an organization's users in id order: ``UserList``."""
+        return self.call(Opcode.USER_LIST, OrgPage(org_id, after, limit))
+
+    def user_update(self, user_id, email=None, role=None):
+        """Changes a user's email and/or role; ``None`` leaves it. Returns ``User``."""
+        return self.call(Opcode.USER_UPDATE, UserUpdate(user_id, email, role))
+
+    def user_disable(self, user_id, disabled=True):
+        """Disables a user (``disabled=False`` enables it again). Returns ``User``."""
+        return self.call(Opcode.USER_DISABLE, UserDisable(user_id, disabled))
+
+    def user_set_password(self, user_id, password):
+        """Sets a user's password."""
+        self.call(Opcode.USER_SET_PASSWORD, UserSetPassword(user_id, password))
+
+    # --- Subscriptions ---------------------------------------------------------------
+
+    def subscription_get(self, org_id):
+        """Reads an organization's plan, status, period and limits: ``Subscription``."""
+        return self.call(Opcode.SUBSCRIPTION_GET, OrgRef(org_id))
+
+    def subscription_set(
+        self, org_id, plan, status, period_start_ms, period_end_ms, limits=None
+    ):
+        """Sets an organization's plan, ``SubscriptionStatus``, period and (optionally)
+        ``PlanLimits`` replacing the plan's presets; required for ``Plan.CUSTOM``. Root
+        only. Returns ``Subscription``."""
+        request = SubscriptionSet(org_id, plan, status, period_start_ms, period_end_ms, limits)
+        return self.call(Opcode.SUBSCRIPTION_SET, request)
+
+    # --- Projects --------------------------------------------------------------------
+
+    def project_create(self, org_id, name, slug):
+        """Creates a project in an organization: ``Project``."""
+        return self.call(Opcode.PROJECT_CREATE, ProjectCreate(org_id, name, slug))
+
+    def project_get(self, project_id):
+        """Reads a project: ``Project``."""
+        return self.call(Opcode.PROJECT_GET, ProjectRef(project_id))
+
+    def project_list(self, org_id, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of an organization's projects in id order: ``ProjectList``."""
+        return self.call(Opcode.PROJECT_LIST, OrgPage(org_id, after, limit))
+
+    def project_update(self, project_id, name):
+        """Renames a project (the slug stays): ``Project``."""
+        return self.call(Opcode.PROJECT_UPDATE, ProjectUpdate(project_id, name))
+
+    def project_delete(self, project_id):
+        """Deletes a project that owns no queue, with its API keys."""
+        self.call(Opcode.PROJECT_DELETE, ProjectRef(project_id))
+
+    # --- API keys --------------------------------------------------------------------
+
+    def api_key_create(self, project_id, name, scopes=ALL_SCOPES, expires_at_ms=None):
+        """Creates an API key for a project with the given ``Scope`` values. Returns
+        ``ApiKeySecret``: ``.secret`` (or ``.credentials()``) is the whole key, shown only
+        this once."""
+        request = ApiKeyCreate(project_id, name, list(scopes), expires_at_ms)
+        return self.call(Opcode.APIKEY_CREATE, request)
+
+    def api_key_list(self, project_id, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of a project's keys in key id order, never their secrets:
+        ``ApiKeyList``."""
+        return self.call(Opcode.APIKEY_LIST, ProjectPage(project_id, after, limit))
+
+    def api_key_revoke(self, key_id):
+        """Revokes a key by its public id for good: ``ApiKeyInfo``."""
+        return self.call(Opcode.APIKEY_REVOKE, ApiKeyRef(key_id))
+
+    def api_key_rotate(self, key_id, grace_ms=None):
+        """Gives a key a new secret; the old one works for ``grace_ms`` more (``None``: the
+        broker's default, 1 hour). Returns ``ApiKeySecret``."""
+        return self.call(Opcode.APIKEY_ROTATE, ApiKeyRotate(key_id, grace_ms))
 
 
 def _pairs(metadata):

@@ -1,15 +1,19 @@
 """Exceptions: one class per TaskForge error code, plus failures on the client's side.
 
 A request the broker refuses raises a subclass of :class:`TaskForgeError` chosen by the
-stable numeric code of PROTOCOL.md §9.1, so callers catch what they can handle::
+stable numeric code of PROTOCOL.md §10.1, so callers catch what they can handle::
 
     try:
         client.ack(job.job_id, job.lease_id)
     except LeaseLost:
         pass  # the lease expired and the job went to another worker; nothing changed
 
-A code this client does not know raises :class:`Internal`, as §9.1 asks, with ``.code``
+A code this client does not know raises :class:`Internal`, as §10.1 asks, with ``.code``
 still the number received.
+
+During HELLO the broker closes the connection after every error but MALFORMED_FRAME and
+CONFLICT (FORBIDDEN for a project, QUOTA_EXCEEDED for connections, RATE_LIMITED for failed
+handshakes included); :meth:`taskforge.Client.hello` closes the client then.
 """
 
 from .messages import NoDetails, RetryAfterDetails
@@ -46,13 +50,17 @@ class Unauthenticated(TaskForgeError):
 
 
 class Forbidden(TaskForgeError):
-    """The session's principal may not do this."""
+    """The session's principal may not do this: a missing API key scope (the message names
+    it), a role without the permission, a queue or job operation without a project, an
+    enqueue while the subscription is past due or cancelled; during HELLO, a project the
+    principal may not use."""
 
     CODE, NAME = 2, "FORBIDDEN"
 
 
 class NotFound(TaskForgeError):
-    """The named queue or job does not exist in the session's project."""
+    """The named queue or job does not exist in the session's project, or the named
+    organization, user, project or API key does not exist or is another tenant's."""
 
     CODE, NAME = 3, "NOT_FOUND"
 
@@ -88,7 +96,8 @@ class QuotaExceeded(TaskForgeError):
 
 
 class RateLimited(TaskForgeError):
-    """Too many requests; wait :attr:`retry_after_ms` before retrying."""
+    """Too many requests (a project's enqueue rate, or failed handshakes from this address);
+    wait :attr:`retry_after_ms` before retrying."""
 
     CODE, NAME = 9, "RATE_LIMITED"
 

@@ -2,7 +2,7 @@
 
 Each body is a dataclass whose fields are declared in wire order with their wire type
 (:func:`taskforge.codec.wire`), so each class reads like its table in
-``protocol/PROTOCOL.md`` §4 and §8. :func:`encode_body` and :func:`decode_body` turn any of
+``protocol/PROTOCOL.md`` §4 and §9. :func:`encode_body` and :func:`decode_body` turn any of
 them into bytes and back; :data:`OPERATIONS` says which request and response type each
 opcode carries.
 
@@ -48,7 +48,7 @@ METADATA = Seq(Pair(STRING, STRING))
 
 
 class Opcode(enum.IntEnum):
-    """Every operation, by its stable number (PROTOCOL.md §8)."""
+    """Every operation, by its stable number (PROTOCOL.md §9)."""
 
     HELLO = 0x0001
     PING = 0x0002
@@ -75,6 +75,28 @@ class Opcode(enum.IntEnum):
     DEAD_LIST = 0x0300
     DEAD_RETRY = 0x0301
     DEAD_DISCARD = 0x0302
+    ORG_CREATE = 0x0600
+    ORG_GET = 0x0601
+    ORG_LIST = 0x0602
+    ORG_UPDATE = 0x0603
+    ORG_DELETE = 0x0604
+    USER_CREATE = 0x0610
+    USER_GET = 0x0611
+    USER_LIST = 0x0612
+    USER_UPDATE = 0x0613
+    USER_DISABLE = 0x0614
+    USER_SET_PASSWORD = 0x0615
+    SUBSCRIPTION_GET = 0x0620
+    SUBSCRIPTION_SET = 0x0621
+    PROJECT_CREATE = 0x0630
+    PROJECT_GET = 0x0631
+    PROJECT_LIST = 0x0632
+    PROJECT_UPDATE = 0x0633
+    PROJECT_DELETE = 0x0634
+    APIKEY_CREATE = 0x0640
+    APIKEY_LIST = 0x0641
+    APIKEY_REVOKE = 0x0642
+    APIKEY_ROTATE = 0x0643
 
 
 class JobState(enum.IntEnum):
@@ -98,8 +120,92 @@ class PrincipalKind(enum.IntEnum):
     USER = 2
 
 
+class OrgStatus(enum.IntEnum):
+    """Whether an organization may be used (PROTOCOL.md §4.2)."""
+
+    ACTIVE = 0
+    SUSPENDED = 1
+
+
+class Role(enum.IntEnum):
+    """A user's role in its organization (PROTOCOL.md §8.5)."""
+
+    OWNER = 0
+    ADMIN = 1
+    MEMBER = 2
+    VIEWER = 3
+
+
+class Plan(enum.IntEnum):
+    """A subscription plan (PROTOCOL.md §8.9)."""
+
+    FREE = 0
+    PRO = 1
+    ENTERPRISE = 2
+    CUSTOM = 3
+
+
+class SubscriptionStatus(enum.IntEnum):
+    """Whether a subscription is paid up; ``PAST_DUE`` and ``CANCELLED`` refuse enqueues."""
+
+    ACTIVE = 0
+    PAST_DUE = 1
+    CANCELLED = 2
+
+
+class Scope(enum.IntEnum):
+    """What an API key may do (PROTOCOL.md §8.5)."""
+
+    PRODUCE = 0
+    CONSUME = 1
+    MANAGE = 2
+    READ = 3
+
+
+#: Every scope, for a key that may do everything in its project.
+ALL_SCOPES = (Scope.PRODUCE, Scope.CONSUME, Scope.MANAGE, Scope.READ)
+
 JOB_STATE = Enum(JobState)
 PRINCIPAL_KIND = Enum(PrincipalKind)
+ORG_STATUS = Enum(OrgStatus)
+ROLE = Enum(Role)
+PLAN = Enum(Plan)
+SUBSCRIPTION_STATUS = Enum(SubscriptionStatus)
+SCOPE = Enum(Scope)
+
+#: ``OrgId``, ``UserId`` and ``ProjectId`` are ``u64`` on the wire.
+ORG_ID = U64
+USER_ID = U64
+PROJECT_ID = U64
+
+#: The text that replaces a secret in a ``repr``.
+REDACTED = "<redacted>"
+
+#: An API key is ``tf_<16 lowercase hex digits>_<64 lowercase hex digits>`` (PROTOCOL.md §8.3).
+API_KEY_PREFIX = "tf_"
+API_KEY_ID_HEX_DIGITS = 16
+API_KEY_SECRET_HEX_DIGITS = 64
+
+
+def api_key_id(key):
+    """The public key id of a whole API key ``tf_<key id>_<secret>``, or ``None`` when
+    ``key`` does not have that shape."""
+    if not isinstance(key, str) or not key.startswith(API_KEY_PREFIX):
+        return None
+    key_id, separator, secret = key[len(API_KEY_PREFIX) :].partition("_")
+    if (
+        not separator
+        or len(key_id) != API_KEY_ID_HEX_DIGITS
+        or len(secret) != API_KEY_SECRET_HEX_DIGITS
+        or not _is_lower_hex(key_id)
+        or not _is_lower_hex(secret)
+    ):
+        return None
+    return key_id
+
+
+def _is_lower_hex(text):
+    return all(character in "0123456789abcdef" for character in text)
 
 
 # --- Enums with fields -------------------------------------------------------------------
@@ -107,24 +213,55 @@ PRINCIPAL_KIND = Enum(PrincipalKind)
 
 @dataclasses.dataclass
 class RootToken:
-    """Credentials variant 0: the broker's root token."""
+    """Credentials variant 0: the broker's root token. Its ``repr`` hides the token."""
 
-    token: str = wire(STRING)
+    token: str = wire(STRING, repr=False)
+
+    def __repr__(self):
+        return "RootToken(token=%r)" % REDACTED
 
 
 @dataclasses.dataclass
 class ApiKey:
-    """Credentials variant 1: a project API key, ``tf_<key id>_<secret>``."""
+    """Credentials variant 1: a project API key, ``tf_<key id>_<secret>`` (PROTOCOL.md §8.3).
 
-    key: str = wire(STRING)
+    Its ``repr`` shows only the public key id. The key is sent as given; :meth:`parse`
+    checks its shape first.
+    """
+
+    key: str = wire(STRING, repr=False)
+
+    @classmethod
+    def parse(cls, key):
+        """An ``ApiKey`` for ``key``; ``ValueError`` (not naming the key) unless it is
+        ``tf_`` + 16 lowercase hex digits + ``_`` + 64 lowercase hex digits."""
+        if api_key_id(key) is None:
+            raise ValueError(
+                "an API key is tf_<%d lowercase hex digits>_<%d lowercase hex digits>"
+                % (API_KEY_ID_HEX_DIGITS, API_KEY_SECRET_HEX_DIGITS)
+            )
+        return cls(key)
+
+    @property
+    def key_id(self):
+        """The public key id, or ``None`` if the key is not well formed."""
+        return api_key_id(self.key)
+
+    def __repr__(self):
+        key_id = self.key_id
+        shown = REDACTED if key_id is None else "%s%s_%s" % (API_KEY_PREFIX, key_id, REDACTED)
+        return "ApiKey(key=%r)" % shown
 
 
 @dataclasses.dataclass
 class Password:
-    """Credentials variant 2: a user's email and password."""
+    """Credentials variant 2: a user's email and password. Its ``repr`` hides the password."""
 
     email: str = wire(STRING)
-    password: str = wire(STRING)
+    password: str = wire(STRING, repr=False)
+
+    def __repr__(self):
+        return "Password(email=%r, password=%r)" % (self.email, REDACTED)
 
 
 CREDENTIALS = Union(
@@ -363,7 +500,108 @@ class ErrorBody:
     details: object = wire(ERROR_DETAILS, default_factory=NoDetails)
 
 
-# --- Request and response bodies (PROTOCOL.md §8) ----------------------------------------
+# --- Tenancy types (PROTOCOL.md §4.5) ----------------------------------------------------
+
+
+@dataclasses.dataclass
+class Organization:
+    """An organization: a tenant."""
+
+    org_id: int = wire(ORG_ID)
+    name: str = wire(STRING)
+    slug: str = wire(STRING)
+    created_at_ms: int = wire(U64)
+    status: OrgStatus = wire(ORG_STATUS)
+
+
+@dataclasses.dataclass
+class User:
+    """A person in an organization. The password hash never leaves the broker."""
+
+    user_id: int = wire(USER_ID)
+    org_id: int = wire(ORG_ID)
+    email: str = wire(STRING)
+    role: Role = wire(ROLE)
+    created_at_ms: int = wire(U64)
+    last_login_at_ms: Optional[int] = wire(Option(U64))
+    disabled: bool = wire(BOOL)
+
+
+@dataclasses.dataclass
+class PlanLimits:
+    """The limits a subscription grants; a type's largest value means unlimited."""
+
+    projects_max: int = wire(U32)
+    queues_per_project_max: int = wire(U32)
+    pending_jobs_max: int = wire(U64)
+    payload_bytes_max: int = wire(U32)
+    enqueue_rate_per_second: int = wire(U32)
+    enqueue_burst: int = wire(U32)
+    connections_max: int = wire(U32)
+    workers_max: int = wire(U32)
+    retention_ms: int = wire(U64)
+
+
+PLAN_LIMITS = Struct(PlanLimits)
+
+
+@dataclasses.dataclass
+class Subscription:
+    """An organization's plan, status, period and the limits in force."""
+
+    org_id: int = wire(ORG_ID)
+    plan: Plan = wire(PLAN)
+    status: SubscriptionStatus = wire(SUBSCRIPTION_STATUS)
+    period_start_ms: int = wire(U64)
+    period_end_ms: int = wire(U64)
+    limits: PlanLimits = wire(PLAN_LIMITS)
+
+
+@dataclasses.dataclass
+class Project:
+    """A project: an isolated namespace of queues and jobs in an organization."""
+
+    project_id: int = wire(PROJECT_ID)
+    org_id: int = wire(ORG_ID)
+    name: str = wire(STRING)
+    slug: str = wire(STRING)
+    created_at_ms: int = wire(U64)
+
+
+@dataclasses.dataclass
+class ApiKeyInfo:
+    """An API key as listed: never its secret."""
+
+    key_id: str = wire(STRING)
+    project_id: int = wire(PROJECT_ID)
+    name: str = wire(STRING)
+    scopes: List[Scope] = wire(Seq(SCOPE))
+    created_at_ms: int = wire(U64)
+    last_used_at_ms: Optional[int] = wire(Option(U64))
+    expires_at_ms: Optional[int] = wire(Option(U64))
+    revoked_at_ms: Optional[int] = wire(Option(U64))
+
+
+@dataclasses.dataclass
+class ApiKeySecret:
+    """APIKEY_CREATE and APIKEY_ROTATE response: the only time a secret is shown.
+
+    ``secret`` is the whole credential ``tf_<key id>_<secret>``; :meth:`credentials` wraps
+    it for :meth:`taskforge.Client.connect`. The ``repr`` hides it.
+    """
+
+    key: ApiKeyInfo = wire(Struct(ApiKeyInfo))
+    secret: str = wire(STRING, repr=False)
+
+    def credentials(self):
+        """The secret as :class:`ApiKey` credentials."""
+        return ApiKey(self.secret)
+
+    def __repr__(self):
+        return "ApiKeySecret(key=%r, secret=%r)" % (self.key, REDACTED)
+
+
+# --- Request and response bodies (PROTOCOL.md §9) ----------------------------------------
 
 
 @dataclasses.dataclass
@@ -374,17 +612,20 @@ class HelloRequest:
     client_name: str = wire(STRING)
     client_version: str = wire(STRING)
     credentials: object = wire(CREDENTIALS)
+    project_id: Optional[int] = wire(Option(PROJECT_ID), default=None)
 
 
 @dataclasses.dataclass
 class HelloResponse:
-    """HELLO response: the session is open."""
+    """HELLO response: the session is open. ``project_id`` is 0 for a session without a
+    project (a user that named none); ``org_id`` is ``None`` for root."""
 
     protocol_version: int = wire(U16)
     server_version: str = wire(STRING)
     principal_kind: PrincipalKind = wire(PRINCIPAL_KIND)
-    project_id: int = wire(U64)
+    project_id: int = wire(PROJECT_ID)
     limits: SessionLimits = wire(Struct(SessionLimits))
+    org_id: Optional[int] = wire(Option(ORG_ID), default=None)
 
 
 @dataclasses.dataclass
@@ -598,7 +839,205 @@ class DeadBulkRequest:
     job_ids: List[UUID] = wire(Seq(JOB_ID))
 
 
-#: Opcode → (request body type, response body type), as in PROTOCOL.md §8.
+@dataclasses.dataclass
+class OrgRef:
+    """A request naming one organization (ORG_GET, ORG_DELETE, SUBSCRIPTION_GET)."""
+
+    org_id: int = wire(ORG_ID)
+
+
+@dataclasses.dataclass
+class OrgCreate:
+    """ORG_CREATE request; ``plan`` is not ``CUSTOM``."""
+
+    name: str = wire(STRING)
+    slug: str = wire(STRING)
+    plan: Plan = wire(PLAN)
+
+
+@dataclasses.dataclass
+class IdPage:
+    """A page request by numeric id (ORG_LIST)."""
+
+    after: Optional[int] = wire(Option(U64))
+    limit: int = wire(U32)
+
+
+@dataclasses.dataclass
+class OrgList:
+    """ORG_LIST response; ``next_after`` is ``None`` on the last page."""
+
+    orgs: List[Organization] = wire(Seq(Struct(Organization)))
+    next_after: Optional[int] = wire(Option(ORG_ID))
+
+
+@dataclasses.dataclass
+class OrgUpdate:
+    """ORG_UPDATE request; ``None`` fields stay unchanged (``status``: root only)."""
+
+    org_id: int = wire(ORG_ID)
+    name: Optional[str] = wire(Option(STRING), default=None)
+    status: Optional[OrgStatus] = wire(Option(ORG_STATUS), default=None)
+
+
+@dataclasses.dataclass
+class OrgPage:
+    """A page of an organization's users or projects (USER_LIST, PROJECT_LIST)."""
+
+    org_id: int = wire(ORG_ID)
+    after: Optional[int] = wire(Option(U64))
+    limit: int = wire(U32)
+
+
+@dataclasses.dataclass
+class UserCreate:
+    """USER_CREATE request. The ``repr`` hides the password."""
+
+    org_id: int = wire(ORG_ID)
+    email: str = wire(STRING)
+    password: str = wire(STRING, repr=False)
+    role: Role = wire(ROLE)
+
+    def __repr__(self):
+        return "UserCreate(org_id=%r, email=%r, password=%r, role=%r)" % (
+            self.org_id,
+            self.email,
+            REDACTED,
+            self.role,
+        )
+
+
+@dataclasses.dataclass
+class UserRef:
+    """A request naming one user (USER_GET)."""
+
+    user_id: int = wire(USER_ID)
+
+
+@dataclasses.dataclass
+class UserList:
+    """USER_LIST response; ``next_after`` is ``None`` on the last page."""
+
+    users: List[User] = wire(Seq(Struct(User)))
+    next_after: Optional[int] = wire(Option(USER_ID))
+
+
+@dataclasses.dataclass
+class UserUpdate:
+    """USER_UPDATE request; ``None`` fields stay unchanged."""
+
+    user_id: int = wire(USER_ID)
+    email: Optional[str] = wire(Option(STRING), default=None)
+    role: Optional[Role] = wire(Option(ROLE), default=None)
+
+
+@dataclasses.dataclass
+class UserDisable:
+    """USER_DISABLE request: ``disabled`` true to disable, false to enable again."""
+
+    user_id: int = wire(USER_ID)
+    disabled: bool = wire(BOOL)
+
+
+@dataclasses.dataclass
+class UserSetPassword:
+    """USER_SET_PASSWORD request. The ``repr`` hides the password."""
+
+    user_id: int = wire(USER_ID)
+    password: str = wire(STRING, repr=False)
+
+    def __repr__(self):
+        return "UserSetPassword(user_id=%r, password=%r)" % (self.user_id, REDACTED)
+
+
+@dataclasses.dataclass
+class SubscriptionSet:
+    """SUBSCRIPTION_SET request; ``limits`` replace the plan's presets (required for
+    ``CUSTOM``)."""
+
+    org_id: int = wire(ORG_ID)
+    plan: Plan = wire(PLAN)
+    status: SubscriptionStatus = wire(SUBSCRIPTION_STATUS)
+    period_start_ms: int = wire(U64)
+    period_end_ms: int = wire(U64)
+    limits: Optional[PlanLimits] = wire(Option(PLAN_LIMITS), default=None)
+
+
+@dataclasses.dataclass
+class ProjectCreate:
+    """PROJECT_CREATE request."""
+
+    org_id: int = wire(ORG_ID)
+    name: str = wire(STRING)
+    slug: str = wire(STRING)
+
+
+@dataclasses.dataclass
+class ProjectRef:
+    """A request naming one project (PROJECT_GET, PROJECT_DELETE)."""
+
+    project_id: int = wire(PROJECT_ID)
+
+
+@dataclasses.dataclass
+class ProjectList:
+    """PROJECT_LIST response; ``next_after`` is ``None`` on the last page."""
+
+    projects: List[Project] = wire(Seq(Struct(Project)))
+    next_after: Optional[int] = wire(Option(PROJECT_ID))
+
+
+@dataclasses.dataclass
+class ProjectUpdate:
+    """PROJECT_UPDATE request: a new display name (the slug never changes)."""
+
+    project_id: int = wire(PROJECT_ID)
+    name: str = wire(STRING)
+
+
+@dataclasses.dataclass
+class ApiKeyCreate:
+    """APIKEY_CREATE request: at least one scope, no repeats."""
+
+    project_id: int = wire(PROJECT_ID)
+    name: str = wire(STRING)
+    scopes: List[Scope] = wire(Seq(SCOPE))
+    expires_at_ms: Optional[int] = wire(Option(U64), default=None)
+
+
+@dataclasses.dataclass
+class ProjectPage:
+    """A page of a project's API keys (APIKEY_LIST); ``after`` is a key id."""
+
+    project_id: int = wire(PROJECT_ID)
+    after: Optional[str] = wire(Option(STRING))
+    limit: int = wire(U32)
+
+
+@dataclasses.dataclass
+class ApiKeyList:
+    """APIKEY_LIST response; ``next_after`` is ``None`` on the last page."""
+
+    keys: List[ApiKeyInfo] = wire(Seq(Struct(ApiKeyInfo)))
+    next_after: Optional[str] = wire(Option(STRING))
+
+
+@dataclasses.dataclass
+class ApiKeyRef:
+    """APIKEY_REVOKE request: the key's public id."""
+
+    key_id: str = wire(STRING)
+
+
+@dataclasses.dataclass
+class ApiKeyRotate:
+    """APIKEY_ROTATE request; ``grace_ms`` ``None`` is the broker's default grace (1 hour)."""
+
+    key_id: str = wire(STRING)
+    grace_ms: Optional[int] = wire(Option(U64), default=None)
+
+
+#: Opcode → (request body type, response body type), as in PROTOCOL.md §9.
 OPERATIONS = {
     Opcode.HELLO: (HelloRequest, HelloResponse),
     Opcode.PING: (Empty, Pong),
@@ -625,6 +1064,28 @@ OPERATIONS = {
     Opcode.DEAD_LIST: (DeadListRequest, JobListResponse),
     Opcode.DEAD_RETRY: (DeadBulkRequest, BulkResponse),
     Opcode.DEAD_DISCARD: (DeadBulkRequest, BulkResponse),
+    Opcode.ORG_CREATE: (OrgCreate, Organization),
+    Opcode.ORG_GET: (OrgRef, Organization),
+    Opcode.ORG_LIST: (IdPage, OrgList),
+    Opcode.ORG_UPDATE: (OrgUpdate, Organization),
+    Opcode.ORG_DELETE: (OrgRef, Empty),
+    Opcode.USER_CREATE: (UserCreate, User),
+    Opcode.USER_GET: (UserRef, User),
+    Opcode.USER_LIST: (OrgPage, UserList),
+    Opcode.USER_UPDATE: (UserUpdate, User),
+    Opcode.USER_DISABLE: (UserDisable, User),
+    Opcode.USER_SET_PASSWORD: (UserSetPassword, Empty),
+    Opcode.SUBSCRIPTION_GET: (OrgRef, Subscription),
+    Opcode.SUBSCRIPTION_SET: (SubscriptionSet, Subscription),
+    Opcode.PROJECT_CREATE: (ProjectCreate, Project),
+    Opcode.PROJECT_GET: (ProjectRef, Project),
+    Opcode.PROJECT_LIST: (OrgPage, ProjectList),
+    Opcode.PROJECT_UPDATE: (ProjectUpdate, Project),
+    Opcode.PROJECT_DELETE: (ProjectRef, Empty),
+    Opcode.APIKEY_CREATE: (ApiKeyCreate, ApiKeySecret),
+    Opcode.APIKEY_LIST: (ProjectPage, ApiKeyList),
+    Opcode.APIKEY_REVOKE: (ApiKeyRef, ApiKeyInfo),
+    Opcode.APIKEY_ROTATE: (ApiKeyRotate, ApiKeySecret),
 }
 
 _STRUCTS = {}

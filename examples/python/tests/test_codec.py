@@ -186,5 +186,46 @@ class BodyTest(unittest.TestCase):
             messages.request_type(0x7777)
 
 
+class SecretsTest(unittest.TestCase):
+    """Credentials and secret-carrying bodies never show a secret in their ``repr``."""
+
+    SECRET = "5c81a6cbf0153a5f84a9cef3183d6287acd1f61b40658aafd4f91e43688db2d7"
+    KEY = "tf_3f9a0c1d2e4b5a69_" + SECRET
+
+    def test_reprs_hide_secrets(self):
+        key_info = messages.ApiKeyInfo("3f9a0c1d2e4b5a69", 5, "k", [], 0, None, None, None)
+        values = [
+            messages.RootToken(self.SECRET),
+            messages.ApiKey(self.KEY),
+            messages.ApiKey("not a key " + self.SECRET),
+            messages.Password("ops@example.com", self.SECRET),
+            messages.HelloRequest(1, "taskforge-py", "0.1.0", messages.ApiKey(self.KEY), 5),
+            messages.UserCreate(2, "ops@example.com", self.SECRET, messages.Role.OWNER),
+            messages.UserSetPassword(7, self.SECRET),
+            messages.ApiKeySecret(key_info, self.KEY),
+        ]
+        for value in values:
+            with self.subTest(value=type(value).__name__):
+                self.assertNotIn(self.SECRET, repr(value))
+                self.assertNotIn(self.SECRET, str(value))
+        self.assertIn("3f9a0c1d2e4b5a69", repr(messages.ApiKey(self.KEY)))
+        self.assertIn("ops@example.com", repr(messages.Password("ops@example.com", "x" * 12)))
+
+    def test_api_key_shape(self):
+        self.assertEqual(messages.ApiKey.parse(self.KEY).key_id, "3f9a0c1d2e4b5a69")
+        for bad in [
+            "tf_3f9a0c1d2e4b5a69",
+            "tf_3F9A0C1D2E4B5A69_" + self.SECRET,
+            "tk_3f9a0c1d2e4b5a69_" + self.SECRET,
+            "tf_3f9a0c1d2e4b5a6_" + self.SECRET,
+            self.KEY + "0",
+        ]:
+            with self.subTest(key=bad):
+                with self.assertRaises(ValueError) as raised:
+                    messages.ApiKey.parse(bad)
+                self.assertNotIn(self.SECRET, str(raised.exception))
+                self.assertIsNone(messages.ApiKey(bad).key_id)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -10,6 +10,7 @@ first with ``cargo build --bin taskforge``.
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -20,18 +21,27 @@ import unittest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from taskforge import (  # noqa: E402  (path set up above)
+    ALL_SCOPES,
     AckRequest,
     ApiKey,
     Client,
     Conflict,
     Connection,
+    Forbidden,
     JobState,
     LeaseLost,
     NewJob,
     NotFound,
+    OrgStatus,
+    Password,
+    Plan,
+    PrincipalKind,
     RetryBackoff,
     RetryNever,
+    Role,
     RootToken,
+    Scope,
+    SubscriptionStatus,
     Unauthenticated,
     codec,
     errors,
@@ -122,11 +132,17 @@ class LiveServerTest(unittest.TestCase):
         self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
-    def connect(self, credentials=RootToken(ROOT_TOKEN)):
+    def connect(self, credentials=RootToken(ROOT_TOKEN), project_id=None):
         """A client with an open session, closed when the test ends."""
-        client = Client.connect("127.0.0.1", self.port, credentials)
+        client = Client.connect("127.0.0.1", self.port, credentials, project_id=project_id)
         self.addCleanup(client.close)
         return client
+
+    def new_project(self, root, slug):
+        """An organization on the pro plan and a project in it, made by ``root``."""
+        org = root.org_create("Org %s" % slug, slug, Plan.PRO)
+        project = root.project_create(org.org_id, "Project %s" % slug, slug)
+        return org, project
 
 
 class RoundTripTest(LiveServerTest):
@@ -218,10 +234,6 @@ class RoundTripTest(LiveServerTest):
         self.assertIsInstance(error, Unauthenticated)
         self.assertIsNone(connection.read_frame(deadline), "the broker left the connection open")
 
-    def test_api_keys_are_refused_until_tenancy_arrives(self):
-        with self.assertRaises(Unauthenticated):
-            Client.connect("127.0.0.1", self.port, ApiKey("tf_k1_c2VjcmV0c2VjcmV0"))
-
     def test_batches_extend_cancel_and_job_lists(self):
         client = self.connect()
         client.queue_create("batch", lease_ms=5000)
@@ -286,6 +298,164 @@ class RoundTripTest(LiveServerTest):
             client.queue_get("dead")
         client.bye()
         self.assertTrue(client.closed)
+
+
+#: An API key: ``tf_`` + 16 lowercase hex digits + ``_`` + 64 lowercase hex digits.
+API_KEY_SHAPE = re.compile(r"tf_([0-9a-f]{16})_[0-9a-f]{64}")
+
+
+class TenancyTest(LiveServerTest):
+    """Organizations, projects, API keys and users through the Python client."""
+
+    def test_api_key_of_a_new_project_round_trip(self):
+        root = self.connect()
+        self.assertIsNone(root.org_id)
+        self.assertEqual(root.project_id, 1)
+        org, project = self.new_project(root, "acme")
+        created = root.api_key_create(project.project_id, "worker", ALL_SCOPES)
+        match = API_KEY_SHAPE.fullmatch(created.secret)
+        self.assertIsNotNone(match, "not an API key")
+        self.assertEqual(match.group(1), created.key.key_id)
+        self.assertEqual(created.key.scopes, list(ALL_SCOPES))
+        self.assertEqual(created.key.project_id, project.project_id)
+        self.assertNotIn(created.secret, repr(created))
+
+        credentials = ApiKey.parse(created.secret)
+        self.assertNotIn(created.secret, repr(credentials))
+        worker = self.connect(credentials)  # no project_id: the key's own project
+        self.assertNotIn(created.secret, repr(worker))
+        self.assertEqual(worker.principal_kind, PrincipalKind.API_KEY)
+        self.assertEqual((worker.project_id, worker.org_id), (project.project_id, org.org_id))
+
+        worker.queue_create("emails")
+        enqueued = worker.enqueue("emails", b"hello", max_attempts=3)
+        jobs = worker.fetch("emails", wait_ms=1000)
+        self.assertEqual([(job.job_id, job.payload) for job in jobs], [(enqueued.job_id, b"hello")])
+        worker.ack(jobs[0].job_id, jobs[0].lease_id, result=b"sent")
+        self.assertEqual(worker.job_get(enqueued.job_id).state, JobState.SUCCEEDED)
+
+        # The project is isolated: root's session works in project 1.
+        with self.assertRaises(NotFound):
+            root.job_get(enqueued.job_id)
+        with self.assertRaises(NotFound):
+            root.queue_get("emails")
+
+        # The same key id with another secret is refused, and the client is closed.
+        wrong = "tf_%s_%s" % (created.key.key_id, "0" * 64)
+        self.assertNotEqual(wrong, created.secret)
+        with self.assertRaises(Unauthenticated) as raised:
+            Client.connect("127.0.0.1", self.port, ApiKey(wrong))
+        self.assertEqual(raised.exception.message, "invalid credentials")
+
+    def test_produce_only_key_is_forbidden_to_fetch(self):
+        root = self.connect()
+        _, project = self.new_project(root, "globex")
+        admin = self.connect(project_id=project.project_id)
+        self.assertEqual(admin.project_id, project.project_id)
+        admin.queue_create("events")
+        created = root.api_key_create(project.project_id, "producer", [Scope.PRODUCE])
+
+        producer = self.connect(ApiKey(created.secret))
+        producer.enqueue("events", b"e1")
+        with self.assertRaises(Forbidden) as raised:
+            producer.fetch("events")
+        self.assertEqual((raised.exception.code, raised.exception.name), (2, "FORBIDDEN"))
+        self.assertIn("consume", raised.exception.message)
+        self.assertFalse(producer.closed)
+        self.assertEqual(admin.queue_stats("events").counts.ready, 1)
+
+    def test_api_key_may_not_name_another_project(self):
+        root = self.connect()
+        _, project = self.new_project(root, "initech")
+        created = root.api_key_create(project.project_id, "worker", [Scope.READ])
+        with self.assertRaises(Forbidden):
+            Client.connect("127.0.0.1", self.port, ApiKey(created.secret), project_id=1)
+        same = self.connect(ApiKey(created.secret), project_id=project.project_id)
+        self.assertEqual(same.project_id, project.project_id)
+
+    def test_tenancy_operations(self):
+        root = self.connect()
+        org, project = self.new_project(root, "umbrella")
+        self.assertEqual(root.org_get(org.org_id), org)
+        self.assertEqual(
+            [o.org_id for o in root.org_list(limit=1000).orgs], [1, org.org_id]
+        )
+        renamed = root.org_update(org.org_id, name="Umbrella Corp")
+        self.assertEqual((renamed.name, renamed.status), ("Umbrella Corp", OrgStatus.ACTIVE))
+
+        subscription = root.subscription_get(org.org_id)
+        self.assertEqual((subscription.plan, subscription.status), (Plan.PRO, SubscriptionStatus.ACTIVE))
+        lapsed = root.subscription_set(
+            org.org_id,
+            Plan.PRO,
+            SubscriptionStatus.PAST_DUE,
+            subscription.period_start_ms,
+            subscription.period_end_ms,
+        )
+        self.assertEqual(lapsed.status, SubscriptionStatus.PAST_DUE)
+        self.assertEqual(lapsed.limits, subscription.limits)
+
+        self.assertEqual(root.project_get(project.project_id), project)
+        self.assertEqual(root.project_update(project.project_id, "Renamed").name, "Renamed")
+        self.assertEqual(
+            [p.project_id for p in root.project_list(org.org_id).projects], [project.project_id]
+        )
+
+        user = root.user_create(org.org_id, "Ana@Umbrella.example", "a long enough password", Role.ADMIN)
+        self.assertEqual((user.email, user.role), ("ana@umbrella.example", Role.ADMIN))
+        self.assertEqual(root.user_get(user.user_id), user)
+        self.assertEqual([u.user_id for u in root.user_list(org.org_id).users], [user.user_id])
+        self.assertEqual(root.user_update(user.user_id, role=Role.OWNER).role, Role.OWNER)
+        root.user_set_password(user.user_id, "another long password")
+        self.assertTrue(root.user_disable(user.user_id).disabled)
+        self.assertFalse(root.user_disable(user.user_id, disabled=False).disabled)
+
+        created = root.api_key_create(project.project_id, "ci", [Scope.READ])
+        listed = root.api_key_list(project.project_id)
+        self.assertEqual(listed.keys, [created.key])
+        self.assertIsNone(listed.next_after)
+        rotated = root.api_key_rotate(created.key.key_id, grace_ms=0)
+        self.assertEqual(rotated.key.key_id, created.key.key_id)
+        self.assertNotEqual(rotated.secret, created.secret)
+        with self.assertRaises(Unauthenticated):
+            Client.connect("127.0.0.1", self.port, ApiKey(created.secret))
+        self.connect(rotated.credentials()).close()
+        self.assertIsNotNone(root.api_key_revoke(created.key.key_id).revoked_at_ms)
+        with self.assertRaises(Unauthenticated):
+            Client.connect("127.0.0.1", self.port, rotated.credentials())
+
+        with self.assertRaises(Conflict):
+            root.org_delete(org.org_id)
+        root.project_delete(project.project_id)
+        root.org_delete(org.org_id)
+        with self.assertRaises(NotFound):
+            root.org_get(org.org_id)
+
+    def test_user_password_session(self):
+        root = self.connect()
+        org, project = self.new_project(root, "hooli")
+        password = "correct horse battery"
+        root.user_create(org.org_id, "ops@hooli.example", password, Role.MEMBER)
+
+        credentials = Password("ops@hooli.example", password)
+        self.assertNotIn(password, repr(credentials))
+        user = self.connect(credentials, project_id=project.project_id)
+        self.assertEqual(user.principal_kind, PrincipalKind.USER)
+        self.assertEqual((user.project_id, user.org_id), (project.project_id, org.org_id))
+        user.queue_create("jobs")
+        user.enqueue("jobs", b"x")
+        self.assertEqual(user.queue_stats("jobs").counts.ready, 1)
+        with self.assertRaises(Forbidden):
+            user.project_create(org.org_id, "Other", "other")
+
+        no_project = self.connect(credentials)
+        self.assertEqual(no_project.project_id, 0)
+        self.assertEqual(no_project.org_get(org.org_id).org_id, org.org_id)
+        with self.assertRaises(Forbidden):
+            no_project.queue_get("jobs")
+
+        with self.assertRaises(Unauthenticated):
+            Client.connect("127.0.0.1", self.port, Password("ops@hooli.example", "wrong password!"))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,21 @@ def load_index():
     return json.loads((VECTORS_DIR / "index.json").read_text())
 
 
+#: Field-less enums the index writes in lower snake case (``"ready"``, ``"past_due"``).
+LOWER_CASE_ENUMS = (
+    messages.JobState,
+    messages.OrgStatus,
+    messages.Role,
+    messages.Plan,
+    messages.SubscriptionStatus,
+    messages.Scope,
+)
+
+
 def enum_json(value):
-    """The index's text for a field-less enum: JobState in lower case, others in CamelCase."""
-    if isinstance(value, messages.JobState):
+    """The index's text for a field-less enum: JobState and the tenancy enums in lower
+    snake case, others (``PrincipalKind``) in CamelCase."""
+    if isinstance(value, LOWER_CASE_ENUMS):
         return value.name.lower()
     return "".join(word.capitalize() for word in value.name.split("_"))
 
