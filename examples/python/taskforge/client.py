@@ -30,7 +30,6 @@ from .codec import (
 from .errors import (
     Conflict,
     ConnectionClosed,
-    MalformedFrame,
     ProtocolViolation,
     TaskForgeError,
     error_from_body,
@@ -324,7 +323,8 @@ class Client:
         Returns the ``HelloResponse`` and raises the frame limit to the session's.
 
         A refused HELLO closes the client, as the broker closes the connection for every
-        handshake error but MALFORMED_FRAME and CONFLICT (PROTOCOL.md §5.2).
+        handshake error but CONFLICT, which only an already open session gets (PROTOCOL.md
+        §5.2).
         """
         request = HelloRequest(
             messages.PROTOCOL_VERSION, client_name, client_version, credentials, project_id
@@ -332,7 +332,7 @@ class Client:
         try:
             response = self.call(Opcode.HELLO, request)
         except TaskForgeError as error:
-            if not isinstance(error, (MalformedFrame, Conflict)):
+            if not isinstance(error, Conflict):
                 self.close()
             raise
         self.session = response
