@@ -223,6 +223,9 @@ pub struct HelloResponse {
     pub limits: SessionLimits,
     /// The organization of a user or API key; `None` for root.
     pub org_id: Option<OrgId>,
+    /// The user, for a password session (so it can read or change itself); `None`
+    /// otherwise.
+    pub user_id: Option<UserId>,
 }
 
 /// PING response.

@@ -116,6 +116,14 @@ impl Session {
         }
     }
 
+    /// The user of a password session.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self.principal {
+            Principal::User { user_id, .. } => Some(user_id),
+            _ => None,
+        }
+    }
+
     /// The principal's organization; `None` for root.
     pub fn org_id(&self) -> Option<OrgId> {
         match &self.principal {

@@ -36,6 +36,7 @@ pub(crate) fn fake_hello() -> HelloResponse {
         principal_kind: PrincipalKind::Root,
         project_id: FAKE_PROJECT_ID,
         org_id: None,
+        user_id: None,
         limits: SessionLimits {
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,

@@ -171,6 +171,7 @@ async fn hello_exchange(
                 project_id: session.project_id,
                 limits: context.session_limits.clone(),
                 org_id: session.org_id(),
+                user_id: session.user_id(),
             });
             outbox
                 .send(response_frame(request_id, &hello_response))

@@ -262,7 +262,7 @@ async fn scopes_and_roles_limit_what_a_session_may_do() {
     );
 
     user(&root, org_id, "viewer@acme.test", Role::Viewer).await;
-    user(&root, org_id, "member@acme.test", Role::Member).await;
+    let member_user = user(&root, org_id, "member@acme.test", Role::Member).await;
     let password = |email: &str| Credentials::Password {
         email: email.into(),
         password: "a long enough password".into(),
@@ -288,6 +288,17 @@ async fn scopes_and_roles_limit_what_a_session_may_do() {
     let member = connect(&server, password("MEMBER@acme.test"), Some(project_id))
         .await
         .expect("emails are case-blind");
+    assert_eq!(
+        member.hello().user_id,
+        Some(member_user.user_id),
+        "a user learns its own id"
+    );
+    let own = member
+        .call(Request::UserGet(taskforge_protocol::UserRef {
+            user_id: member_user.user_id,
+        }))
+        .await;
+    assert!(own.is_ok(), "a member reads itself");
     let set = Request::SubscriptionSet(SubscriptionSet {
         org_id,
         plan: Plan::Enterprise,

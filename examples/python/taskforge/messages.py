@@ -618,7 +618,8 @@ class HelloRequest:
 @dataclasses.dataclass
 class HelloResponse:
     """HELLO response: the session is open. ``project_id`` is 0 for a session without a
-    project (a user that named none); ``org_id`` is ``None`` for root."""
+    project (a user that named none); ``org_id`` is ``None`` for root; ``user_id`` is set
+    for a password session only."""
 
     protocol_version: int = wire(U16)
     server_version: str = wire(STRING)
@@ -626,6 +627,7 @@ class HelloResponse:
     project_id: int = wire(PROJECT_ID)
     limits: SessionLimits = wire(Struct(SessionLimits))
     org_id: Optional[int] = wire(Option(ORG_ID), default=None)
+    user_id: Optional[int] = wire(Option(USER_ID), default=None)
 
 
 @dataclasses.dataclass

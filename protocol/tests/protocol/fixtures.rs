@@ -348,6 +348,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     project_id: PROJECT_DEFAULT,
                     limits: default_session_limits(),
                     org_id: None,
+                    user_id: None,
                 }),
             ),
             response(
@@ -369,6 +370,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                         idle_timeout_ms: 60_000,
                     },
                     org_id: Some(ORG_ACME),
+                    user_id: None,
                 }),
             ),
             response(
@@ -381,6 +383,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     project_id: PROJECT_BILLING,
                     limits: default_session_limits(),
                     org_id: Some(ORG_ACME),
+                    user_id: Some(42),
                 }),
             ),
             response(
@@ -397,6 +400,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                         ..default_session_limits()
                     },
                     org_id: Some(ORG_GLOBEX),
+                    user_id: Some(300),
                 }),
             ),
         ],

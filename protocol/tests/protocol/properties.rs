@@ -881,9 +881,18 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
             arb_u64(),
             prop::array::uniform8(arb_u32()),
             proptest::option::of(arb_u64()),
+            proptest::option::of(arb_u64()),
         )
             .prop_map(
-                |(protocol_version, server_version, principal_kind, project_id, limits, org_id)| {
+                |(
+                    protocol_version,
+                    server_version,
+                    principal_kind,
+                    project_id,
+                    limits,
+                    org_id,
+                    user_id,
+                )| {
                     Response::Hello(HelloResponse {
                         protocol_version,
                         server_version,
@@ -900,6 +909,7 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
                             idle_timeout_ms: limits[7],
                         },
                         org_id,
+                        user_id,
                     })
                 },
             )
