@@ -36,7 +36,8 @@ const PING_REQUEST_ID: u32 = 1;
     name = "taskforge",
     version,
     about,
-    after_help = "Exit codes of the admin commands (queue, job, dead, storage): 0 success; \
+    after_help = "Exit codes of the admin commands (queue, job, dead, org, user, subscription, \
+                  project, key, storage): 0 success; \
                   1 the operation failed (the broker's error code is printed); 2 usage error; \
                   3 cannot reach or authenticate to the broker, or the connection was lost."
 )]
@@ -59,6 +60,16 @@ enum Command {
     Job(cli::Admin<cli::job::JobCommand>),
     /// Manages dead-letter jobs: list, retry, discard
     Dead(cli::Admin<cli::dead::DeadCommand>),
+    /// Manages organizations: create, get, list, update, delete
+    Org(cli::Admin<cli::org::OrgCommand>),
+    /// Manages users: create, get, list, update, disable, enable, set-password
+    User(cli::Admin<cli::user::UserCommand>),
+    /// Shows or sets an organization's subscription: get, set
+    Subscription(cli::Admin<cli::subscription::SubscriptionCommand>),
+    /// Manages projects: create, get, list, update, delete
+    Project(cli::Admin<cli::project::ProjectCommand>),
+    /// Manages a project's API keys: create, list, revoke, rotate
+    Key(cli::Admin<cli::key::KeyCommand>),
     /// Works on a stopped broker's data directory: migrate, rollback, backup, restore,
     /// compact, check
     Storage(cli::storage::StorageArgs),
@@ -106,6 +117,21 @@ fn main() -> ExitCode {
         }),
         Command::Dead(admin) => cli::run_admin(admin.options, move |client, out| {
             cli::dead::run(client, admin.command, out)
+        }),
+        Command::Org(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::org::run(client, admin.command, out)
+        }),
+        Command::User(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::user::run(client, admin.command, out)
+        }),
+        Command::Subscription(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::subscription::run(client, admin.command, out)
+        }),
+        Command::Project(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::project::run(client, admin.command, out)
+        }),
+        Command::Key(admin) => cli::run_admin_in(admin.options, move |client, out, project| {
+            cli::key::run(client, admin.command, out, project)
         }),
         Command::Storage(args) => cli::storage::run(args),
     }

@@ -18,6 +18,19 @@
 //! ```
 //!
 //! `--context NAME` (or `TASKFORGE_CONTEXT`) picks a context; otherwise `current_context`.
+//!
+//! # Credentials
+//! The CLI acts as the root token or as an API key. The first layer that names any
+//! credential wins: the flags (`--root-token`, `--root-token-file`, `--api-key`), then the
+//! variables (`TASKFORGE_ROOT_TOKEN`, `TASKFORGE_ROOT_TOKEN_FILE`, `TASKFORGE_API_KEY`),
+//! then the context (`root_token`, `root_token_file`, `api_key`). Within a layer a token
+//! beats its file, and naming both a root token and an API key is a usage error, because
+//! which one was meant cannot be guessed.
+//!
+//! # Project
+//! `--project ID`, else `TASKFORGE_PROJECT`, else the context's `project` names the project
+//! the session works in (the handshake's project); without one, the root token works in the
+//! default project 1 and an API key in its own.
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -27,7 +40,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 use taskforge::client::{Client, ClientError, ClientOptions};
-use taskforge_protocol::Credentials;
+use taskforge_protocol::{Credentials, ProjectId};
 
 use super::CliError;
 
@@ -50,6 +63,12 @@ pub const TOKEN_FILE_BYTES_MAX: u64 = 4 * 1024;
 /// Environment variable naming the profile file.
 pub const PROFILE_ENV_VAR: &str = "TASKFORGE_PROFILE";
 
+/// Environment variable holding an API key.
+pub const API_KEY_ENV_VAR: &str = "TASKFORGE_API_KEY";
+
+/// Environment variable naming the project to work in.
+pub const PROJECT_ENV_VAR: &str = "TASKFORGE_PROJECT";
+
 /// Connection flags of every online command.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
@@ -64,6 +83,14 @@ pub struct ConnectionArgs {
     /// [env: TASKFORGE_ROOT_TOKEN_FILE]
     #[arg(long, global = true, value_name = "FILE")]
     pub root_token_file: Option<PathBuf>,
+    /// API key `tf_<key id>_<secret>`, to act as that key instead of the root token;
+    /// visible in the process list, so prefer TASKFORGE_API_KEY [env: TASKFORGE_API_KEY]
+    #[arg(long, global = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Project id to work in (and, for `key create|list`, whose keys)
+    /// [env: TASKFORGE_PROJECT] [default: the credential's own: 1 for the root token]
+    #[arg(long, global = true, value_name = "ID")]
+    pub project: Option<ProjectId>,
     /// Context of the profile file to use [env: TASKFORGE_CONTEXT]
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
@@ -96,6 +123,10 @@ struct Context {
     root_token: Option<String>,
     /// File holding the root token.
     root_token_file: Option<PathBuf>,
+    /// API key in clear (the file should then be mode 0600).
+    api_key: Option<String>,
+    /// Project id to work in.
+    project: Option<ProjectId>,
 }
 
 /// A resolved connection target.
@@ -105,6 +136,8 @@ pub struct Target {
     pub addr: String,
     /// What the hello presents.
     pub credentials: Credentials,
+    /// The project the hello names; `None`: the credential's own.
+    pub project: Option<ProjectId>,
     /// Per-request timeout.
     pub request_timeout: Duration,
 }
@@ -197,7 +230,7 @@ impl ConnectionArgs {
                 return Err(CliError::usage(format!(
                     "the profile file {} does not exist; create it with `current_context = \
                      \"NAME\"` and a `[contexts.NAME]` table holding `addr` and \
-                     `root_token_file` (or `root_token`)",
+                     `root_token_file` (or `root_token`, or `api_key`)",
                     path.display()
                 )));
             }
@@ -215,7 +248,7 @@ impl ConnectionArgs {
         };
         match profile.contexts.get(&name) {
             Some(context) => {
-                if context.root_token.is_some() {
+                if context.root_token.is_some() || context.api_key.is_some() {
                     warn_if_readable_by_others(&path);
                 }
                 Ok((Some(context.clone()), Some(path)))
@@ -245,35 +278,114 @@ impl ConnectionArgs {
             .or_else(|| variable("TASKFORGE_ADDR"))
             .or(context.addr.clone())
             .unwrap_or_else(|| ADDR_DEFAULT.to_string());
-        let token = if let Some(token) = &self.root_token {
-            token.clone()
-        } else if let Some(file) = &self.root_token_file {
-            read_token_file(file)?
-        } else if let Some(token) = variable("TASKFORGE_ROOT_TOKEN") {
-            token
-        } else if let Some(file) = variable("TASKFORGE_ROOT_TOKEN_FILE") {
-            read_token_file(Path::new(&file))?
-        } else if let Some(token) = &context.root_token {
-            token.clone()
-        } else if let Some(file) = &context.root_token_file {
-            read_token_file(file)?
-        } else {
-            let profile = profile_path
-                .or_else(default_profile_path)
-                .map_or("the profile file".to_string(), |path| {
-                    path.display().to_string()
-                });
-            return Err(CliError::usage(format!(
-                "no credentials: pass --root-token-file FILE (the broker writes \
-                 <data dir>/root_token), set TASKFORGE_ROOT_TOKEN, or add root_token_file to a \
-                 context in {profile}"
-            )));
+        let credentials = match self.flag_credentials()? {
+            Some(credentials) => credentials,
+            None => match environment_credentials()? {
+                Some(credentials) => credentials,
+                None => match context_credentials(&context)? {
+                    Some(credentials) => credentials,
+                    None => {
+                        let profile = profile_path
+                            .or_else(default_profile_path)
+                            .map_or("the profile file".to_string(), |path| {
+                                path.display().to_string()
+                            });
+                        return Err(CliError::usage(format!(
+                            "no credentials: pass --root-token-file FILE (the broker writes \
+                             <data dir>/root_token) or set TASKFORGE_ROOT_TOKEN; to act as an \
+                             API key set TASKFORGE_API_KEY; or add root_token_file or api_key to \
+                             a context in {profile}"
+                        )));
+                    }
+                },
+            },
+        };
+        let project = match self.project {
+            Some(project) => Some(project),
+            None => match variable(PROJECT_ENV_VAR) {
+                Some(text) => Some(text.trim().parse::<ProjectId>().map_err(|_| {
+                    CliError::usage(format!(
+                        "{PROJECT_ENV_VAR}={text:?} is not a project id; `taskforge project \
+                         list --org ID` shows the ids"
+                    ))
+                })?),
+                None => context.project,
+            },
         };
         Ok(Target {
             addr,
-            credentials: Credentials::RootToken(token),
+            credentials,
+            project,
             request_timeout: Duration::from_millis(self.timeout_ms),
         })
+    }
+
+    /// The credential the flags name, if any.
+    fn flag_credentials(&self) -> Result<Option<Credentials>, CliError> {
+        let root = match (&self.root_token, &self.root_token_file) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(file)) => Some(read_token_file(file)?),
+            (None, None) => None,
+        };
+        one_credential(root, self.api_key.clone(), "--root-token", "--api-key")
+    }
+}
+
+/// The credential the environment names, if any.
+fn environment_credentials() -> Result<Option<Credentials>, CliError> {
+    let root = match variable("TASKFORGE_ROOT_TOKEN") {
+        Some(token) => Some(token),
+        None => match variable("TASKFORGE_ROOT_TOKEN_FILE") {
+            Some(file) => Some(read_token_file(Path::new(&file))?),
+            None => None,
+        },
+    };
+    one_credential(
+        root,
+        variable(API_KEY_ENV_VAR),
+        "TASKFORGE_ROOT_TOKEN",
+        API_KEY_ENV_VAR,
+    )
+}
+
+/// The credential the selected context names, if any.
+fn context_credentials(context: &Context) -> Result<Option<Credentials>, CliError> {
+    let root = match (&context.root_token, &context.root_token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(file)) => Some(read_token_file(file)?),
+        (None, None) => None,
+    };
+    one_credential(
+        root,
+        context.api_key.clone(),
+        "the context's root_token",
+        "its api_key",
+    )
+}
+
+/// The one credential of a layer: a root token or an API key, not both.
+fn one_credential(
+    root_token: Option<String>,
+    api_key: Option<String>,
+    root_source: &str,
+    key_source: &str,
+) -> Result<Option<Credentials>, CliError> {
+    match (root_token, api_key) {
+        (Some(_), Some(_)) => Err(CliError::usage(format!(
+            "both {root_source} and {key_source} are set; keep only the one to act as"
+        ))),
+        (Some(token), None) => Ok(Some(Credentials::RootToken(token))),
+        (None, Some(key)) => {
+            let key = key.trim().to_string();
+            if !key.starts_with("tf_") {
+                return Err(CliError::usage(format!(
+                    "{key_source} does not look like an API key (tf_<key id>_<secret>); use \
+                     the secret `taskforge key create` printed"
+                )));
+            }
+            Ok(Some(Credentials::ApiKey(key)))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -295,6 +407,7 @@ impl Target {
     pub async fn connect(&self) -> Result<Client, CliError> {
         let mut options = ClientOptions::new(self.credentials.clone());
         options.client_name = "taskforge-cli".into();
+        options.project_id = self.project;
         options.request_timeout = self.request_timeout;
         options.connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
         options.reconnect.attempts_max = 1;

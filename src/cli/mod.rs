@@ -7,8 +7,11 @@
 //! - `connection.rs`: where the address and credentials come from (flags, environment,
 //!   the profile file's contexts).
 //! - `output.rs`: tables for people, JSON for scripts, value formatting.
-//! - one file per noun: `queue.rs`, `job.rs`, `dead.rs` speak the binary protocol through
+//! - one file per noun: `queue.rs`, `job.rs`, `dead.rs` and the tenancy nouns `org.rs`,
+//!   `user.rs`, `subscription.rs`, `project.rs`, `key.rs` speak the binary protocol through
 //!   the Rust client; `storage.rs` works offline on a data directory.
+//! - `tenancy.rs`: what the tenancy nouns share (enum flags, secrets from stdin or the
+//!   environment, not-found hints).
 //!
 //! A new noun is one more file with a `Subcommand` enum and an
 //! `async fn run(client, command, output)`, plus one `Command` variant in `main.rs`.
@@ -24,16 +27,22 @@
 pub mod connection;
 pub mod dead;
 pub mod job;
+pub mod key;
+pub mod org;
 pub mod output;
+pub mod project;
 pub mod queue;
 pub mod storage;
+pub mod subscription;
+pub mod tenancy;
+pub mod user;
 
 use std::future::Future;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use taskforge::client::{Client, ClientError};
-use taskforge_protocol::ErrorCode;
+use taskforge_protocol::{ErrorCode, ProjectId};
 
 use connection::ConnectionArgs;
 use output::Output;
@@ -111,6 +120,10 @@ fn hint(code: ErrorCode) -> &'static str {
         }
         ErrorCode::Forbidden => " (these credentials may not do this; use a more privileged one)",
         ErrorCode::RateLimited => " (too many requests; wait and retry)",
+        ErrorCode::QuotaExceeded => {
+            " (the organization's plan does not allow more; `taskforge subscription get --org \
+             ID` shows its limits)"
+        }
         _ => "",
     }
 }
@@ -123,9 +136,11 @@ impl From<ClientError> for CliError {
                 CliError::failed(format!("{}: {}{}", code.name(), body.message, hint(code)))
             }
             ClientError::Handshake(body) => CliError::connection(format!(
-                "the broker refused the credentials ({}). Check --root-token, \
-                 TASKFORGE_ROOT_TOKEN, --root-token-file or the context's root_token",
-                body
+                "the broker refused the credentials ({body}). Check --root-token, \
+                 TASKFORGE_ROOT_TOKEN, --root-token-file or the context's root_token (or, \
+                 acting as a key, --api-key, TASKFORGE_API_KEY or the context's api_key: it may \
+                 be revoked or expired); if a project is set (--project, TASKFORGE_PROJECT, the \
+                 context's project), check that these credentials may work in it"
             )),
             ClientError::Io(error) => CliError::connection(format!(
                 "cannot talk to the broker: {error}. Is it running? Check --addr, TASKFORGE_ADDR \
@@ -179,6 +194,16 @@ where
     F: FnOnce(Client, Output) -> Fut,
     Fut: Future<Output = Result<(), CliError>>,
 {
+    run_admin_in(options, move |client, out, _project| work(client, out))
+}
+
+/// [`run_admin`] for commands that also need the project the session was asked to work in
+/// (`--project`, `TASKFORGE_PROJECT`, the context's `project`; `None` when none is set).
+pub fn run_admin_in<F, Fut>(options: AdminOptions, work: F) -> ExitCode
+where
+    F: FnOnce(Client, Output, Option<ProjectId>) -> Fut,
+    Fut: Future<Output = Result<(), CliError>>,
+{
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -192,7 +217,7 @@ where
     let outcome = runtime.block_on(async {
         let target = options.connection.resolve()?;
         let client = target.connect().await?;
-        let result = work(client.clone(), output).await;
+        let result = work(client.clone(), output, target.project).await;
         // The answers are in; a failed goodbye changes nothing for the operator.
         let _ = client.close().await;
         result

@@ -44,6 +44,11 @@ impl Cli {
 
     /// Runs `taskforge args...` on a blocking thread (the server runs on this runtime).
     async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[], None).await
+    }
+
+    /// Runs with extra variables for this run only and, if given, `stdin` as standard input.
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_taskforge"));
         command
             .env_clear()
@@ -52,6 +57,12 @@ impl Cli {
             .timeout(CLI_TIMEOUT);
         for (name, value) in &self.env {
             command.env(name, value);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        if let Some(stdin) = stdin {
+            command.write_stdin(stdin.to_string());
         }
         tokio::task::spawn_blocking(move || command.output().expect("run taskforge"))
             .await
@@ -72,6 +83,25 @@ impl Cli {
         let stdout = self.ok(&args).await;
         serde_json::from_str(&stdout)
             .unwrap_or_else(|error| panic!("stdout of {args:?} is not JSON ({error}): {stdout}"))
+    }
+
+    /// [`Cli::json`] with extra variables and standard input.
+    async fn json_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.run_with(&args, env, stdin).await;
+        output.clone().assert().success();
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "stdout of {args:?} is not JSON ({error}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
     }
 
     /// Runs and expects exit `code`; returns stderr.
@@ -433,4 +463,366 @@ async fn storage_commands_work_offline_and_refuse_a_running_broker() {
         .await
         .expect("stats after restore");
     assert_eq!(stats.counts.ready, 3);
+}
+
+/// A JSON number as u64, for ids passed back to the CLI.
+fn id(value: &serde_json::Value) -> String {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("{value} is not an id"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn tenancy_commands_create_an_org_project_and_key_that_the_cli_then_acts_as() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+
+    let org = cli
+        .json(&[
+            "org", "create", "--name", "Acme", "--slug", "acme", "--plan", "pro",
+        ])
+        .await;
+    assert_eq!(
+        (&org["slug"], &org["status"]),
+        (&"acme".into(), &"active".into())
+    );
+    let org_id = id(&org["org_id"]);
+    assert_eq!(cli.json(&["org", "get", &org_id]).await["name"], "Acme");
+    let orgs = cli.json(&["org", "list"]).await["orgs"].clone();
+    assert!(
+        orgs.as_array()
+            .expect("orgs")
+            .iter()
+            .any(|listed| listed["slug"] == "acme"),
+        "{orgs}"
+    );
+    let renamed = cli
+        .json(&["org", "update", &org_id, "--name", "Acme Inc"])
+        .await;
+    assert_eq!(renamed["name"], "Acme Inc");
+
+    let subscription = cli.json(&["subscription", "get", "--org", &org_id]).await;
+    assert_eq!(subscription["plan"], "pro");
+    let custom = cli
+        .json(&[
+            "subscription",
+            "set",
+            "--org",
+            &org_id,
+            "--plan",
+            "custom",
+            "--status",
+            "past_due",
+            "--projects-max",
+            "4",
+        ])
+        .await;
+    assert_eq!(
+        (&custom["plan"], &custom["status"]),
+        (&"custom".into(), &"past_due".into())
+    );
+    assert_eq!(custom["limits"]["projects_max"], 4);
+    assert_eq!(
+        custom["limits"]["workers_max"], subscription["limits"]["workers_max"],
+        "limits not named keep their values"
+    );
+    cli.json(&[
+        "subscription",
+        "set",
+        "--org",
+        &org_id,
+        "--plan",
+        "pro",
+        "--status",
+        "active",
+    ])
+    .await;
+
+    let project = cli
+        .json(&[
+            "project", "create", "--org", &org_id, "--name", "Billing", "--slug", "billing",
+        ])
+        .await;
+    let project_id = id(&project["project_id"]);
+    assert_eq!(project["org_id"].to_string(), org_id);
+    let projects = cli.json(&["project", "list", "--org", &org_id]).await;
+    assert_eq!(projects["projects"][0]["slug"], "billing");
+    let renamed = cli
+        .json(&["project", "update", &project_id, "--name", "Billing EU"])
+        .await;
+    assert_eq!(renamed["name"], "Billing EU");
+
+    let created = cli
+        .json(&[
+            "key",
+            "create",
+            "--project",
+            &project_id,
+            "--name",
+            "ci",
+            "--scope",
+            "produce,manage",
+            "--scope",
+            "read",
+        ])
+        .await;
+    let secret = created["secret"].as_str().expect("secret").to_string();
+    let key_id = created["key"]["key_id"]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    assert!(secret.starts_with(&format!("tf_{key_id}_")), "{secret}");
+    assert_eq!(
+        created["key"]["scopes"],
+        serde_json::json!(["produce", "manage", "read"])
+    );
+    let human = cli
+        .run(&[
+            "key",
+            "create",
+            "--project",
+            &project_id,
+            "--name",
+            "other",
+            "--scope",
+            "read",
+        ])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&human.stderr).contains("shown only now"),
+        "{human:?}"
+    );
+
+    let listed = cli
+        .ok(&["key", "list", "--project", &project_id, "--json"])
+        .await;
+    assert!(
+        !listed.contains(&secret),
+        "key list shows a secret: {listed}"
+    );
+    assert!(!listed.contains("\"secret\""), "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    assert_eq!(listed["keys"].as_array().map(Vec::len), Some(2));
+
+    // The flag layer beats TASKFORGE_ROOT_TOKEN: this runs as the key, in its project.
+    let queue = cli
+        .json(&["queue", "create", "invoices", "--api-key", &secret])
+        .await;
+    assert_eq!(queue["name"], "invoices");
+    let in_project = cli.json(&["queue", "list", "--project", &project_id]).await;
+    assert_eq!(in_project["queues"][0]["name"], "invoices");
+    assert_eq!(
+        cli.json(&["queue", "list"]).await["queues"],
+        serde_json::json!([]),
+        "the root token's default project does not see the key's queue"
+    );
+    let as_key_env = cli
+        .json_with(
+            &["queue", "get", "invoices"],
+            &[("TASKFORGE_ROOT_TOKEN", ""), ("TASKFORGE_API_KEY", &secret)],
+            None,
+        )
+        .await;
+    assert_eq!(as_key_env["name"], "invoices");
+
+    let forbidden = cli.fails(1, &["org", "list", "--api-key", &secret]).await;
+    assert!(forbidden.contains("FORBIDDEN"), "{forbidden}");
+    assert!(forbidden.contains("root token"), "{forbidden}");
+
+    let revoked = cli.json(&["key", "revoke", &key_id]).await;
+    assert!(revoked["revoked_at_ms"].is_u64(), "{revoked}");
+    let refused = cli
+        .fails(3, &["queue", "create", "invoices-2", "--api-key", &secret])
+        .await;
+    assert!(refused.contains("refused the credentials"), "{refused}");
+    assert!(refused.contains("--api-key"), "{refused}");
+}
+
+#[tokio::test]
+async fn key_rotate_prints_a_working_secret_and_missing_projects_are_usage_errors() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+    let created = cli
+        .json(&[
+            "key",
+            "create",
+            "--project",
+            "1",
+            "--name",
+            "reader",
+            "--scope",
+            "read",
+        ])
+        .await;
+    let key_id = created["key"]["key_id"]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    let rotated = cli
+        .json(&["key", "rotate", &key_id, "--grace-ms", "0"])
+        .await;
+    let new_secret = rotated["secret"].as_str().expect("secret").to_string();
+    assert_ne!(created["secret"], rotated["secret"]);
+    assert_eq!(rotated["key"]["key_id"], key_id.as_str());
+    let listed = cli.json(&["queue", "list", "--api-key", &new_secret]).await;
+    assert_eq!(listed["queues"], serde_json::json!([]));
+
+    let profiled = Cli::bare();
+    let profile_dir = profiled.home.path().join(".config/taskforge");
+    std::fs::create_dir_all(&profile_dir).expect("profile dir");
+    std::fs::write(
+        profile_dir.join("config.toml"),
+        format!(
+            "current_context = \"as-key\"\n\n[contexts.as-key]\naddr = \"{}\"\napi_key = \
+             \"{new_secret}\"\nproject = 1\n",
+            server.addr()
+        ),
+    )
+    .expect("profile");
+    let listed = profiled.json(&["queue", "list"]).await;
+    assert_eq!(listed["queues"], serde_json::json!([]));
+    let elsewhere = profiled
+        .fails(3, &["queue", "list", "--project", "999"])
+        .await;
+    assert!(elsewhere.contains("--project"), "{elsewhere}");
+
+    let no_project = cli.fails(2, &["key", "list"]).await;
+    assert!(no_project.contains("--project"), "{no_project}");
+    let both = cli
+        .run_with(
+            &["queue", "list"],
+            &[("TASKFORGE_API_KEY", &new_secret)],
+            None,
+        )
+        .await;
+    both.clone().assert().code(2);
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("keep only the one"),
+        "{both:?}"
+    );
+    let not_a_key = cli
+        .fails(2, &["queue", "list", "--api-key", "secret"])
+        .await;
+    assert!(not_a_key.contains("tf_"), "{not_a_key}");
+    let missing = cli.fails(1, &["project", "get", "999"]).await;
+    assert!(missing.contains("NOT_FOUND"), "{missing}");
+    assert!(missing.contains("taskforge project list"), "{missing}");
+}
+
+#[tokio::test]
+async fn user_commands_take_passwords_from_stdin_or_the_environment_only() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+    let org = cli
+        .json(&["org", "create", "--name", "Globex", "--slug", "globex"])
+        .await;
+    let org_id = id(&org["org_id"]);
+
+    let from_env = cli
+        .json_with(
+            &[
+                "user",
+                "create",
+                "--org",
+                &org_id,
+                "--email",
+                "Ann@Globex.example",
+                "--role",
+                "admin",
+            ],
+            &[("TASKFORGE_NEW_PASSWORD", "correct horse battery")],
+            None,
+        )
+        .await;
+    assert_eq!(from_env["email"], "ann@globex.example");
+    assert_eq!(from_env["role"], "admin");
+    let from_stdin = cli
+        .json_with(
+            &[
+                "user",
+                "create",
+                "--org",
+                &org_id,
+                "--email",
+                "bob@globex.example",
+                "--password-stdin",
+            ],
+            &[],
+            Some("staple battery horse\n"),
+        )
+        .await;
+    assert_eq!(from_stdin["role"], "member");
+    let user_id = id(&from_stdin["user_id"]);
+
+    let no_password = cli
+        .fails(
+            2,
+            &[
+                "user",
+                "create",
+                "--org",
+                &org_id,
+                "--email",
+                "c@globex.example",
+            ],
+        )
+        .await;
+    assert!(no_password.contains("--password-stdin"), "{no_password}");
+    assert!(
+        no_password.contains("TASKFORGE_NEW_PASSWORD"),
+        "{no_password}"
+    );
+    cli.fails(
+        2,
+        &[
+            "user",
+            "create",
+            "--org",
+            &org_id,
+            "--email",
+            "c@globex.example",
+            "--password",
+            "x",
+        ],
+    )
+    .await;
+
+    let updated = cli
+        .json(&["user", "update", &user_id, "--role", "viewer"])
+        .await;
+    assert_eq!(updated["role"], "viewer");
+    assert_eq!(
+        cli.json(&["user", "disable", &user_id]).await["disabled"],
+        true
+    );
+    assert_eq!(
+        cli.json(&["user", "enable", &user_id]).await["disabled"],
+        false
+    );
+    let set = cli
+        .json_with(
+            &["user", "set-password", &user_id, "--password-stdin"],
+            &[],
+            Some("a brand new passphrase\n"),
+        )
+        .await;
+    assert_eq!(set["password_set"], true);
+    let users = cli.json(&["user", "list", "--org", &org_id]).await;
+    let text = users.to_string();
+    assert_eq!(users["users"].as_array().map(Vec::len), Some(2));
+    assert!(
+        !text.contains("passphrase") && !text.contains("password_hash"),
+        "{text}"
+    );
+    assert_eq!(
+        cli.json(&["user", "get", &user_id]).await["email"],
+        "bob@globex.example"
+    );
+
+    let deleted = cli.json(&["org", "delete", &org_id]).await;
+    assert_eq!(deleted["deleted"].to_string(), org_id);
+    let gone = cli.fails(1, &["org", "get", &org_id]).await;
+    assert!(gone.contains("NOT_FOUND"), "{gone}");
+    assert!(gone.contains("taskforge org list"), "{gone}");
 }
