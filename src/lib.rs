@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod clock;

@@ -44,6 +44,9 @@ enum Command {
     Server(ServerArgs),
     /// Checks that a broker answers a PING (no credentials needed); exits 0 on a Pong.
     Ping(PingArgs),
+    /// Load generator: drives TaskForge (or beanstalkd, Redis) and reports throughput,
+    /// latency and whether every job completed exactly once.
+    Bench(Box<taskforge::bench::BenchArgs>),
 }
 
 /// Flags of `taskforge server`. Every setting can also come from the config file, `.env`
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Server(args) => run_server(args),
         Command::Ping(args) => run_ping(args),
+        Command::Bench(args) => taskforge::bench::main(*args),
     }
 }
 

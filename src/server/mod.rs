@@ -44,7 +44,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{resolve_root_token, RootToken, RootTokenError};
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerStats};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::storage::{SledOptions, SledStorage, Storage, StorageError};
@@ -202,6 +202,8 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     /// The server task; it ends once the shutdown is complete.
     task: JoinHandle<()>,
+    /// The broker it serves, kept for [`RunningServer::broker_stats`].
+    broker: Arc<Broker>,
 }
 
 impl RunningServer {
@@ -213,6 +215,12 @@ impl RunningServer {
     /// The root token, in clear (for tests and the operator's first login).
     pub fn root_token(&self) -> &str {
         self.root_token.expose()
+    }
+
+    /// A snapshot of the broker's counters (commit rounds, syncs, writes), for
+    /// `taskforge bench` with an embedded server.
+    pub fn broker_stats(&self) -> BrokerStats {
+        self.broker.stats()
     }
 
     /// A token that starts the graceful shutdown when cancelled.
@@ -310,6 +318,7 @@ async fn launch(
         root_token,
         shutdown,
         task,
+        broker,
     })
 }
 
