@@ -12,6 +12,13 @@
 //!
 //! Peers take one job per fetch request and one job per ack request: a fetch or ack "batch"
 //! for them is that many requests pipelined together.
+//!
+//! A peer answers a connection's requests in order, so a blocking fetch (`BLMOVE`,
+//! `reserve-with-timeout N`) that waits on an empty queue holds up every request behind it
+//! on that connection, acks included, for the whole timeout. With one request in flight
+//! per connection nothing is behind it, so the peers fetch blocking; with more, they fetch
+//! without blocking (`LMOVE`, `reserve-with-timeout 0`) and pause [`PEER_POLL_MS`] when the
+//! queue was empty. TaskForge's FETCH long-polls without holding up the connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +36,10 @@ use super::BenchError;
 /// Lease a bench fetch asks for: far beyond a run, so no job is handed out twice because
 /// its lease ran out while the bench was slow.
 const BENCH_LEASE_MS: u32 = 600_000;
+
+/// Pause of a non-blocking peer fetch that found the queue empty: short, because it adds
+/// to latency when the queue runs dry.
+pub(crate) const PEER_POLL_MS: u64 = 1;
 
 /// Which system a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -253,11 +264,13 @@ impl Connection {
     }
 
     /// Fetches up to `max_jobs`, waiting up to `wait` for the first. An empty answer means
-    /// the wait ran out.
+    /// the wait ran out. Peers wait only when `peer_blocks` (see the module notes);
+    /// otherwise they answer at once and pause [`PEER_POLL_MS`] if they found nothing.
     pub(crate) async fn fetch(
         &self,
         max_jobs: u32,
         wait: Duration,
+        peer_blocks: bool,
     ) -> Result<Vec<FetchedJob>, BenchError> {
         let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
         match self {
@@ -286,7 +299,7 @@ impl Connection {
             }
             Connection::Beanstalkd(connection) => {
                 // beanstalkd's timeout is in whole seconds; at least 1 so a reserve blocks.
-                let wait_s = wait.as_secs().max(1);
+                let wait_s = if peer_blocks { wait.as_secs().max(1) } else { 0 };
                 let command = beanstalk::line(&format!("reserve-with-timeout {wait_s}"));
                 let reserves = (0..max_jobs).map(|_| connection.call(command.clone()));
                 let mut jobs = Vec::new();
@@ -307,6 +320,7 @@ impl Connection {
                         _ => return Err(unexpected(&reply, "RESERVED")),
                     }
                 }
+                pause_if_empty(&jobs, peer_blocks).await;
                 Ok(jobs)
             }
             Connection::Redis {
@@ -315,14 +329,18 @@ impl Connection {
                 processing,
             } => {
                 let timeout_s = format!("{:.3}", wait.as_secs_f64());
-                let command = resp::command(&[
-                    b"BLMOVE",
-                    queue,
-                    processing,
-                    b"RIGHT",
-                    b"LEFT",
-                    timeout_s.as_bytes(),
-                ]);
+                let command = if peer_blocks {
+                    resp::command(&[
+                        b"BLMOVE",
+                        queue,
+                        processing,
+                        b"RIGHT",
+                        b"LEFT",
+                        timeout_s.as_bytes(),
+                    ])
+                } else {
+                    resp::command(&[b"LMOVE", queue, processing, b"RIGHT", b"LEFT"])
+                };
                 let moves = (0..max_jobs).map(|_| connection.call(command.clone()));
                 let mut jobs = Vec::new();
                 for reply in futures::future::join_all(moves).await {
@@ -333,10 +351,11 @@ impl Connection {
                         }),
                         RespReply::Null => {}
                         other => {
-                            return Err(BenchError::Peer(format!("BLMOVE answered {other:?}")))
+                            return Err(BenchError::Peer(format!("LMOVE answered {other:?}")))
                         }
                     }
                 }
+                pause_if_empty(&jobs, peer_blocks).await;
                 Ok(jobs)
             }
         }
@@ -413,6 +432,14 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+}
+
+/// After a non-blocking peer fetch that found nothing, waits [`PEER_POLL_MS`] so an empty
+/// queue is not polled in a busy loop.
+async fn pause_if_empty(jobs: &[FetchedJob], peer_blocks: bool) {
+    if jobs.is_empty() && !peer_blocks {
+        tokio::time::sleep(Duration::from_millis(PEER_POLL_MS)).await;
     }
 }
 

@@ -105,6 +105,8 @@ struct Shared {
     ack_batch: usize,
     /// Payload size.
     payload_bytes: usize,
+    /// Whether peers fetch blocking (one request in flight per connection).
+    peer_fetch_blocks: bool,
     /// Jobs confirmed enqueued (including the backlog).
     confirmed: AtomicU64,
     /// Jobs acknowledged.
@@ -211,6 +213,14 @@ fn histogram() -> Histogram<u64> {
     histogram
 }
 
+/// Records `micros`, growing the histogram as needed (`saturating_record` would clamp to
+/// its current range instead of growing it).
+fn record(histogram: &mut Histogram<u64>, micros: u64) {
+    if histogram.record(micros).is_err() {
+        histogram.saturating_record(micros);
+    }
+}
+
 /// A bench payload: send time (ns since the origin, LE), sequence number (LE), zeros.
 fn payload(send_ns: u64, sequence: u64, payload_bytes: usize) -> Vec<u8> {
     let mut payload = vec![0; payload_bytes.max(PAYLOAD_BYTES_MIN)];
@@ -278,9 +288,7 @@ async fn produce(shared: Arc<Shared>, connection: Connection) -> ProducerResult 
             break;
         }
         let now_ns = shared.now_ns();
-        result
-            .latency
-            .saturating_record(micros_between(send_ns, now_ns));
+        record(&mut result.latency, micros_between(send_ns, now_ns));
         result.produced.extend(first..first + count);
         shared.confirmed.fetch_add(count, Ordering::SeqCst);
         if shared.plan.consumers == 0 {
@@ -312,7 +320,7 @@ async fn consume(shared: Arc<Shared>, connection: Connection) -> ConsumerResult 
     while !shared.stop.is_cancelled() {
         let fetched = tokio::select! {
             _ = shared.stop.cancelled() => break,
-            fetched = connection.fetch(shared.fetch_batch, wait) => fetched,
+            fetched = connection.fetch(shared.fetch_batch, wait, shared.peer_fetch_blocks) => fetched,
         };
         let jobs = match fetched {
             Ok(jobs) => jobs,
@@ -342,9 +350,7 @@ async fn acknowledge(
     let mut pending = Vec::with_capacity(jobs.len());
     for job in jobs {
         let (send_ns, sequence) = read_payload(&job.payload)?;
-        result
-            .latency
-            .saturating_record(micros_between(send_ns, fetched_ns));
+        record(&mut result.latency, micros_between(send_ns, fetched_ns));
         pending.push((sequence, job.handle));
     }
     for chunk in pending.chunks(shared.ack_batch) {
@@ -392,6 +398,7 @@ async fn run_phase(
         fetch_batch: u32::try_from(args.fetch_batch).unwrap_or(u32::MAX),
         ack_batch: args.ack_batch,
         payload_bytes: args.payload_bytes,
+        peer_fetch_blocks: args.in_flight == 1,
         confirmed: AtomicU64::new(plan.backlog_jobs),
         acked: AtomicU64::new(0),
         producers_live: AtomicUsize::new(producer_tasks),
@@ -730,5 +737,19 @@ mod tests {
         assert_eq!(bytes.len(), 128);
         assert_eq!(read_payload(&bytes).ok(), Some((123_456_789, 42)));
         assert!(read_payload(&bytes[..15]).is_err());
+    }
+
+    #[test]
+    fn histograms_grow_to_fit_samples() {
+        let mut latency = histogram();
+        for micros in [5_000, 5_000, 70_000_000] {
+            record(&mut latency, micros);
+        }
+        let mut total = histogram();
+        merge(&mut total, &latency).expect("merge");
+        let summary = LatencySummary::from_histogram(&total);
+        assert_eq!(summary.samples, 3);
+        assert!((4_990..=5_010).contains(&summary.p50_us), "{summary:?}");
+        assert!(summary.max_us >= 69_900_000, "{summary:?}");
     }
 }
