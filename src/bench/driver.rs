@@ -299,7 +299,11 @@ impl Connection {
             }
             Connection::Beanstalkd(connection) => {
                 // beanstalkd's timeout is in whole seconds; at least 1 so a reserve blocks.
-                let wait_s = if peer_blocks { wait.as_secs().max(1) } else { 0 };
+                let wait_s = if peer_blocks {
+                    wait.as_secs().max(1)
+                } else {
+                    0
+                };
                 let command = beanstalk::line(&format!("reserve-with-timeout {wait_s}"));
                 let reserves = (0..max_jobs).map(|_| connection.call(command.clone()));
                 let mut jobs = Vec::new();
@@ -350,9 +354,7 @@ impl Connection {
                             payload,
                         }),
                         RespReply::Null => {}
-                        other => {
-                            return Err(BenchError::Peer(format!("LMOVE answered {other:?}")))
-                        }
+                        other => return Err(BenchError::Peer(format!("LMOVE answered {other:?}"))),
                     }
                 }
                 pause_if_empty(&jobs, peer_blocks).await;
