@@ -168,6 +168,11 @@ pub struct ServerMemory {
     pub bytes_per_pending_job: f64,
     /// Growth per pending job beyond its payload.
     pub bytes_per_pending_job_beyond_payload: f64,
+    /// With `--restart-after-preload`: RSS of the restarted server once it served its first
+    /// job, with the whole backlog pending (no write-path garbage).
+    pub rss_after_restart_bytes: Option<u64>,
+    /// The same per pending job, beyond its payload, counted from `rss_before_bytes`.
+    pub bytes_per_pending_job_after_restart_beyond_payload: Option<f64>,
 }
 
 impl ServerMemory {
@@ -185,7 +190,26 @@ impl ServerMemory {
             rss_after_bytes: after.rss_bytes,
             bytes_per_pending_job: per_job,
             bytes_per_pending_job_beyond_payload: per_job - payload_bytes as f64,
+            rss_after_restart_bytes: None,
+            bytes_per_pending_job_after_restart_beyond_payload: None,
         })
+    }
+
+    /// Adds the restarted server's RSS with `jobs` pending.
+    pub(crate) fn with_restart(
+        mut self,
+        restarted: Option<ProcessSample>,
+        jobs: u64,
+        payload_bytes: usize,
+    ) -> ServerMemory {
+        if let Some(restarted) = restarted {
+            let per_job =
+                (restarted.rss_bytes as f64 - self.rss_before_bytes as f64) / jobs.max(1) as f64;
+            self.rss_after_restart_bytes = Some(restarted.rss_bytes);
+            self.bytes_per_pending_job_after_restart_beyond_payload =
+                Some(per_job - payload_bytes as f64);
+        }
+        self
     }
 }
 
@@ -410,6 +434,17 @@ impl fmt::Display for BenchReport {
                 memory.bytes_per_pending_job,
                 memory.bytes_per_pending_job_beyond_payload
             )?;
+            if let (Some(rss), Some(per_job)) = (
+                memory.rss_after_restart_bytes,
+                memory.bytes_per_pending_job_after_restart_beyond_payload,
+            ) {
+                writeln!(
+                    formatter,
+                    "           after the restart: RSS {:.1} MiB, {per_job:.0} bytes per pending \
+                     job beyond the payload",
+                    rss as f64 / 1048576.0
+                )?;
+            }
         }
         if let Some(counters) = &self.server_counters {
             writeln!(

@@ -621,6 +621,9 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
                 let (_, sequence) = read_payload(&first_payload)?;
                 acked.push(sequence);
                 backlog_jobs -= 1;
+                memory = memory.map(|memory| {
+                    memory.with_restart(target.sample(), backlog_jobs, args.payload_bytes)
+                });
                 restart_to_first_job_ms = Some(serving.as_secs_f64() * 1e3);
             }
             preload = Some(PreloadReport {
