@@ -126,6 +126,10 @@ pub struct BenchArgs {
     /// Produce for this many seconds instead of a fixed number of jobs
     #[arg(long)]
     pub duration_s: Option<f64>,
+    /// Lifecycle only: preload this many jobs first (ENQUEUE_BATCH of 100), so the
+    /// lifecycle runs on a backlog of that size; the rest is drained afterwards, untimed
+    #[arg(long, default_value_t = 0)]
+    pub backlog: u64,
     /// Fixed arrival rate in jobs/s over all producers (open loop: latency counts from the
     /// intended send time)
     #[arg(long)]
@@ -232,6 +236,9 @@ impl BenchArgs {
         }
         if self.restart_after_preload && !(self.spawn && self.workload == Workload::Drain) {
             return fail("--restart-after-preload needs --spawn and --workload drain".into());
+        }
+        if self.backlog > 0 && self.workload != Workload::Lifecycle {
+            return fail("--backlog applies to --workload lifecycle only".into());
         }
         if self.server_cpus.is_some() && !self.spawn {
             return fail("--server-cpus needs --spawn".into());

@@ -103,7 +103,7 @@ impl LatencySummary {
     }
 }
 
-/// The drain workload's preload phase.
+/// The preload phase: drain's backlog, or lifecycle's `--backlog`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PreloadReport {
     /// Jobs enqueued.

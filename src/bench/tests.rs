@@ -65,5 +65,37 @@ fn rejects_impossible_runs() {
     assert!(args(&["--spawn", "--restart-after-preload"])
         .validate()
         .is_err());
+    assert!(
+        args(&["--embedded", "--workload", "drain", "--backlog", "5"])
+            .validate()
+            .is_err()
+    );
     assert!(args(&["--embedded"]).validate().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_on_a_backlog_still_checks_every_job() {
+    let report = run(args(&[
+        "--embedded",
+        "--fsync",
+        "never",
+        "--backlog",
+        "200",
+        "--jobs",
+        "100",
+        "--in-flight",
+        "2",
+        "--quiet",
+    ]))
+    .await
+    .expect("the bench runs");
+    assert_eq!(report.preload.map(|preload| preload.jobs), Some(200));
+    assert!(
+        report.jobs >= 100,
+        "the measured phase acked {}",
+        report.jobs
+    );
+    assert!(report.exactly_once.holds(), "{:?}", report.exactly_once);
+    assert_eq!(report.exactly_once.confirmed, 300);
+    assert_eq!(report.exactly_once.acked_distinct, 300);
 }

@@ -29,6 +29,18 @@ const HISTOGRAM_SIGNIFICANT_FIGURES: u8 = 3;
 /// How often the progress bar is redrawn.
 const PROGRESS_TICK_MS: u64 = 200;
 
+/// Fetch and ack batch of the untimed drain after a lifecycle on a backlog: large enough
+/// to be quick, below the sizes the protocol's decode limits refuse (see
+/// `benches/README.md`).
+const CLEANUP_BATCH_JOBS: usize = 32;
+
+/// Enqueue batch of the `--backlog` preload: quick, and small enough for the protocol's
+/// decode limits with any payload size (see `benches/README.md`).
+const BACKLOG_BATCH_JOBS: usize = 100;
+
+/// Least requests in flight per producer during the `--backlog` preload.
+const BACKLOG_IN_FLIGHT: usize = 4;
+
 /// Nanoseconds per second, for rate arithmetic.
 const NANOS_PER_S: f64 = 1e9;
 
@@ -117,8 +129,12 @@ struct Shared {
     producers_done: AtomicBool,
     /// Latest completion, ns since `origin`.
     last_completion_ns: AtomicU64,
-    /// Cancelled when the phase is over or failed.
+    /// Cancelled when the phase is over or failed: no task starts new work, but a consumer
+    /// finishes the fetch it has in flight and acknowledges what it got, so no job is left
+    /// leased (with a backlog, others are still queued when the phase ends).
     stop: CancellationToken,
+    /// Cancelled when the phase failed: tasks drop what they are doing.
+    abort: CancellationToken,
     /// The first error, which fails the run.
     error: Mutex<Option<BenchError>>,
 }
@@ -175,6 +191,7 @@ impl Shared {
         if slot.is_none() {
             *slot = Some(error);
         }
+        self.abort.cancel();
         self.stop.cancel();
     }
 
@@ -269,7 +286,7 @@ async fn produce(shared: Arc<Shared>, connection: Connection) -> ProducerResult 
                 let intended_ns = shared.intended_ns(first);
                 let wake = shared.origin + Duration::from_nanos(intended_ns);
                 tokio::select! {
-                    _ = shared.stop.cancelled() => break,
+                    _ = shared.abort.cancelled() => break,
                     _ = tokio::time::sleep_until(wake.into()) => {}
                 }
                 intended_ns
@@ -280,7 +297,7 @@ async fn produce(shared: Arc<Shared>, connection: Connection) -> ProducerResult 
             .map(|sequence| payload(send_ns, sequence, shared.payload_bytes))
             .collect();
         let enqueued = tokio::select! {
-            _ = shared.stop.cancelled() => break,
+            _ = shared.abort.cancelled() => break,
             enqueued = connection.enqueue(payloads) => enqueued,
         };
         if let Err(error) = enqueued {
@@ -319,7 +336,7 @@ async fn consume(shared: Arc<Shared>, connection: Connection) -> ConsumerResult 
     let wait = Duration::from_millis(FETCH_WAIT_MS_DEFAULT);
     while !shared.stop.is_cancelled() {
         let fetched = tokio::select! {
-            _ = shared.stop.cancelled() => break,
+            _ = shared.abort.cancelled() => break,
             fetched = connection.fetch(shared.fetch_batch, wait, shared.peer_fetch_blocks) => fetched,
         };
         let jobs = match fetched {
@@ -356,8 +373,7 @@ async fn acknowledge(
     for chunk in pending.chunks(shared.ack_batch) {
         let handles = chunk.iter().map(|(_, handle)| handle.clone()).collect();
         tokio::select! {
-            // Only an error elsewhere stops a phase while this task holds unacked jobs.
-            _ = shared.stop.cancelled() => return Ok(()),
+            _ = shared.abort.cancelled() => return Ok(()),
             acked = connection.ack(handles) => acked?,
         }
         result
@@ -405,6 +421,7 @@ async fn run_phase(
         producers_done: AtomicBool::new(producer_tasks == 0),
         last_completion_ns: AtomicU64::new(phase_start_ns),
         stop: CancellationToken::new(),
+        abort: CancellationToken::new(),
         error: Mutex::new(None),
     });
     let progress = start_progress(args, &shared, label);
@@ -582,17 +599,50 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
             },
             "enqueue",
         ),
-        Workload::Lifecycle => (
-            PhasePlan {
-                producers: args.producers,
-                consumers: args.consumers,
-                jobs,
-                duration,
-                backlog_jobs: 0,
-                sequence_first: 0,
-            },
-            "lifecycle",
-        ),
+        Workload::Lifecycle => {
+            if args.backlog > 0 {
+                let mut quick = args.clone();
+                quick.enqueue_batch = BACKLOG_BATCH_JOBS;
+                quick.in_flight = quick.in_flight.max(BACKLOG_IN_FLIGHT);
+                quick.rate = None;
+                let loaded = run_phase(
+                    &quick,
+                    &endpoint,
+                    origin,
+                    PhasePlan {
+                        producers: args.producers,
+                        consumers: 0,
+                        jobs: Some(args.backlog),
+                        duration: None,
+                        backlog_jobs: 0,
+                        sequence_first: 0,
+                    },
+                    "backlog",
+                )
+                .await?;
+                let loaded_jobs = loaded.produced.len() as u64;
+                preload = Some(PreloadReport {
+                    jobs: loaded_jobs,
+                    elapsed_s: loaded.elapsed.as_secs_f64(),
+                    jobs_per_s: rate(loaded_jobs, loaded.elapsed),
+                    restart_to_first_job_ms: None,
+                });
+                produced.extend(loaded.produced);
+            }
+            // With a backlog the phase ends once it acked as many jobs as it produced, so
+            // the backlog keeps its size; the rest is drained, untimed, further down.
+            (
+                PhasePlan {
+                    producers: args.producers,
+                    consumers: args.consumers,
+                    jobs,
+                    duration,
+                    backlog_jobs: 0,
+                    sequence_first: args.backlog,
+                },
+                "lifecycle",
+            )
+        }
         Workload::Drain => {
             let before = target.sample();
             let loaded = run_phase(
@@ -665,6 +715,11 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
         .then(|| LatencySummary::from_histogram(&outcome.enqueue_latency));
     produced.extend(outcome.produced);
     acked.extend(outcome.acked);
+    if args.workload == Workload::Lifecycle && args.backlog > 0 {
+        let left_jobs = (produced.len() as u64).saturating_sub(acked.len() as u64);
+        let rest = drain_untimed(args, &endpoint, origin, left_jobs).await?;
+        acked.extend(rest.acked);
+    }
     let exactly_once = if consumed {
         ExactlyOnce::tally(produced, acked)
     } else {
@@ -718,6 +773,29 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
         server_counters,
         exactly_once,
     })
+}
+
+/// Consumes the `left_jobs` still queued after a lifecycle on a backlog, so the
+/// exactly-once check covers every job. Not timed; uses batches of at least
+/// [`CLEANUP_BATCH_JOBS`] to be quick.
+async fn drain_untimed(
+    args: &BenchArgs,
+    endpoint: &Endpoint,
+    origin: Instant,
+    left_jobs: u64,
+) -> Result<PhaseOutcome, BenchError> {
+    let mut quick = args.clone();
+    quick.fetch_batch = quick.fetch_batch.max(CLEANUP_BATCH_JOBS);
+    quick.ack_batch = quick.ack_batch.max(CLEANUP_BATCH_JOBS);
+    let plan = PhasePlan {
+        producers: 0,
+        consumers: args.consumers,
+        jobs: Some(left_jobs),
+        duration: None,
+        backlog_jobs: left_jobs,
+        sequence_first: 0,
+    };
+    run_phase(&quick, endpoint, origin, plan, "cleanup").await
 }
 
 /// Jobs per second, 0 for an empty interval.
