@@ -3,6 +3,7 @@
 
 pub mod admin_http;
 pub mod auth;
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod clock;

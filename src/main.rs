@@ -73,6 +73,9 @@ enum Command {
     /// Works on a stopped broker's data directory: migrate, rollback, backup, restore,
     /// compact, check
     Storage(cli::storage::StorageArgs),
+    /// Load generator: drives TaskForge (or beanstalkd, Redis) and reports throughput,
+    /// latency and whether every job completed exactly once.
+    Bench(Box<taskforge::bench::BenchArgs>),
 }
 
 /// Flags of `taskforge server`. Every setting can also come from the config file, `.env`
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
             cli::key::run(client, admin.command, out, project)
         }),
         Command::Storage(args) => cli::storage::run(args),
+        Command::Bench(args) => taskforge::bench::main(*args),
     }
 }
 

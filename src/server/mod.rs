@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin_http::AdminPort;
 use crate::auth::{resolve_key_pepper, resolve_root_token, RootToken, RootTokenError};
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerStats};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -244,6 +244,8 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     /// The server task; it ends once the shutdown is complete.
     task: JoinHandle<()>,
+    /// The broker it serves, kept for [`RunningServer::broker_stats`].
+    broker: Arc<Broker>,
 }
 
 impl RunningServer {
@@ -260,6 +262,12 @@ impl RunningServer {
     /// The root token, in clear (for tests and the operator's first login).
     pub fn root_token(&self) -> &str {
         self.root_token.expose()
+    }
+
+    /// A snapshot of the broker's counters (commit rounds, syncs, writes), for
+    /// `taskforge bench` with an embedded server.
+    pub fn broker_stats(&self) -> BrokerStats {
+        self.broker.stats()
     }
 
     /// A token that starts the graceful shutdown when cancelled.
@@ -469,7 +477,7 @@ async fn serve(
             });
         }
     };
-    admin.port.broker_opened(broker);
+    admin.port.broker_opened(Arc::clone(&broker));
     let local_addr = server.local_addr();
     let admin_addr = admin.port.local_addr();
     // One token for both: the admin port reports not ready as soon as shutdown begins,
@@ -495,6 +503,7 @@ async fn serve(
         root_token,
         shutdown,
         task,
+        broker,
     })
 }
 

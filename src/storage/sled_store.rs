@@ -781,6 +781,12 @@ mod tests {
         storage.flush_and_close().expect("close");
     }
 
+    /// Opens a store that this process closed a moment ago: sled's background threads can
+    /// hold the file lock briefly after a close, which would read as "in use".
+    fn open_after_close(dir: &Path) -> Result<SledStorage, StorageError> {
+        SledStorage::open_waiting_for_lock(dir, SledOptions::default(), 2_000)
+    }
+
     fn assert_damaged(result: Result<SledStorage, StorageError>) -> StorageError {
         let error = result.err().expect("opening a damaged database must fail");
         assert_eq!(error.operation, "open");
@@ -906,9 +912,9 @@ mod tests {
             .map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         fs::write(&data_path, garbage).expect("write garbage");
-        assert_damaged(SledStorage::open(directory.path(), SledOptions::default()));
+        assert_damaged(open_after_close(directory.path()));
         // The failed open must not have turned the damage into a valid empty database.
-        assert_damaged(SledStorage::open(directory.path(), SledOptions::default()));
+        assert_damaged(open_after_close(directory.path()));
     }
 
     #[test]
@@ -917,10 +923,10 @@ mod tests {
         populated(directory.path());
         let data_path = directory.path().join(SLED_DATA_FILE_NAME);
         fs::write(&data_path, b"").expect("truncate");
-        let error = assert_damaged(SledStorage::open(directory.path(), SledOptions::default()));
+        let error = assert_damaged(open_after_close(directory.path()));
         assert!(error.message.contains("empty"), "{error}");
         fs::remove_file(&data_path).expect("remove");
-        let error = assert_damaged(SledStorage::open(directory.path(), SledOptions::default()));
+        let error = assert_damaged(open_after_close(directory.path()));
         assert!(error.message.contains("missing"), "{error}");
         assert!(
             !data_path.exists(),
@@ -939,7 +945,7 @@ mod tests {
             *byte ^= 0x5A;
         }
         fs::write(&data_path, bytes).expect("write");
-        let error = assert_damaged(SledStorage::open(directory.path(), SledOptions::default()));
+        let error = assert_damaged(open_after_close(directory.path()));
         assert!(error.message.contains("checkpoint"), "{error}");
     }
 
@@ -952,7 +958,7 @@ mod tests {
             b"not a sled config file\n",
         )
         .expect("write");
-        assert_damaged(SledStorage::open(directory.path(), SledOptions::default()));
+        assert_damaged(open_after_close(directory.path()));
     }
 
     #[test]
@@ -960,7 +966,7 @@ mod tests {
         let directory = tempfile::tempdir().expect("tempdir");
         populated(directory.path());
         fs::write(directory.path().join(CHECKPOINT_FILE_NAME), b"garbage").expect("write");
-        let error = assert_damaged(SledStorage::open(directory.path(), SledOptions::default()));
+        let error = assert_damaged(open_after_close(directory.path()));
         assert!(error.message.contains(CHECKPOINT_FILE_NAME), "{error}");
     }
 
