@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::storage::keys;
 use crate::storage::records::{self, ApiKeyRecord, JobRecord, QueueRecord, UserRecord};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{try_scan, Storage, StorageError};
 use taskforge_protocol::Project;
 
 use super::core::tenants::OrgEntry;
@@ -77,64 +77,38 @@ pub fn rebuild(
         read_counter(storage, keys::META_LEASE_RESERVED)?,
         read_counter(storage, keys::META_QUEUE_ID_NEXT)?,
     );
-    let mut failure: Option<StorageError> = None;
     let (start, end) = keys::queue_range();
-    storage.scan(&start, &end, &mut |key, value| {
-        let project_id = match key.get(1..9).and_then(|bytes| bytes.try_into().ok()) {
-            Some(bytes) => u64::from_be_bytes(bytes),
-            None => {
-                failure = Some(StorageError::new("read", "queue key too short"));
-                return false;
-            }
-        };
-        match records::decode::<QueueRecord>("queue", value) {
-            Ok(record) => {
-                core.restore_queue(project_id, record);
-                report.queues += 1;
-                true
-            }
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
-        }
+    try_scan(storage, &start, &end, &mut |key, value| {
+        let project_id = key
+            .get(1..9)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StorageError::new("read", "queue key too short"))?;
+        core.restore_queue(project_id, records::decode::<QueueRecord>("queue", value)?);
+        report.queues += 1;
+        Ok(true)
     })?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
     restore_directory(storage, &mut core)?;
     core.ensure_defaults(now_ms);
     let (start, end) = keys::job_range();
-    storage.scan(&start, &end, &mut |key, value| {
-        let Some((_, job_id)) = keys::parse_job(key) else {
-            failure = Some(StorageError::new("read", "malformed job key"));
-            return false;
-        };
-        let record = match records::decode::<JobRecord>("job", value) {
-            Ok(record) => record,
-            Err(error) => {
-                failure = Some(error);
-                return false;
-            }
-        };
+    try_scan(storage, &start, &end, &mut |key, value| {
+        let (_, job_id) =
+            keys::parse_job(key).ok_or_else(|| StorageError::new("read", "malformed job key"))?;
+        let record = records::decode::<JobRecord>("job", value)?;
         let finished = record.state.is_finished();
         if !core.restore_job(job_id, record, now_ms) {
-            failure = Some(StorageError::new(
+            return Err(StorageError::new(
                 "read",
                 format!("job {job_id} refers to a queue that does not exist"),
             ));
-            return false;
         }
         if finished {
             report.finished_jobs += 1;
         } else {
             report.live_jobs += 1;
         }
-        true
+        Ok(true)
     })?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok((core, report))
 }

@@ -16,7 +16,7 @@ use taskforge_protocol::{JobId, ProjectId};
 use super::keys;
 use super::migrations;
 use super::records::{self, JobBody, JobRecord, QueueRecord, StateTag};
-use super::{Storage, StorageError};
+use super::{try_scan, Storage, StorageError};
 
 /// Problems listed in a report; the rest are only counted, so a badly damaged store does
 /// not produce an unbounded report.
@@ -269,19 +269,18 @@ fn check_jobs(
 ) -> Result<(), StorageError> {
     let mut by_state = [0u64; 6];
     let mut problems = Vec::new();
-    let mut failure: Option<StorageError> = None;
     let (start, end) = keys::job_range();
-    storage.scan(&start, &end, &mut |key, value| {
+    try_scan(storage, &start, &end, &mut |key, value| {
         report.jobs += 1;
         let Some((project_id, job_id)) = keys::parse_job(key) else {
             problems.push(format!("job key {} is malformed", hex::encode(key)));
-            return true;
+            return Ok(true);
         };
         let record = match records::decode::<JobRecord>("job", value) {
             Ok(record) => record,
             Err(error) => {
                 problems.push(format!("job {job_id}: {}", error.message));
-                return true;
+                return Ok(true);
             }
         };
         by_state[record.state as usize] += 1;
@@ -305,36 +304,24 @@ fn check_jobs(
             }
             _ => {}
         }
-        let lookups = (|| -> Result<(), StorageError> {
-            if storage.get(&keys::body(project_id, job_id))?.is_none() {
-                problems.push(format!("job {job_id} has no body"));
-            }
-            for tag in StateTag::ALL {
-                let present = storage
-                    .get(&keys::queue_index(record.queue_id, tag, job_id))?
-                    .is_some();
-                if present != (tag == record.state) {
-                    let what = if present { "an extra" } else { "no" };
-                    problems.push(format!(
-                        "job {job_id} is {} but has {what} index entry for {}",
-                        state_name(record.state),
-                        state_name(tag)
-                    ));
-                }
-            }
-            Ok(())
-        })();
-        match lookups {
-            Ok(()) => true,
-            Err(error) => {
-                failure = Some(error);
-                false
+        if storage.get(&keys::body(project_id, job_id))?.is_none() {
+            problems.push(format!("job {job_id} has no body"));
+        }
+        for tag in StateTag::ALL {
+            let present = storage
+                .get(&keys::queue_index(record.queue_id, tag, job_id))?
+                .is_some();
+            if present != (tag == record.state) {
+                let what = if present { "an extra" } else { "no" };
+                problems.push(format!(
+                    "job {job_id} is {} but has {what} index entry for {}",
+                    state_name(record.state),
+                    state_name(tag)
+                ));
             }
         }
+        Ok(true)
     })?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
     for problem in problems {
         report.problem(problem);
     }
@@ -358,36 +345,25 @@ fn check_job_owned(
     };
     let mut count = 0u64;
     let mut problems = Vec::new();
-    let mut failure: Option<StorageError> = None;
     let (start, end) = prefix_range(prefix);
-    storage.scan(&start, &end, &mut |key, value| {
+    try_scan(storage, &start, &end, &mut |key, value| {
         count += 1;
         let Some((project_id, job_id)) = parse_job_owned(key) else {
             problems.push(format!("{what} key {} is malformed", hex::encode(key)));
-            return true;
+            return Ok(true);
         };
         if prefix == keys::BODY {
             if let Err(error) = records::decode::<JobBody>("body", value) {
                 problems.push(format!("job {job_id}: {}", error.message));
             }
         }
-        match storage.get(&keys::job(project_id, job_id)) {
-            Ok(Some(_)) => true,
-            Ok(None) => {
-                problems.push(format!(
-                    "a {what} is stored for job {job_id}, which does not exist"
-                ));
-                true
-            }
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
+        if storage.get(&keys::job(project_id, job_id))?.is_none() {
+            problems.push(format!(
+                "a {what} is stored for job {job_id}, which does not exist"
+            ));
         }
+        Ok(true)
     })?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
     if prefix == keys::BODY {
         report.bodies = count;
     } else {
@@ -406,13 +382,12 @@ fn check_index(
     report: &mut CheckReport,
 ) -> Result<(), StorageError> {
     let mut problems = Vec::new();
-    let mut failure: Option<StorageError> = None;
     let (start, end) = prefix_range(keys::QUEUE_INDEX);
-    storage.scan(&start, &end, &mut |key, _| {
+    try_scan(storage, &start, &end, &mut |key, _| {
         report.index_entries += 1;
         let Some(job_id) = keys::parse_queue_index(key) else {
             problems.push(format!("index key {} is malformed", hex::encode(key)));
-            return true;
+            return Ok(true);
         };
         let queue_id = u64::from_be_bytes(key[1..9].try_into().unwrap_or([0; 8]));
         let Some(tag) = StateTag::ALL
@@ -424,45 +399,34 @@ fn check_index(
                 "index entry of job {job_id} has state tag {}",
                 key[9]
             ));
-            return true;
+            return Ok(true);
         };
         let Some(queue) = queues.get(&queue_id) else {
             problems.push(format!(
                 "index entry of job {job_id} names queue id {queue_id}, which does not exist"
             ));
-            return true;
+            return Ok(true);
         };
-        match storage.get(&keys::job(queue.project_id, job_id)) {
-            Ok(Some(value)) => {
-                match records::decode::<JobRecord>("job", &value) {
-                    Ok(record) if record.queue_id != queue_id || record.state != tag => problems
-                        .push(format!(
-                            "index entry says job {job_id} is {} in queue {:?}, but it is {}",
-                            state_name(tag),
-                            queue.name,
-                            state_name(record.state)
-                        )),
-                    // A record that does not decode is reported by the job pass.
-                    _ => {}
+        match storage.get(&keys::job(queue.project_id, job_id))? {
+            Some(value) => match records::decode::<JobRecord>("job", &value) {
+                Ok(record) if record.queue_id != queue_id || record.state != tag => {
+                    problems.push(format!(
+                        "index entry says job {job_id} is {} in queue {:?}, but it is {}",
+                        state_name(tag),
+                        queue.name,
+                        state_name(record.state)
+                    ))
                 }
-                true
-            }
-            Ok(None) => {
-                problems.push(format!(
-                    "index entry for job {job_id} in queue {:?}, which does not exist",
-                    queue.name
-                ));
-                true
-            }
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
+                // A record that does not decode is reported by the job pass.
+                _ => {}
+            },
+            None => problems.push(format!(
+                "index entry for job {job_id} in queue {:?}, which does not exist",
+                queue.name
+            )),
         }
+        Ok(true)
     })?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
     for problem in problems {
         report.problem(problem);
     }

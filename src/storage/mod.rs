@@ -77,3 +77,25 @@ pub trait Storage: Send + Sync + 'static {
     /// Bytes the store occupies on disk (0 for memory).
     fn size_on_disk_bytes(&self) -> Result<u64, StorageError>;
 }
+
+/// A scan visitor that can fail: `Ok(true)` to go on, `Ok(false)` to stop, `Err` to abort.
+pub type FallibleVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StorageError> + 'a;
+
+/// Scans like [`Storage::scan`] with a visitor that can fail: the first error stops the
+/// scan and is returned, so callers need no error slot of their own.
+pub fn try_scan(
+    storage: &dyn Storage,
+    start: &[u8],
+    end: &[u8],
+    visit: &mut FallibleVisitor<'_>,
+) -> Result<(), StorageError> {
+    let mut failure = None;
+    storage.scan(start, end, &mut |key, value| match visit(key, value) {
+        Ok(more) => more,
+        Err(error) => {
+            failure = Some(error);
+            false
+        }
+    })?;
+    failure.map_or(Ok(()), Err)
+}
