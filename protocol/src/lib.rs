@@ -19,14 +19,18 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod executions;
 pub mod frame;
 pub mod limits;
 pub mod message;
 pub mod tenancy;
 pub mod types;
+pub mod workers;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetails};
+pub use executions::*;
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use message::*;
 pub use tenancy::*;
 pub use types::*;
+pub use workers::*;

@@ -154,6 +154,41 @@ pub const HANDSHAKE_FAILURES_WINDOW_MS: u64 = 60 * 1000;
 /// Length of the first subscription period ORG_CREATE starts (30 days).
 pub const SUBSCRIPTION_PERIOD_MS_DEFAULT: u64 = 30 * 24 * 60 * 60 * 1000;
 
+/// Largest FAIL `error_details` (a stack trace, say).
+pub const ERROR_DETAILS_BYTES_MAX: usize = 16 * 1024;
+
+/// Largest log line: message plus field keys and values.
+pub const LOG_LINE_BYTES_MAX: usize = 8 * 1024;
+
+/// Most lines in one LOG request.
+pub const LOG_LINES_PER_REQUEST_MAX: usize = 100;
+
+/// Default cap on the lines one execution may log (a server setting,
+/// `limits.log_lines_per_execution_max`); LOG beyond it gets QUOTA_EXCEEDED.
+pub const LOG_LINES_PER_EXECUTION_MAX_DEFAULT: u32 = 1_000;
+
+/// Most lines one LOG_TAIL returns.
+pub const LOG_TAIL_LINES_MAX: u32 = 1_000;
+
+/// Largest PROGRESS message.
+pub const PROGRESS_MESSAGE_BYTES_MAX: usize = 1024;
+
+/// Most jobs a worker may say it runs at once.
+pub const WORKER_CONCURRENCY_MAX: u32 = 10_000;
+
+/// Most labels on a worker.
+pub const WORKER_LABELS_MAX: usize = 32;
+
+/// Largest assignment or FETCH weight.
+pub const ASSIGNMENT_WEIGHT_MAX: u32 = 1_000;
+
+/// Default heartbeat timeout (a server setting, `broker.heartbeat_timeout_ms`): a worker
+/// silent this long is lost and its leases are released.
+pub const HEARTBEAT_TIMEOUT_MS_DEFAULT: u32 = 15_000;
+
+/// Default time a WORKER_TERMINATE gives a worker to finish.
+pub const WORKER_TERMINATE_GRACE_MS_DEFAULT: u32 = 30_000;
+
 const _: () = assert!(HANDSHAKE_FRAME_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT);
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_CEILING);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT < FRAME_BYTES_MAX_DEFAULT);

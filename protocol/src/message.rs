@@ -10,9 +10,11 @@ use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorBody;
+use crate::executions::*;
 use crate::limits::FRAME_BYTES_CEILING;
 use crate::tenancy::*;
 use crate::types::*;
+use crate::workers::*;
 
 /// The bincode configuration for every body: `standard()` (little-endian varints) with a
 /// byte limit, so no length field can make the decoder allocate beyond the frame ceiling.
@@ -332,6 +334,13 @@ pub struct FetchRequest {
     pub wait_ms: u32,
     /// Lease duration; `None` takes the job's or queue's default.
     pub lease_ms: Option<u32>,
+    /// The registered worker fetching (its executions name it, and it is released when
+    /// the worker is lost); `None` for an anonymous consumer.
+    pub worker_id: Option<WorkerId>,
+    /// Empty to take from `queues` in strict order; otherwise one weight per queue
+    /// (1..=`ASSIGNMENT_WEIGHT_MAX`), and each FETCH tries the queues in a random order
+    /// where a queue comes first with probability proportional to its weight.
+    pub weights: Vec<u32>,
 }
 
 /// FETCH response.
@@ -388,6 +397,9 @@ pub struct FailRequest {
     pub error: String,
     /// Whether and when to retry.
     pub retry: Retry,
+    /// Details such as a stack trace, kept in the execution record, at most
+    /// `ERROR_DETAILS_BYTES_MAX` bytes.
+    pub error_details: Option<String>,
 }
 
 /// FAIL response.
@@ -621,12 +633,38 @@ operations! {
     0x0208 JobGet "JOB_GET" (JobRef) -> JobInfo;
     /// Lists a queue's jobs.
     0x0209 JobList "JOB_LIST" (JobListRequest) -> JobListResponse;
+    /// Reports a running job's progress.
+    0x020A Progress "PROGRESS" (ProgressRequest) -> Empty;
+    /// Appends log lines to a running job's execution.
+    0x020B Log "LOG" (LogRequest) -> LogResponse;
+    /// Reads the last log lines of an execution, or follows new ones.
+    0x020C LogTail "LOG_TAIL" (LogTailRequest) -> LogTail;
+    /// Lists a job's executions.
+    0x020D ExecutionList "EXECUTION_LIST" (ExecutionListRequest) -> ExecutionList;
+    /// Reads a job's result and its parents' results.
+    0x020E JobResults "JOB_RESULTS" (JobRef) -> JobResults;
     /// Lists a queue's dead jobs.
     0x0300 DeadList "DEAD_LIST" (DeadListRequest) -> JobListResponse;
     /// Makes dead jobs ready again with fresh attempts.
     0x0301 DeadRetry "DEAD_RETRY" (DeadBulkRequest) -> BulkResponse;
     /// Deletes dead jobs.
     0x0302 DeadDiscard "DEAD_DISCARD" (DeadBulkRequest) -> BulkResponse;
+    /// Registers a worker process.
+    0x0400 WorkerRegister "WORKER_REGISTER" (WorkerRegister) -> WorkerInfo;
+    /// Tells the broker a worker is alive; the reply carries orders and assignments.
+    0x0401 Heartbeat "HEARTBEAT" (Heartbeat) -> HeartbeatResponse;
+    /// Lists a project's workers.
+    0x0402 WorkerList "WORKER_LIST" (WorkerListRequest) -> WorkerList;
+    /// Reads a worker.
+    0x0403 WorkerGet "WORKER_GET" (WorkerRef) -> WorkerInfo;
+    /// Orders a worker to stop fetching.
+    0x0404 WorkerQuiet "WORKER_QUIET" (WorkerRef) -> WorkerInfo;
+    /// Orders a worker to finish by a deadline and exit.
+    0x0405 WorkerTerminate "WORKER_TERMINATE" (WorkerTerminate) -> WorkerInfo;
+    /// Replaces a worker's queue assignments.
+    0x0406 WorkerAssign "WORKER_ASSIGN" (WorkerAssign) -> WorkerInfo;
+    /// Lists queue-worker assignments.
+    0x0407 AssignmentList "ASSIGNMENT_LIST" (AssignmentListRequest) -> AssignmentList;
     /// Creates an organization with its subscription (root only).
     0x0600 OrgCreate "ORG_CREATE" (OrgCreate) -> Organization;
     /// Reads an organization.

@@ -296,6 +296,12 @@ pub struct JobInfo {
     pub last_error: Option<String>,
     /// The result its ACK stored.
     pub result: Option<Vec<u8>>,
+    /// How many times it was delivered.
+    pub executions: u32,
+    /// The latest delivery (running or ended).
+    pub latest_execution: Option<crate::executions::ExecutionInfo>,
+    /// The last progress a worker reported.
+    pub progress: Option<crate::executions::ProgressInfo>,
 }
 
 /// A job in a listing: [`JobInfo`] without payload and result.

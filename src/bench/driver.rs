@@ -281,6 +281,8 @@ impl Connection {
                         max_jobs,
                         wait_ms,
                         lease_ms: Some(BENCH_LEASE_MS),
+                        worker_id: None,
+                        weights: Vec::new(),
                     })
                     .await
                     .map_err(|error| BenchError::operation("fetch", error))?;

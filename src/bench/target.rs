@@ -286,6 +286,8 @@ impl Target {
                 max_jobs: 1,
                 wait_ms: 0,
                 lease_ms: None,
+                worker_id: None,
+                weights: Vec::new(),
             })
             .await
             .map_err(|error| BenchError::operation("fetch after restart", error))?;

@@ -223,6 +223,8 @@ mod tests {
             max_jobs: 1,
             wait_ms: 0,
             lease_ms: None,
+            worker_id: None,
+            weights: Vec::new(),
         });
         let get = Request::QueueGet(QueueName { name: "q".into() });
         let produce_only = key_session(vec![Scope::Produce]);

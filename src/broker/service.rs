@@ -203,6 +203,7 @@ impl Broker {
                     lease_id,
                     error,
                     retry,
+                    error_details: _,
                 } = body;
                 let outcome = self
                     .mutate_raw(|core, now_ms| {
@@ -278,6 +279,7 @@ impl Broker {
             Request::DeadDiscard(body) => Ok(Response::DeadDiscard(
                 self.dead_bulk(project_id, body, false).await?,
             )),
+            _ => Err(ErrorBody::new(ErrorCode::Internal, "not yet")),
         }
     }
 
@@ -601,6 +603,9 @@ impl Broker {
             cancel_requested: record.cancel_requested,
             last_error: record.last_error,
             result,
+            executions: 0,
+            latest_execution: None,
+            progress: None,
         })
     }
 

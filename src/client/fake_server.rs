@@ -255,5 +255,8 @@ pub(crate) fn fake_job_info(job_id: taskforge_protocol::JobId) -> taskforge_prot
         cancel_requested: false,
         last_error: None,
         result: None,
+        executions: 0,
+        latest_execution: None,
+        progress: None,
     }
 }

@@ -170,7 +170,8 @@ impl Client {
                 job_id,
                 lease_id,
                 error: error.into(),
-                retry
+                retry,
+                error_details: None
             }
         )
     }

@@ -253,6 +253,8 @@ async fn fetch_timeout_includes_its_long_poll_wait() {
             max_jobs: 1,
             wait_ms: 400,
             lease_ms: None,
+            worker_id: None,
+            weights: Vec::new(),
         })
         .await
         .expect("a long poll answered within its wait is not a timeout");

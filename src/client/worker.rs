@@ -357,6 +357,8 @@ impl Worker {
                 max_jobs: u32::try_from(free_slots.len()).unwrap_or(u32::MAX),
                 wait_ms: settings.fetch_wait_ms,
                 lease_ms: Some(settings.lease_ms),
+                worker_id: None,
+                weights: Vec::new(),
             };
             let fetch = self.client.fetch(request);
             tokio::pin!(fetch);

@@ -716,6 +716,8 @@ async fn half_closed_client_gets_its_answers_but_its_fetches_are_abandoned() {
         max_jobs: 1,
         wait_ms: 60_000,
         lease_ms: None,
+        worker_id: None,
+        weights: Vec::new(),
     });
     send(&mut client, 130, &fetch).await;
     send(&mut client, 131, &queue_delete("sleep:200")).await;

@@ -171,6 +171,8 @@ async fn metrics_follow_jobs_through_the_broker() {
             max_jobs: 10,
             wait_ms: 0,
             lease_ms: None,
+            worker_id: None,
+            weights: Vec::new(),
         })
         .await
         .expect("fetch")

@@ -252,6 +252,8 @@ async fn dead_commands_retry_and_discard_single_and_all() {
             max_jobs: 4,
             wait_ms: 0,
             lease_ms: None,
+            worker_id: None,
+            weights: Vec::new(),
         })
         .await
         .expect("fetch")

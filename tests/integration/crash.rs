@@ -143,6 +143,8 @@ async fn consume(addr: SocketAddr, ledger: Arc<Mutex<Ledger>>, stop: Cancellatio
         max_jobs: 8,
         wait_ms: 200,
         lease_ms: Some(LEASE_MS),
+        worker_id: None,
+        weights: Vec::new(),
     };
     while !stop.is_cancelled() {
         let jobs = match client.fetch(request.clone()).await {

@@ -89,6 +89,8 @@ async fn storage_faults_answer_unavailable_lose_nothing_and_heal() {
             max_jobs: 100,
             wait_ms: 0,
             lease_ms: None,
+            worker_id: None,
+            weights: Vec::new(),
         })
         .await
         .expect("fetch after healing")

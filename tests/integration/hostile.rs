@@ -123,6 +123,8 @@ async fn hostile_clients_are_closed_and_a_good_client_keeps_its_latency() {
                 max_jobs: 1,
                 wait_ms: 0,
                 lease_ms: None,
+                worker_id: None,
+                weights: Vec::new(),
             })
             .await
             .expect("good fetch")

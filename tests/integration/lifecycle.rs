@@ -25,6 +25,8 @@ fn fetch_request(queue: &str, max_jobs: u32) -> FetchRequest {
         max_jobs,
         wait_ms: 0,
         lease_ms: None,
+        worker_id: None,
+        weights: Vec::new(),
     }
 }
 
@@ -526,6 +528,8 @@ async fn long_poll_receives_a_job_enqueued_later() {
                 max_jobs: 5,
                 wait_ms: 10_000,
                 lease_ms: None,
+                worker_id: None,
+                weights: Vec::new(),
             };
             client.fetch(request).await.expect("long poll").jobs
         })

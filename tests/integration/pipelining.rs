@@ -82,6 +82,8 @@ async fn a_long_poll_does_not_delay_a_ping_on_the_same_connection() {
         max_jobs: 1,
         wait_ms: 30_000,
         lease_ms: None,
+        worker_id: None,
+        weights: Vec::new(),
     });
     raw.send(10, &fetch).await;
     raw.send(11, &Request::Ping(Default::default())).await;

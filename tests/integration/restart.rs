@@ -11,6 +11,8 @@ fn fetch(queue: &str, lease_ms: u32) -> FetchRequest {
         max_jobs: 1,
         wait_ms: 0,
         lease_ms: Some(lease_ms),
+        worker_id: None,
+        weights: Vec::new(),
     }
 }
 

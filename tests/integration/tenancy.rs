@@ -105,6 +105,8 @@ pub fn fetch(queue: &str) -> FetchRequest {
         max_jobs: 10,
         wait_ms: 0,
         lease_ms: None,
+        worker_id: None,
+        weights: Vec::new(),
     }
 }
 

@@ -677,6 +677,8 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     max_jobs: 32,
                     wait_ms: 30_000,
                     lease_ms: Some(60_000),
+                    worker_id: None,
+                    weights: Vec::new(),
                 }),
             ),
             request(
@@ -687,6 +689,8 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     max_jobs: 1,
                     wait_ms: 0,
                     lease_ms: None,
+                    worker_id: None,
+                    weights: Vec::new(),
                 }),
             ),
             response(

@@ -784,6 +784,8 @@ fn arb_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
                     max_jobs,
                     wait_ms,
                     lease_ms,
+                    worker_id: None,
+                    weights: Vec::new(),
                 })
             })
             .boxed(),

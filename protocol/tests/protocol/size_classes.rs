@@ -115,6 +115,8 @@ fn long_lists_of_names_and_metadata_decode() {
         max_jobs: 1,
         wait_ms: 0,
         lease_ms: None,
+        worker_id: None,
+        weights: Vec::new(),
     }));
     assert_request_round_trips(Request::Enqueue(EnqueueRequest {
         job: NewJob {
