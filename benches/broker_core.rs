@@ -2,7 +2,7 @@
 //! machine itself. Run: `cargo bench --bench broker_core`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use taskforge::broker::core::Core;
+use taskforge::broker::core::{Core, FetchPlan, Settings};
 use taskforge_protocol::{NewJob, QueueSettings};
 
 const PROJECT: u64 = 1;
@@ -18,7 +18,7 @@ fn job() -> NewJob {
 }
 
 fn core_with_backlog(backlog: usize) -> Core {
-    let mut core = Core::new(1);
+    let mut core = Core::new(1, Settings::default());
     core.queue_create(PROJECT, "q", &QueueSettings::default(), NOW_MS)
         .expect("queue");
     for chunk in (0..backlog).collect::<Vec<_>>().chunks(BATCH_JOBS) {
@@ -49,7 +49,11 @@ fn lifecycle(criterion: &mut Criterion) {
             |mut core| {
                 let queue_id = core.queue_id(PROJECT, "q").expect("queue");
                 let leased = core
-                    .fetch(PROJECT, &[queue_id], BATCH_JOBS, None, NOW_MS)
+                    .fetch(
+                        PROJECT,
+                        &FetchPlan::queues(vec![queue_id], BATCH_JOBS, None),
+                        NOW_MS,
+                    )
                     .expect("fetch");
                 for delivery in leased {
                     core.ack(PROJECT, delivery.job_id, delivery.lease_id, None, NOW_MS)
@@ -90,7 +94,7 @@ fn lifecycle(criterion: &mut Criterion) {
             bencher.iter(|| {
                 core.enqueue(PROJECT, vec![job()], NOW_MS).expect("enqueue");
                 let leased = core
-                    .fetch(PROJECT, &[queue_id], 1, None, NOW_MS)
+                    .fetch(PROJECT, &FetchPlan::queues(vec![queue_id], 1, None), NOW_MS)
                     .expect("fetch");
                 for delivery in leased {
                     core.ack(PROJECT, delivery.job_id, delivery.lease_id, None, NOW_MS)

@@ -23,10 +23,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use taskforge_protocol::limits::{
     BATCH_JOBS_MAX_DEFAULT, CREDENTIAL_BYTES_MAX, FRAME_BYTES_CEILING, FRAME_BYTES_MAX_DEFAULT,
-    HANDSHAKE_FRAME_BYTES_MAX, METADATA_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT, QUEUE_NAME_BYTES_MAX,
+    HANDSHAKE_FRAME_BYTES_MAX, HEARTBEAT_TIMEOUT_MS_DEFAULT, LOG_LINES_PER_EXECUTION_MAX_DEFAULT,
+    METADATA_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT, QUEUE_NAME_BYTES_MAX,
     REQUESTS_IN_FLIGHT_MAX_DEFAULT, RESULT_BYTES_MAX_DEFAULT,
 };
 
+use crate::broker::core::{Settings as CoreSettings, WORKER_RETENTION_MS_DEFAULT};
 use crate::broker::{BrokerConfig, BrokerLimits, FsyncPolicy};
 
 /// Default TCP address of the protocol listener outside production: loopback only, so a
@@ -215,6 +217,12 @@ pub struct BrokerSettings {
     pub result_bytes_max: u32,
     /// Most jobs in one ENQUEUE_BATCH.
     pub batch_jobs_max: u32,
+    /// A worker silent this long is lost and its leases are released, in ms.
+    pub heartbeat_timeout_ms: u64,
+    /// How long lost and stopped workers stay listed, in ms.
+    pub worker_retention_ms: u64,
+    /// Most log lines one execution may write.
+    pub log_lines_per_execution_max: u32,
     /// sled's page cache.
     pub cache_capacity_bytes: u64,
     /// Period of sled's own background flush; 0 turns it off.
@@ -310,6 +318,12 @@ settings! {
         "Largest ACK result, in bytes";
     "broker.batch_jobs_max" "TASKFORGE_BATCH_JOBS_MAX" "batch-jobs-max" Integer
         "Most jobs in one ENQUEUE_BATCH";
+    "broker.heartbeat_timeout_ms" "TASKFORGE_HEARTBEAT_TIMEOUT_MS" "heartbeat-timeout-ms" Integer
+        "A worker silent this long is lost and its leases released, in ms";
+    "broker.worker_retention_ms" "TASKFORGE_WORKER_RETENTION_MS" "worker-retention-ms" Integer
+        "How long lost and stopped workers stay listed, in ms";
+    "broker.log_lines_per_execution_max" "TASKFORGE_LOG_LINES_PER_EXECUTION_MAX" "log-lines-per-execution-max" Integer
+        "Most log lines one job execution may write";
     "broker.cache_capacity_bytes" "TASKFORGE_CACHE_CAPACITY_BYTES" "cache-capacity-bytes" Integer
         "sled page cache, in bytes";
     "broker.sled_flush_every_ms" "TASKFORGE_SLED_FLUSH_EVERY_MS" "sled-flush-every-ms" Integer
@@ -477,6 +491,9 @@ impl Config {
                 payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
                 result_bytes_max: RESULT_BYTES_MAX_DEFAULT,
                 batch_jobs_max: BATCH_JOBS_MAX_DEFAULT,
+                heartbeat_timeout_ms: u64::from(HEARTBEAT_TIMEOUT_MS_DEFAULT),
+                worker_retention_ms: WORKER_RETENTION_MS_DEFAULT,
+                log_lines_per_execution_max: LOG_LINES_PER_EXECUTION_MAX_DEFAULT,
                 cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
                 sled_flush_every_ms: SLED_FLUSH_EVERY_MS_DEFAULT,
                 root_token: None,
@@ -585,6 +602,12 @@ impl Config {
                 u64::from(broker.result_bytes_max),
             ),
             ("broker.batch_jobs_max", u64::from(broker.batch_jobs_max)),
+            ("broker.heartbeat_timeout_ms", broker.heartbeat_timeout_ms),
+            ("broker.worker_retention_ms", broker.worker_retention_ms),
+            (
+                "broker.log_lines_per_execution_max",
+                u64::from(broker.log_lines_per_execution_max),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
@@ -703,6 +726,11 @@ impl Config {
             root_token: root_token.to_string(),
             key_pepper: blake3::derive_key(KEY_PEPPER_CONTEXT, key_pepper.as_bytes()),
             rng_seed: None,
+            core: CoreSettings {
+                heartbeat_timeout_ms: self.broker.heartbeat_timeout_ms,
+                worker_retention_ms: self.broker.worker_retention_ms,
+                log_lines_per_execution_max: self.broker.log_lines_per_execution_max,
+            },
         })
     }
 

@@ -15,6 +15,7 @@ use super::recovery;
 use super::FsyncPolicy;
 use crate::clock::Clock;
 use crate::storage::{Storage, StorageError};
+use taskforge_protocol::JobId;
 
 /// How long the committer waits before retrying a rebuild after storage failed.
 pub const STORAGE_RETRY_INTERVAL_MS: u64 = 1_000;
@@ -36,6 +37,8 @@ pub struct State {
     pub stopping: bool,
     /// Why the broker cannot serve, while storage is failing.
     pub unavailable: Option<String>,
+    /// LOG_TAIL followers waiting for a job's log or execution to change.
+    pub log_followers: HashMap<JobId, Arc<Notify>>,
 }
 
 /// Counters the committer keeps, for stats and benchmarks.
@@ -78,6 +81,8 @@ pub struct Shared {
     /// True when the seed came from configuration (deterministic runs): rebuilt cores then
     /// derive their seeds from it instead of drawing fresh ones.
     pub seed_fixed: bool,
+    /// Settings every rebuilt core gets.
+    pub core_settings: super::core::Settings,
     /// Counters.
     pub stats: CommitStats,
 }
@@ -112,6 +117,11 @@ impl Shared {
         }
         if state.core.take_timers_lowered() {
             self.timer_wake.notify_one();
+        }
+        for job_id in state.core.take_log_events() {
+            if let Some(followers) = state.log_followers.get(&job_id) {
+                followers.notify_waiters();
+            }
         }
     }
 
@@ -267,7 +277,12 @@ impl Shared {
         state.unavailable = Some(first_error.to_string());
         loop {
             let now_ms = self.clock.now_ms();
-            match recovery::rebuild(self.storage.as_ref(), self.next_seed(), now_ms) {
+            match recovery::rebuild(
+                self.storage.as_ref(),
+                self.next_seed(),
+                self.core_settings,
+                now_ms,
+            ) {
                 Ok((core, report)) => {
                     state.core = core;
                     state.unavailable = None;

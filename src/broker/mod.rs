@@ -5,11 +5,13 @@
 pub mod backoff;
 pub mod commit;
 pub mod core;
+mod history;
 pub mod principal;
 pub mod recovery;
 mod service;
 mod tenancy;
 pub mod validate;
+mod workers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,6 +107,8 @@ pub struct BrokerConfig {
     pub key_pepper: [u8; 32],
     /// Seed for retry jitter and id randomness; `None` seeds from the OS.
     pub rng_seed: Option<u64>,
+    /// Worker timeouts and log caps.
+    pub core: core::Settings,
 }
 
 /// A snapshot of the broker's counters.
@@ -181,7 +185,7 @@ impl Broker {
         let now_ms = clock.now_ms();
         let rebuild_storage = Arc::clone(&storage);
         let (core, report) = tokio::task::spawn_blocking(move || {
-            recovery::rebuild(rebuild_storage.as_ref(), seed, now_ms)
+            recovery::rebuild(rebuild_storage.as_ref(), seed, config.core, now_ms)
         })
         .await
         .map_err(|error| StorageError::new("open", format!("recovery task failed: {error}")))??;
@@ -201,6 +205,7 @@ impl Broker {
                 waiter_senders: HashMap::new(),
                 stopping: false,
                 unavailable: None,
+                log_followers: HashMap::new(),
             }),
             work: Condvar::new(),
             timer_wake: tokio::sync::Notify::new(),
@@ -210,6 +215,7 @@ impl Broker {
             seed,
             rebuilds: AtomicU64::new(0),
             seed_fixed: config.rng_seed.is_some(),
+            core_settings: config.core,
             stats: CommitStats::default(),
         });
         let committer_shared = Arc::clone(&shared);

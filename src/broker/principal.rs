@@ -133,15 +133,20 @@ impl Session {
     }
 }
 
-/// What a queue or job operation needs, as a key scope (users map it through their role).
-fn scope_needed(request: &Request) -> Option<Scope> {
+/// What a queue, job or worker operation needs, as key scopes of which any one will do
+/// (users map them through their role).
+fn scopes_accepted(request: &Request) -> Option<&'static [Scope]> {
     match request {
-        Request::Enqueue(_) | Request::EnqueueBatch(_) => Some(Scope::Produce),
+        Request::Enqueue(_) | Request::EnqueueBatch(_) => Some(&[Scope::Produce]),
         Request::Fetch(_)
         | Request::Ack(_)
         | Request::AckBatch(_)
         | Request::Fail(_)
-        | Request::Extend(_) => Some(Scope::Consume),
+        | Request::Extend(_)
+        | Request::Progress(_)
+        | Request::Log(_)
+        | Request::WorkerRegister(_)
+        | Request::Heartbeat(_) => Some(&[Scope::Consume]),
         Request::QueueCreate(_)
         | Request::QueueUpdate(_)
         | Request::QueueDelete(_)
@@ -150,13 +155,23 @@ fn scope_needed(request: &Request) -> Option<Scope> {
         | Request::QueuePurge(_)
         | Request::Cancel(_)
         | Request::DeadRetry(_)
-        | Request::DeadDiscard(_) => Some(Scope::Manage),
+        | Request::DeadDiscard(_)
+        | Request::WorkerQuiet(_)
+        | Request::WorkerTerminate(_)
+        | Request::WorkerAssign(_) => Some(&[Scope::Manage]),
         Request::QueueGet(_)
         | Request::QueueList(_)
         | Request::QueueStats(_)
         | Request::JobGet(_)
         | Request::JobList(_)
-        | Request::DeadList(_) => Some(Scope::Read),
+        | Request::DeadList(_)
+        | Request::LogTail(_)
+        | Request::ExecutionList(_)
+        | Request::WorkerList(_)
+        | Request::WorkerGet(_)
+        | Request::AssignmentList(_) => Some(&[Scope::Read]),
+        // A fan-in job's handler reads its parents' results with its worker's key.
+        Request::JobResults(_) => Some(&[Scope::Read, Scope::Consume]),
         _ => None,
     }
 }
@@ -173,7 +188,7 @@ fn scope_name(scope: Scope) -> &'static str {
 /// Checks that `session` may run a queue or job operation. Tenancy operations are
 /// checked by their handlers, which know the target's organization.
 pub fn authorize_project_operation(session: &Session, request: &Request) -> Result<(), ErrorBody> {
-    let Some(scope) = scope_needed(request) else {
+    let Some(accepted) = scopes_accepted(request) else {
         return Ok(());
     };
     if session.project_id == 0 {
@@ -184,15 +199,16 @@ pub fn authorize_project_operation(session: &Session, request: &Request) -> Resu
     }
     let allowed = match &session.principal {
         Principal::Root => true,
-        Principal::User { role, .. } => *role != Role::Viewer || scope == Scope::Read,
-        Principal::ApiKey { scopes, .. } => scopes.contains(&scope),
+        Principal::User { role, .. } => *role != Role::Viewer || accepted.contains(&Scope::Read),
+        Principal::ApiKey { scopes, .. } => accepted.iter().any(|scope| scopes.contains(scope)),
     };
     if allowed {
         Ok(())
     } else {
+        let names: Vec<&str> = accepted.iter().map(|scope| scope_name(*scope)).collect();
         Err(ErrorBody::new(
             ErrorCode::Forbidden,
-            format!("this operation needs the {} scope", scope_name(scope)),
+            format!("this operation needs the {} scope", names.join(" or ")),
         ))
     }
 }

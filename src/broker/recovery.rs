@@ -6,10 +6,10 @@ use std::time::Instant;
 use crate::storage::keys;
 use crate::storage::records::{self, ApiKeyRecord, JobRecord, QueueRecord, UserRecord};
 use crate::storage::{try_scan, Storage, StorageError};
-use taskforge_protocol::Project;
+use taskforge_protocol::{Project, WorkerInfo};
 
 use super::core::tenants::OrgEntry;
-use super::core::Core;
+use super::core::{Core, Settings};
 
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,14 +64,53 @@ fn restore_directory(storage: &dyn Storage, core: &mut Core) -> Result<(), Stora
     Ok(())
 }
 
+/// Restores workers (before jobs, whose leases name them) and the worker id counter.
+fn restore_workers(
+    storage: &dyn Storage,
+    core: &mut Core,
+    now_ms: u64,
+) -> Result<(), StorageError> {
+    core.restore_worker_id_next(read_counter(storage, keys::META_WORKER_ID_NEXT)?);
+    let (start, end) = keys::prefix_range(keys::WORKER);
+    try_scan(storage, &start, &end, &mut |key, value| {
+        let project_id = key
+            .get(1..9)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StorageError::new("read", "worker key too short"))?;
+        core.restore_worker(
+            project_id,
+            records::decode::<WorkerInfo>("worker", value)?,
+            now_ms,
+        );
+        Ok(true)
+    })
+}
+
+/// Counts the log lines of every running execution, so the per-execution cap holds
+/// across restarts. Bounded by the cap times the leased jobs.
+fn restore_log_lines(storage: &dyn Storage, core: &mut Core) -> Result<(), StorageError> {
+    for (project_id, job_id, execution) in core.open_executions() {
+        let (start, end) = keys::log_range(project_id, job_id, execution, 0);
+        let mut lines = 0u32;
+        storage.scan(&start, &end, &mut |_, _| {
+            lines += 1;
+            true
+        })?;
+        core.restore_log_lines(job_id, lines);
+    }
+    Ok(())
+}
+
 /// Builds a core from everything in `storage`.
 pub fn rebuild(
     storage: &dyn Storage,
     seed: u64,
+    settings: Settings,
     now_ms: u64,
 ) -> Result<(Core, RecoveryReport), StorageError> {
     let started = Instant::now();
-    let mut core = Core::new(seed);
+    let mut core = Core::new(seed, settings);
     let mut report = RecoveryReport::default();
     core.restore_counters(
         read_counter(storage, keys::META_LEASE_RESERVED)?,
@@ -90,6 +129,7 @@ pub fn rebuild(
     })?;
     restore_directory(storage, &mut core)?;
     core.ensure_defaults(now_ms);
+    restore_workers(storage, &mut core, now_ms)?;
     let (start, end) = keys::job_range();
     try_scan(storage, &start, &end, &mut |key, value| {
         let (_, job_id) =
@@ -109,6 +149,7 @@ pub fn rebuild(
         }
         Ok(true)
     })?;
+    restore_log_lines(storage, &mut core)?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok((core, report))
 }

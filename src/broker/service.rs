@@ -13,7 +13,7 @@ use taskforge_protocol::{
 };
 
 use super::commit::State;
-use super::core::{Core, CoreError, Delivery};
+use super::core::{Core, CoreError, Delivery, Failure, FetchPlan};
 use super::{principal, validate, Broker, Session};
 use crate::storage::records::{self, JobBody, JobRecord, StateTag};
 use crate::storage::{keys, StorageError};
@@ -46,7 +46,7 @@ fn storage_error(error: StorageError) -> ErrorBody {
 }
 
 /// The visible state of a stored job at `now_ms`.
-fn visible_state(record: &JobRecord, now_ms: u64) -> JobState {
+pub(super) fn visible_state(record: &JobRecord, now_ms: u64) -> JobState {
     match record.state {
         StateTag::Pending if record.run_at_ms > now_ms => JobState::Scheduled,
         StateTag::Pending => JobState::Ready,
@@ -197,17 +197,22 @@ impl Broker {
                 Ok(Response::AckBatch(self.ack_batch(project_id, body).await?))
             }
             Request::Fail(body) => {
-                validate::failure(&body.error, &body.retry, self.now_ms())?;
+                validate::failure(&body, self.now_ms())?;
                 let FailRequest {
                     job_id,
                     lease_id,
                     error,
                     retry,
-                    error_details: _,
+                    error_details,
                 } = body;
+                let failure = Failure {
+                    error,
+                    error_details,
+                    retry,
+                };
                 let outcome = self
                     .mutate_raw(|core, now_ms| {
-                        core.fail(project_id, job_id, lease_id, error, retry, now_ms)
+                        core.fail(project_id, job_id, lease_id, failure, now_ms)
                     })
                     .await?;
                 match outcome {
@@ -279,13 +284,28 @@ impl Broker {
             Request::DeadDiscard(body) => Ok(Response::DeadDiscard(
                 self.dead_bulk(project_id, body, false).await?,
             )),
-            _ => Err(ErrorBody::new(ErrorCode::Internal, "not yet")),
+            request @ (Request::Progress(_)
+            | Request::Log(_)
+            | Request::LogTail(_)
+            | Request::ExecutionList(_)
+            | Request::JobResults(_)) => self.handle_history(project_id, request).await,
+            request @ (Request::WorkerRegister(_)
+            | Request::Heartbeat(_)
+            | Request::WorkerList(_)
+            | Request::WorkerGet(_)
+            | Request::WorkerQuiet(_)
+            | Request::WorkerTerminate(_)
+            | Request::WorkerAssign(_)
+            | Request::AssignmentList(_)) => self.handle_workers(project_id, request).await,
         }
     }
 
     /// Runs `op` on the core under the lock, then waits until every change made so far is
     /// durable. `op`'s own refusal is returned as the outer error.
-    async fn mutate<T>(&self, op: impl FnOnce(&mut Core, u64) -> Result<T, CoreError>) -> Reply<T> {
+    pub(super) async fn mutate<T>(
+        &self,
+        op: impl FnOnce(&mut Core, u64) -> Result<T, CoreError>,
+    ) -> Reply<T> {
         self.mutate_raw(op)
             .await?
             .map_err(|error| error.to_error_body())
@@ -334,7 +354,12 @@ impl Broker {
 
     /// Turns a refusal for a job that is not in memory into NOT_FOUND or LEASE_LOST by
     /// looking at storage: a finished job of this project has no live lease.
-    async fn refusal(&self, project_id: ProjectId, job_id: JobId, error: CoreError) -> ErrorBody {
+    pub(super) async fn refusal(
+        &self,
+        project_id: ProjectId,
+        job_id: JobId,
+        error: CoreError,
+    ) -> ErrorBody {
         if error != CoreError::NotLive {
             return error.to_error_body();
         }
@@ -346,7 +371,11 @@ impl Broker {
     }
 
     /// Reads a job's stored state after a barrier.
-    async fn read_job(&self, project_id: ProjectId, job_id: JobId) -> Reply<Option<JobRecord>> {
+    pub(super) async fn read_job(
+        &self,
+        project_id: ProjectId,
+        job_id: JobId,
+    ) -> Reply<Option<JobRecord>> {
         self.barrier().await?;
         self.read_job_now(project_id, job_id)
     }
@@ -405,36 +434,31 @@ impl Broker {
     }
 
     async fn fetch(&self, project_id: ProjectId, request: FetchRequest) -> Reply<FetchResponse> {
-        validate::fetch(
-            &request.queues,
-            request.max_jobs,
-            request.wait_ms,
-            request.lease_ms,
-        )?;
+        validate::fetch(&request)?;
         let max_jobs = request.max_jobs as usize;
         let waiter_id = self.waiter_next.fetch_add(1, Ordering::Relaxed);
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let started_ms = self.clock.now_ms();
         let (deliveries, waiting) = self
             .mutate_state(|state, now_ms| {
-                let queue_ids = request
+                let mut queue_ids = request
                     .queues
                     .iter()
                     .map(|name| state.core.queue_id(project_id, name))
                     .collect::<Result<Vec<u64>, CoreError>>()?;
-                let deliveries =
-                    state
-                        .core
-                        .fetch(project_id, &queue_ids, max_jobs, request.lease_ms, now_ms)?;
+                if !request.weights.is_empty() {
+                    state.core.weighted_order(&mut queue_ids, &request.weights);
+                }
+                let plan = FetchPlan {
+                    queue_ids,
+                    max_jobs,
+                    lease_ms: request.lease_ms,
+                    worker_id: request.worker_id,
+                };
+                let deliveries = state.core.fetch(project_id, &plan, now_ms)?;
                 let waiting = deliveries.is_empty() && request.wait_ms > 0;
                 if waiting {
-                    state.core.add_waiter(
-                        waiter_id,
-                        project_id,
-                        queue_ids,
-                        max_jobs,
-                        request.lease_ms,
-                    );
+                    state.core.add_waiter(waiter_id, project_id, plan);
                     state.waiter_senders.insert(waiter_id, sender);
                 }
                 Ok((deliveries, waiting))
@@ -584,6 +608,7 @@ impl Broker {
             .map_err(storage_error)?;
         let queue = self.queue_name(record.queue_id);
         let now_ms = self.clock.now_ms();
+        let latest_execution = self.latest_execution(project_id, job_id, &record)?;
         Ok(JobInfo {
             job_id,
             queue,
@@ -603,9 +628,9 @@ impl Broker {
             cancel_requested: record.cancel_requested,
             last_error: record.last_error,
             result,
-            executions: 0,
-            latest_execution: None,
-            progress: None,
+            executions: record.executions,
+            latest_execution,
+            progress: self.progress(project_id, job_id)?,
         })
     }
 

@@ -2,7 +2,9 @@
 //! it, and refused with INVALID_ARGUMENT naming the field.
 
 use taskforge_protocol::{
-    limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, NewJob, QueueSettings, Request, Retry,
+    limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, FailRequest, FetchRequest, LogRequest,
+    LogTailRequest, NewJob, ProgressRequest, QueueAssignment, QueueSettings, Request, Retry,
+    WorkerRegister,
 };
 
 use super::BrokerLimits;
@@ -187,15 +189,15 @@ pub fn new_job(job: &NewJob, limits_in_force: &BrokerLimits, now_ms: u64) -> Res
             limits::SCHEDULE_AHEAD_MS_MAX
         )));
     }
-    metadata(&job.metadata)
+    pairs("metadata", &job.metadata, limits::METADATA_ENTRIES_MAX)
 }
 
-fn metadata(entries: &[(String, String)]) -> Result<(), ErrorBody> {
-    if entries.len() > limits::METADATA_ENTRIES_MAX {
+/// Checks string pairs (metadata, labels): a bounded count and size, unique keys.
+fn pairs(field: &str, entries: &[(String, String)], entries_max: usize) -> Result<(), ErrorBody> {
+    if entries.len() > entries_max {
         return Err(invalid(format!(
-            "metadata has {} entries; at most {} allowed",
+            "{field} has {} entries; at most {entries_max} allowed",
             entries.len(),
-            limits::METADATA_ENTRIES_MAX
         )));
     }
     let bytes: usize = entries
@@ -204,16 +206,135 @@ fn metadata(entries: &[(String, String)]) -> Result<(), ErrorBody> {
         .sum();
     if bytes > limits::METADATA_BYTES_MAX {
         return Err(invalid(format!(
-            "metadata has {bytes} bytes; at most {} allowed",
+            "{field} has {bytes} bytes; at most {} allowed",
             limits::METADATA_BYTES_MAX
         )));
     }
     let mut keys: Vec<&str> = entries.iter().map(|(key, _)| key.as_str()).collect();
     keys.sort_unstable();
     if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(invalid(format!("metadata key {:?} appears twice", pair[0])));
+        return Err(invalid(format!("{field} key {:?} appears twice", pair[0])));
     }
     Ok(())
+}
+
+/// Checks a text field's size (it may be empty).
+fn text(field: &str, value: &str, bytes_max: usize) -> Result<(), ErrorBody> {
+    if value.len() > bytes_max {
+        return Err(invalid(format!(
+            "{field} of {} bytes is over the {bytes_max}-byte limit",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one weight of an assignment or FETCH.
+fn weight(weight: u32) -> Result<(), ErrorBody> {
+    if weight == 0 || weight > limits::ASSIGNMENT_WEIGHT_MAX {
+        return Err(invalid(format!(
+            "weights must be 1 to {}",
+            limits::ASSIGNMENT_WEIGHT_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a list of queues to serve: 1..=`FETCH_QUEUES_MAX` distinct valid names with
+/// valid weights.
+pub fn queue_assignments(queues: &[QueueAssignment]) -> Result<(), ErrorBody> {
+    if queues.is_empty() || queues.len() > limits::FETCH_QUEUES_MAX {
+        return Err(invalid(format!(
+            "a worker serves 1 to {} queues",
+            limits::FETCH_QUEUES_MAX
+        )));
+    }
+    for (index, assignment) in queues.iter().enumerate() {
+        queue_name(&assignment.queue)?;
+        weight(assignment.weight)?;
+        if queues[..index]
+            .iter()
+            .any(|earlier| earlier.queue == assignment.queue)
+        {
+            return Err(invalid(format!(
+                "queue {:?} is named twice",
+                assignment.queue
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a WORKER_REGISTER.
+pub fn worker_register(request: &WorkerRegister) -> Result<(), ErrorBody> {
+    display_name("name", &request.name)?;
+    text("hostname", &request.hostname, limits::NAME_BYTES_MAX)?;
+    text("version", &request.version, limits::NAME_BYTES_MAX)?;
+    pairs("labels", &request.labels, limits::WORKER_LABELS_MAX)?;
+    if request.concurrency == 0 || request.concurrency > limits::WORKER_CONCURRENCY_MAX {
+        return Err(invalid(format!(
+            "concurrency must be 1 to {}",
+            limits::WORKER_CONCURRENCY_MAX
+        )));
+    }
+    queue_assignments(&request.queues)
+}
+
+/// Checks a LOG request's lines.
+pub fn log(request: &LogRequest) -> Result<(), ErrorBody> {
+    if request.lines.is_empty() || request.lines.len() > limits::LOG_LINES_PER_REQUEST_MAX {
+        return Err(invalid(format!(
+            "LOG carries 1 to {} lines",
+            limits::LOG_LINES_PER_REQUEST_MAX
+        )));
+    }
+    for (index, line) in request.lines.iter().enumerate() {
+        let bytes = line.message.len()
+            + line
+                .fields
+                .iter()
+                .map(|(key, value)| key.len() + value.len())
+                .sum::<usize>();
+        if bytes > limits::LOG_LINE_BYTES_MAX {
+            return Err(invalid(format!(
+                "log line {index} has {bytes} bytes of message and fields; at most {} allowed",
+                limits::LOG_LINE_BYTES_MAX
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a LOG_TAIL request.
+pub fn log_tail(request: &LogTailRequest) -> Result<(), ErrorBody> {
+    if request.lines == 0 || request.lines > limits::LOG_TAIL_LINES_MAX {
+        return Err(invalid(format!(
+            "lines must be 1 to {}",
+            limits::LOG_TAIL_LINES_MAX
+        )));
+    }
+    if request.wait_ms > limits::FETCH_WAIT_MS_MAX {
+        return Err(invalid(format!(
+            "wait_ms must be at most {}",
+            limits::FETCH_WAIT_MS_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a PROGRESS request.
+pub fn progress(request: &ProgressRequest) -> Result<(), ErrorBody> {
+    if request.percent > 100 {
+        return Err(invalid(format!(
+            "percent must be 0 to 100, not {}",
+            request.percent
+        )));
+    }
+    text(
+        "progress message",
+        &request.message,
+        limits::PROGRESS_MESSAGE_BYTES_MAX,
+    )
 }
 
 /// Checks a batch, reporting the first bad job with its index.
@@ -240,12 +361,28 @@ pub fn batch(
 }
 
 /// Checks FETCH parameters.
-pub fn fetch(
-    queues: &[String],
-    max_jobs: u32,
-    wait_ms: u32,
-    lease: Option<u32>,
-) -> Result<(), ErrorBody> {
+pub fn fetch(request: &FetchRequest) -> Result<(), ErrorBody> {
+    let FetchRequest {
+        queues,
+        max_jobs,
+        wait_ms,
+        lease_ms: lease,
+        worker_id: _,
+        weights,
+    } = request;
+    let (max_jobs, wait_ms) = (*max_jobs, *wait_ms);
+    if !weights.is_empty() {
+        if weights.len() != queues.len() {
+            return Err(invalid(format!(
+                "FETCH names {} queues but {} weights",
+                queues.len(),
+                weights.len()
+            )));
+        }
+        for value in weights {
+            weight(*value)?;
+        }
+    }
     if queues.is_empty() || queues.len() > limits::FETCH_QUEUES_MAX {
         return Err(invalid(format!(
             "FETCH names 1 to {} queues",
@@ -271,7 +408,7 @@ pub fn fetch(
         )));
     }
     if let Some(value) = lease {
-        lease_ms("lease_ms", value)?;
+        lease_ms("lease_ms", *value)?;
     }
     Ok(())
 }
@@ -291,15 +428,16 @@ pub fn result(result: Option<&Vec<u8>>, limits_in_force: &BrokerLimits) -> Resul
 }
 
 /// Checks a FAIL's message and retry time.
-pub fn failure(error: &str, retry: &Retry, now_ms: u64) -> Result<(), ErrorBody> {
-    if error.len() > limits::ERROR_MESSAGE_BYTES_MAX {
-        return Err(invalid(format!(
-            "error message of {} bytes is over the {}-byte limit",
-            error.len(),
-            limits::ERROR_MESSAGE_BYTES_MAX
-        )));
+pub fn failure(request: &FailRequest, now_ms: u64) -> Result<(), ErrorBody> {
+    text(
+        "error message",
+        &request.error,
+        limits::ERROR_MESSAGE_BYTES_MAX,
+    )?;
+    if let Some(details) = &request.error_details {
+        text("error_details", details, limits::ERROR_DETAILS_BYTES_MAX)?;
     }
-    if let Retry::At(at_ms) = retry {
+    if let Retry::At(at_ms) = &request.retry {
         if *at_ms > now_ms.saturating_add(limits::SCHEDULE_AHEAD_MS_MAX) {
             return Err(invalid("retry time is too far ahead".to_owned()));
         }
@@ -336,6 +474,6 @@ mod tests {
             ("a".to_owned(), "1".to_owned()),
             ("a".to_owned(), "2".to_owned()),
         ];
-        assert!(metadata(&entries).is_err());
+        assert!(pairs("metadata", &entries, limits::METADATA_ENTRIES_MAX).is_err());
     }
 }

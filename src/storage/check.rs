@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use taskforge_protocol::{JobId, ProjectId};
+use taskforge_protocol::{JobId, ProjectId, WorkerInfo};
 
 use super::keys;
 use super::migrations;
@@ -41,6 +41,10 @@ pub struct CheckReport {
     pub results: u64,
     /// Entries of the per-queue state index.
     pub index_entries: u64,
+    /// Progress, execution and log records of jobs.
+    pub history_records: u64,
+    /// Worker records.
+    pub workers: u64,
     /// Organizations, users, projects and API keys.
     pub directory_records: u64,
     /// The first [`PROBLEMS_LISTED_MAX`] problems found.
@@ -169,10 +173,13 @@ pub fn check(storage: &dyn Storage) -> Result<CheckReport, StorageError> {
     check_job_owned(storage, keys::BODY, &mut report)?;
     check_job_owned(storage, keys::RESULT, &mut report)?;
     check_index(storage, &queues, &mut report)?;
+    check_history(storage, &mut report)?;
+    report.workers =
+        decode_all::<WorkerInfo>(storage, keys::WORKER, "worker", &mut report)?.len() as u64;
     check_directory(storage, &mut report)?;
     let mut unknown = 0u64;
     for (start, end) in [
-        (keys::QUEUE_INDEX + 1, keys::ORG),
+        (keys::WORKER + 1, keys::ORG),
         (keys::API_KEY + 1, keys::KEY_PREFIX_END),
     ] {
         storage.scan(&[start], &[end], &mut |_, _| {
@@ -195,6 +202,7 @@ fn check_meta(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), Sto
             keys::META_LEASE_RESERVED,
             keys::META_QUEUE_ID_NEXT,
             keys::META_SCHEMA_VERSION,
+            keys::META_WORKER_ID_NEXT,
         ];
         if known.contains(&key) && value.len() != 8 {
             problems.push(format!(
@@ -375,6 +383,37 @@ fn check_job_owned(
     Ok(())
 }
 
+/// Checks that every progress, execution and log record belongs to an existing job.
+fn check_history(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), StorageError> {
+    let mut problems = Vec::new();
+    let mut count = 0u64;
+    let mut last_job: Option<(ProjectId, JobId)> = None;
+    let (start, end) = prefix_range(keys::JOB_HISTORY);
+    try_scan(storage, &start, &end, &mut |key, _| {
+        count += 1;
+        let Some(owner) = key.get(..25).and_then(parse_job_owned) else {
+            problems.push(format!("history key {} is malformed", hex::encode(key)));
+            return Ok(true);
+        };
+        // Records of one job are adjacent: look each job up once.
+        if last_job != Some(owner) {
+            last_job = Some(owner);
+            let (project_id, job_id) = owner;
+            if storage.get(&keys::job(project_id, job_id))?.is_none() {
+                problems.push(format!(
+                    "history is stored for job {job_id}, which does not exist"
+                ));
+            }
+        }
+        Ok(true)
+    })?;
+    report.history_records = count;
+    for problem in problems {
+        report.problem(problem);
+    }
+    Ok(())
+}
+
 /// Checks that every index entry points at a job of that queue in that state.
 fn check_index(
     storage: &dyn Storage,
@@ -443,7 +482,7 @@ mod tests {
 
     /// A store written by the real core: two queues, jobs in several states.
     fn consistent_store() -> (MemoryStorage, JobId) {
-        let mut core = Core::new(3);
+        let mut core = Core::new(3, Default::default());
         let now_ms = 1_000;
         core.queue_create(1, "mail", &Default::default(), now_ms)
             .expect("queue");

@@ -149,6 +149,7 @@ mod tests {
     fn passes_the_storage_contract_when_no_failure_is_on() {
         contract_tests::round_trip(&faulty());
         contract_tests::batch_applies_in_order(&faulty());
+        contract_tests::range_delete_applies_in_order(&faulty());
         contract_tests::scan_bounds_and_early_stop(&faulty());
         contract_tests::long_scan_visits_everything_once(&faulty());
         contract_tests::batch_is_atomic_for_readers(Arc::new(faulty()));

@@ -14,6 +14,10 @@
 //! | `0x03` | project u64, job id (16)                 | [`super::records::JobBody`] (immutable payload) |
 //! | `0x04` | project u64, job id (16)                 | result bytes                  |
 //! | `0x05` | queue id u64, state tag u8, job id (16)  | empty: jobs of a queue by state |
+//! | `0x06` | project u64, job id (16), `0x00`         | [`taskforge_protocol::ProgressInfo`] |
+//! | `0x06` | project u64, job id (16), `0x01`, execution u32 | [`taskforge_protocol::ExecutionInfo`] (ended) |
+//! | `0x06` | project u64, job id (16), `0x02`, execution u32, seq u32 | [`taskforge_protocol::LogLine`] |
+//! | `0x07` | project u64, worker id u64               | [`taskforge_protocol::WorkerInfo`] |
 //! | `0x10` | org id u64                               | organization with subscription |
 //! | `0x11` | user id u64                              | [`super::records::UserRecord`] |
 //! | `0x12` | project id u64                           | [`taskforge_protocol::Project`] |
@@ -35,6 +39,17 @@ pub const BODY: u8 = 0x03;
 pub const RESULT: u8 = 0x04;
 /// Prefix of the per-queue, per-state job index.
 pub const QUEUE_INDEX: u8 = 0x05;
+
+/// Prefix of a job's history: progress, ended executions and log lines, all under the
+/// job so that one range delete removes them.
+pub const JOB_HISTORY: u8 = 0x06;
+/// Prefix of worker records.
+pub const WORKER: u8 = 0x07;
+
+/// Kinds of [`JOB_HISTORY`] records, after the job id.
+const HISTORY_PROGRESS: u8 = 0x00;
+const HISTORY_EXECUTION: u8 = 0x01;
+const HISTORY_LOG: u8 = 0x02;
 
 /// Prefix of organizations.
 pub const ORG: u8 = 0x10;
@@ -85,7 +100,7 @@ pub fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
 /// (exports, backups and checks scan that range). New prefixes stay below it.
 pub const KEY_PREFIX_END: u8 = 0xFF;
 
-const _: () = assert!(QUEUE_INDEX < KEY_PREFIX_END && API_KEY < KEY_PREFIX_END);
+const _: () = assert!(WORKER < ORG && API_KEY < KEY_PREFIX_END);
 
 /// First and one-past-last key of the whole store.
 pub fn all_range() -> (Vec<u8>, Vec<u8>) {
@@ -96,6 +111,8 @@ pub fn all_range() -> (Vec<u8>, Vec<u8>) {
 pub const META_LEASE_RESERVED: &[u8] = b"\x00lease_reserved";
 /// Meta key holding the next queue id.
 pub const META_QUEUE_ID_NEXT: &[u8] = b"\x00queue_id_next";
+/// Meta key holding the next worker id.
+pub const META_WORKER_ID_NEXT: &[u8] = b"\x00worker_id_next";
 /// Meta key holding the storage schema version.
 pub const META_SCHEMA_VERSION: &[u8] = b"\x00schema_version";
 
@@ -150,6 +167,73 @@ pub fn parse_job(key: &[u8]) -> Option<(ProjectId, JobId)> {
     let project_id = u64::from_be_bytes(key[1..9].try_into().ok()?);
     let job_id = JobId(key[9..25].try_into().ok()?);
     Some((project_id, job_id))
+}
+
+/// First and one-past-last key of everything in a job's history.
+pub fn history_range(project_id: ProjectId, job_id: JobId) -> (Vec<u8>, Vec<u8>) {
+    let start = job_owned(JOB_HISTORY, project_id, job_id);
+    let mut end = start.clone();
+    end.push(0xFF);
+    (start, end)
+}
+
+/// The key of a job's last progress report.
+pub fn progress(project_id: ProjectId, job_id: JobId) -> Vec<u8> {
+    let mut key = job_owned(JOB_HISTORY, project_id, job_id);
+    key.push(HISTORY_PROGRESS);
+    key
+}
+
+/// The key of one ended execution of a job.
+pub fn execution(project_id: ProjectId, job_id: JobId, execution: u32) -> Vec<u8> {
+    let mut key = job_owned(JOB_HISTORY, project_id, job_id);
+    key.push(HISTORY_EXECUTION);
+    key.extend_from_slice(&execution.to_be_bytes());
+    key
+}
+
+/// The range of a job's ended executions numbered above `after`.
+pub fn execution_range(project_id: ProjectId, job_id: JobId, after: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut end = job_owned(JOB_HISTORY, project_id, job_id);
+    end.push(HISTORY_EXECUTION + 1);
+    (execution(project_id, job_id, after.saturating_add(1)), end)
+}
+
+/// The key of one log line.
+pub fn log_line(project_id: ProjectId, job_id: JobId, execution: u32, seq: u32) -> Vec<u8> {
+    let mut key = job_owned(JOB_HISTORY, project_id, job_id);
+    key.push(HISTORY_LOG);
+    key.extend_from_slice(&execution.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The range of an execution's log lines numbered above `after`.
+pub fn log_range(
+    project_id: ProjectId,
+    job_id: JobId,
+    execution: u32,
+    after: u32,
+) -> (Vec<u8>, Vec<u8>) {
+    let start = log_line(project_id, job_id, execution, after.saturating_add(1));
+    let mut end = job_owned(JOB_HISTORY, project_id, job_id);
+    match execution.checked_add(1) {
+        Some(next) => {
+            end.push(HISTORY_LOG);
+            end.extend_from_slice(&next.to_be_bytes());
+        }
+        None => end.push(HISTORY_LOG + 1),
+    }
+    (start, end)
+}
+
+/// The key of a worker record.
+pub fn worker(project_id: ProjectId, worker_id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(WORKER);
+    key.extend_from_slice(&project_id.to_be_bytes());
+    key.extend_from_slice(&worker_id.to_be_bytes());
+    key
 }
 
 /// The index key of a job in a queue and state.
@@ -211,5 +295,30 @@ mod tests {
         let (_, end) = queue_index_range(3, StateTag::Pending, None);
         assert!(end <= queue_index(3, StateTag::Leased, JobId([0; 16])));
         assert_eq!(parse_queue_index(&key), Some(id));
+    }
+
+    #[test]
+    fn history_ranges_hold_exactly_their_records() {
+        let job_id = JobId([5; 16]);
+        let (all_start, all_end) = history_range(2, job_id);
+        let keys = [
+            progress(2, job_id),
+            execution(2, job_id, 1),
+            execution(2, job_id, u32::MAX),
+            log_line(2, job_id, 1, 1),
+            log_line(2, job_id, u32::MAX, u32::MAX),
+        ];
+        for key in &keys {
+            assert!(all_start <= *key && *key < all_end, "{key:?}");
+        }
+        assert!(job_owned(JOB_HISTORY, 2, JobId([6; 16])) >= all_end);
+        let (start, end) = execution_range(2, job_id, 1);
+        assert!(execution(2, job_id, 1) < start && execution(2, job_id, 2) >= start);
+        assert!(execution(2, job_id, u32::MAX) < end && log_line(2, job_id, 0, 0) >= end);
+        let (start, end) = log_range(2, job_id, 3, 4);
+        assert!(log_line(2, job_id, 3, 4) < start && log_line(2, job_id, 3, 5) >= start);
+        assert!(log_line(2, job_id, 3, u32::MAX) < end && log_line(2, job_id, 4, 0) >= end);
+        let (_, end) = log_range(2, job_id, u32::MAX, 0);
+        assert!(log_line(2, job_id, u32::MAX, u32::MAX) < end && end <= all_end);
     }
 }

@@ -52,6 +52,15 @@ impl Storage for MemoryStorage {
                 Write::Delete(key) => {
                     pairs.remove(key);
                 }
+                Write::DeleteRange(start, end) => {
+                    let doomed: Vec<Vec<u8>> = pairs
+                        .range(start.clone()..end.clone())
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    for key in doomed {
+                        pairs.remove(&key);
+                    }
+                }
             }
         }
         Ok(())
@@ -153,6 +162,28 @@ pub(crate) mod contract_tests {
             .expect("apply");
         assert_eq!(storage.get(b"a").expect("get"), None);
         storage.sync().expect("sync");
+    }
+
+    /// A range delete removes stored keys and keys put earlier in its batch, and a put
+    /// after it in the same batch survives.
+    pub(crate) fn range_delete_applies_in_order(storage: &dyn Storage) {
+        storage
+            .apply(&[put(b"r1", b"1"), put(b"r2", b"2"), put(b"s", b"kept")])
+            .expect("apply");
+        storage
+            .apply(&[
+                put(b"r3", b"3"),
+                Write::DeleteRange(b"r".to_vec(), b"s".to_vec()),
+                put(b"r2", b"again"),
+            ])
+            .expect("apply");
+        assert_eq!(
+            collect(storage, b"", b"\xff"),
+            vec![
+                (b"r2".to_vec(), b"again".to_vec()),
+                (b"s".to_vec(), b"kept".to_vec())
+            ]
+        );
     }
 
     /// Writes in one batch take effect in order: the last write to a key wins.
@@ -308,6 +339,7 @@ mod tests {
     #[test]
     fn batch_applies_in_order() {
         contract_tests::batch_applies_in_order(&MemoryStorage::new());
+        contract_tests::range_delete_applies_in_order(&MemoryStorage::new());
     }
 
     #[test]

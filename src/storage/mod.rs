@@ -33,6 +33,8 @@ pub enum Write {
     Put(Vec<u8>, Vec<u8>),
     /// Remove `key` (no error if absent).
     Delete(Vec<u8>),
+    /// Remove every key in `start..end`, including keys put earlier in the same batch.
+    DeleteRange(Vec<u8>, Vec<u8>),
 }
 
 /// A storage failure. The broker answers UNAVAILABLE and rebuilds its memory from storage.

@@ -121,6 +121,8 @@ pub struct LeaseRecord {
     pub leased_at_ms: u64,
     /// When it ends unless extended.
     pub deadline_ms: u64,
+    /// The registered worker that fetched it, if the FETCH named one.
+    pub worker_id: Option<u64>,
 }
 
 /// A job's mutable state. Live jobs keep exactly this in memory; every transition rewrites
@@ -139,6 +141,9 @@ pub struct JobRecord {
     pub seq: u64,
     /// Attempts started.
     pub attempts: u32,
+    /// Deliveries so far; the current or last execution's number. Unlike `attempts` it
+    /// never goes back, so execution records are never overwritten.
+    pub executions: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
     /// Retry delays, fixed at enqueue.

@@ -436,6 +436,50 @@ impl SledStorage {
     }
 }
 
+impl SledStorage {
+    /// A sled batch for writes that include range deletes. sled batches cannot delete a
+    /// range, so the keys in it are listed from the tree (and from the batch's own earlier
+    /// puts) and removed one by one; later writes in the batch still win.
+    fn batch_with_ranges(&self, batch: &[Write]) -> Result<sled::Batch, StorageError> {
+        let mut changes: std::collections::BTreeMap<&[u8], Option<&[u8]>> = Default::default();
+        let mut stored_doomed: Vec<sled::IVec> = Vec::new();
+        for write in batch {
+            match write {
+                Write::Put(key, value) => {
+                    changes.insert(key.as_slice(), Some(value.as_slice()));
+                }
+                Write::Delete(key) => {
+                    changes.insert(key.as_slice(), None);
+                }
+                Write::DeleteRange(start, end) => {
+                    for change in changes.range_mut(start.as_slice()..end.as_slice()) {
+                        *change.1 = None;
+                    }
+                    for entry in self.db.range(start.as_slice()..end.as_slice()) {
+                        let (key, _) =
+                            entry.map_err(|error| runtime_error("read", &self.dir, error))?;
+                        stored_doomed.push(key);
+                    }
+                }
+            }
+        }
+        let mut sled_batch = sled::Batch::default();
+        // Stored keys in a deleted range go first, so a later put of the same key wins.
+        for key in &stored_doomed {
+            if !changes.contains_key(key.as_ref()) {
+                sled_batch.remove(key.as_ref());
+            }
+        }
+        for (key, value) in changes {
+            match value {
+                Some(value) => sled_batch.insert(key, value),
+                None => sled_batch.remove(key),
+            }
+        }
+        Ok(sled_batch)
+    }
+}
+
 impl Storage for SledStorage {
     fn apply(&self, batch: &[Write]) -> Result<(), StorageError> {
         self.refuse_after_failed_sync("apply")?;
@@ -445,10 +489,18 @@ impl Storage for SledStorage {
             return Ok(());
         }
         let mut sled_batch = sled::Batch::default();
-        for write in batch {
-            match write {
-                Write::Put(key, value) => sled_batch.insert(key.as_slice(), value.as_slice()),
-                Write::Delete(key) => sled_batch.remove(key.as_slice()),
+        if batch
+            .iter()
+            .any(|write| matches!(write, Write::DeleteRange(..)))
+        {
+            sled_batch = self.batch_with_ranges(batch)?;
+        } else {
+            for write in batch {
+                match write {
+                    Write::Put(key, value) => sled_batch.insert(key.as_slice(), value.as_slice()),
+                    Write::Delete(key) => sled_batch.remove(key.as_slice()),
+                    Write::DeleteRange(..) => unreachable!("ranges take the other path"),
+                }
             }
         }
         self.db
@@ -809,6 +861,7 @@ mod tests {
     #[test]
     fn batch_applies_in_order() {
         check_contract(|storage| contract_tests::batch_applies_in_order(&*storage));
+        check_contract(|storage| contract_tests::range_delete_applies_in_order(&*storage));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! FETCH: leasing ready jobs, long-poll waiters, and handing newly ready jobs straight to
 //! the oldest waiter of their queue.
 
-use taskforge_protocol::{JobId, LeaseId, ProjectId};
+use taskforge_protocol::{JobId, LeaseId, ProjectId, WorkerId};
 
 use super::{Core, CoreError, TimerKind};
 use crate::storage::records::{LeaseRecord, StateTag};
@@ -20,6 +20,8 @@ pub struct Waiter {
     max_jobs: usize,
     /// Lease duration asked for, if any.
     lease_ms: Option<u32>,
+    /// The registered worker fetching, if any.
+    worker_id: Option<WorkerId>,
 }
 
 /// One job leased by a FETCH. The service layer reads the payload after the lease is
@@ -46,6 +48,31 @@ pub struct Delivery {
     pub created_at_ms: u64,
 }
 
+/// What one FETCH asks for, with queue names resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPlan {
+    /// Queues in the order to try.
+    pub queue_ids: Vec<u64>,
+    /// Most jobs to lease.
+    pub max_jobs: usize,
+    /// Lease duration asked for, if any.
+    pub lease_ms: Option<u32>,
+    /// The registered worker fetching, if any.
+    pub worker_id: Option<WorkerId>,
+}
+
+impl FetchPlan {
+    /// A plan for an anonymous consumer taking from `queue_ids` in order.
+    pub fn queues(queue_ids: Vec<u64>, max_jobs: usize, lease_ms: Option<u32>) -> FetchPlan {
+        FetchPlan {
+            queue_ids,
+            max_jobs,
+            lease_ms,
+            worker_id: None,
+        }
+    }
+}
+
 /// Jobs leased for a waiter that was waiting when they became ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handoff {
@@ -57,34 +84,68 @@ pub struct Handoff {
 
 impl Core {
     /// Leases up to `max_jobs` ready jobs from `queue_ids`, first queue first; paused
-    /// queues are skipped.
+    /// queues are skipped. A named worker must be active; its leases are noted so that
+    /// they are released if it is lost.
     pub fn fetch(
         &mut self,
         project_id: ProjectId,
-        queue_ids: &[u64],
-        max_jobs: usize,
-        lease_ms: Option<u32>,
+        request: &FetchPlan,
         now_ms: u64,
     ) -> Result<Vec<Delivery>, CoreError> {
-        for queue_id in queue_ids {
+        for queue_id in &request.queue_ids {
             match self.queues.get(queue_id) {
                 Some(queue) if queue.project_id == project_id => {}
                 _ => return Err(CoreError::NotFound("queue not found".into())),
             }
         }
-        Ok(self.take_ready(queue_ids, max_jobs, lease_ms, now_ms))
+        if let Some(worker_id) = request.worker_id {
+            self.check_fetching_worker(project_id, worker_id)?;
+        }
+        Ok(self.take_ready(
+            &request.queue_ids,
+            request.max_jobs,
+            request.lease_ms,
+            request.worker_id,
+            now_ms,
+        ))
+    }
+
+    /// Orders `queue_ids` for one FETCH by weighted random sampling without replacement:
+    /// a queue comes first with probability proportional to its weight. Equal weights
+    /// still shuffle; callers wanting strict order pass no weights.
+    pub fn weighted_order(&mut self, queue_ids: &mut [u64], weights: &[u32]) {
+        let mut weighted: Vec<(u64, u64)> = queue_ids
+            .iter()
+            .zip(weights)
+            .map(|(queue_id, weight)| (*queue_id, u64::from((*weight).max(1))))
+            .collect();
+        for slot in queue_ids.iter_mut() {
+            let total: u64 = weighted.iter().map(|(_, weight)| weight).sum();
+            let mut pick = self.rng.u64(0..total.max(1));
+            let index = weighted
+                .iter()
+                .position(|(_, weight)| {
+                    if pick < *weight {
+                        true
+                    } else {
+                        pick -= weight;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            *slot = weighted.remove(index).0;
+        }
     }
 
     /// Registers a long-poll that [`Core::fetch`] could not serve. It is served by
     /// [`Core::take_handoffs`] when a job becomes ready in one of its queues.
-    pub fn add_waiter(
-        &mut self,
-        waiter_id: WaiterId,
-        project_id: ProjectId,
-        queue_ids: Vec<u64>,
-        max_jobs: usize,
-        lease_ms: Option<u32>,
-    ) {
+    pub fn add_waiter(&mut self, waiter_id: WaiterId, project_id: ProjectId, plan: FetchPlan) {
+        let FetchPlan {
+            queue_ids,
+            max_jobs,
+            lease_ms,
+            worker_id,
+        } = plan;
         for queue_id in &queue_ids {
             if let Some(queue) = self.queues.get_mut(queue_id) {
                 queue.waiters.push_back(waiter_id);
@@ -97,6 +158,7 @@ impl Core {
                 queue_ids,
                 max_jobs,
                 lease_ms,
+                worker_id,
             },
         );
     }
@@ -134,9 +196,14 @@ impl Core {
                 continue;
             }
             let mut record = record.clone();
+            self.detach_lease(
+                record.lease.and_then(|lease| lease.worker_id),
+                delivery.job_id,
+            );
             record.state = StateTag::Pending;
             record.lease = None;
             record.attempts = record.attempts.saturating_sub(1);
+            record.executions = record.executions.saturating_sub(1);
             record.updated_at_ms = now_ms;
             record.seq = self.next_seq();
             self.persist(delivery.job_id, Some(StateTag::Leased), &record);
@@ -166,8 +233,13 @@ impl Core {
                     continue;
                 };
                 self.cancel_waiter_everywhere(waiter_id);
-                let deliveries =
-                    self.take_ready(&waiter.queue_ids, waiter.max_jobs, waiter.lease_ms, now_ms);
+                let deliveries = self.take_ready(
+                    &waiter.queue_ids,
+                    waiter.max_jobs,
+                    waiter.lease_ms,
+                    waiter.worker_id,
+                    now_ms,
+                );
                 debug_assert_eq!(self.project_of(queue_id), waiter.project_id);
                 self.handoffs.push(super::Handoff {
                     waiter_id,
@@ -191,6 +263,7 @@ impl Core {
         queue_ids: &[u64],
         max_jobs: usize,
         lease_ms: Option<u32>,
+        worker_id: Option<WorkerId>,
         now_ms: u64,
     ) -> Vec<Delivery> {
         let mut deliveries = Vec::new();
@@ -214,12 +287,15 @@ impl Core {
                 let deadline_ms = now_ms + u64::from(lease_ms);
                 record.state = StateTag::Leased;
                 record.attempts += 1;
+                record.executions += 1;
                 record.updated_at_ms = now_ms;
                 record.lease = Some(LeaseRecord {
                     lease_id,
                     leased_at_ms: now_ms,
                     deadline_ms,
+                    worker_id,
                 });
+                self.attach_lease(worker_id, job_id);
                 self.persist(job_id, Some(StateTag::Pending), &record);
                 self.push_timer(deadline_ms, TimerKind::LeaseExpiry, job_id);
                 deliveries.push(Delivery {

@@ -1,8 +1,8 @@
 //! Job transitions of the core.
 
 use taskforge_protocol::{
-    CancelResponse, ExtendResponse, FailResponse, JobId, JobState, LeaseId, NewJob, ProjectId,
-    Retry,
+    CancelResponse, ExecutionOutcome, ExtendResponse, FailResponse, JobId, JobState, LeaseId,
+    NewJob, ProjectId, Retry,
 };
 
 use super::{Core, CoreError, TimerKind};
@@ -10,6 +10,28 @@ use crate::broker::backoff::retry_delay_ms;
 use crate::storage::keys;
 use crate::storage::records::{self, JobBody, JobRecord, StateTag};
 use crate::storage::Write;
+
+/// What a FAIL reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: String,
+    /// Details kept in the execution record.
+    pub error_details: Option<String>,
+    /// Whether and when to retry.
+    pub retry: Retry,
+}
+
+impl Failure {
+    /// A failure without details.
+    pub fn new(error: impl Into<String>, retry: Retry) -> Failure {
+        Failure {
+            error: error.into(),
+            error_details: None,
+            retry,
+        }
+    }
+}
 
 /// The error recorded when a lease runs out.
 pub const LEASE_EXPIRED_ERROR: &str = "lease expired before the job was acknowledged";
@@ -54,6 +76,7 @@ impl Core {
                 run_at_ms,
                 seq: self.next_seq(),
                 attempts: 0,
+                executions: 0,
                 max_attempts: job.max_attempts.unwrap_or(defaults.max_attempts),
                 backoff: job.backoff.unwrap_or(defaults.backoff),
                 lease_ms: job.lease_ms.unwrap_or(defaults.lease_ms),
@@ -98,6 +121,7 @@ impl Core {
     ) -> Result<(), CoreError> {
         let record = self.leased_job(project_id, job_id, lease_id)?;
         if record.cancel_requested {
+            self.close_execution(job_id, ExecutionOutcome::Cancelled, None, None, now_ms);
             self.finish(job_id, StateTag::Cancelled, None, now_ms);
             return Err(CoreError::LeaseLost);
         }
@@ -105,6 +129,7 @@ impl Core {
             self.writes
                 .push(Write::Put(keys::result(project_id, job_id), result));
         }
+        self.close_execution(job_id, ExecutionOutcome::Succeeded, None, None, now_ms);
         self.finish(job_id, StateTag::Succeeded, None, now_ms);
         Ok(())
     }
@@ -115,12 +140,23 @@ impl Core {
         project_id: ProjectId,
         job_id: JobId,
         lease_id: LeaseId,
-        error: String,
-        retry: Retry,
+        failure: Failure,
         now_ms: u64,
     ) -> Result<FailResponse, CoreError> {
+        let Failure {
+            error,
+            error_details,
+            retry,
+        } = failure;
         let record = self.leased_job(project_id, job_id, lease_id)?;
         if record.cancel_requested {
+            self.close_execution(
+                job_id,
+                ExecutionOutcome::Cancelled,
+                Some(error.clone()),
+                error_details,
+                now_ms,
+            );
             self.finish(job_id, StateTag::Cancelled, Some(error), now_ms);
             return Err(CoreError::LeaseLost);
         }
@@ -135,6 +171,13 @@ impl Core {
             }
             Retry::At(at_ms) => Some(at_ms.max(now_ms)),
         };
+        self.close_execution(
+            job_id,
+            ExecutionOutcome::Failed,
+            Some(error.clone()),
+            error_details,
+            now_ms,
+        );
         match run_at_ms {
             None => {
                 self.finish(job_id, StateTag::Dead, Some(error), now_ms);
@@ -272,30 +315,59 @@ impl Core {
                 .push(Write::Delete(keys::body(project_id, job_id)));
             self.writes
                 .push(Write::Delete(keys::result(project_id, job_id)));
+            let (start, end) = keys::history_range(project_id, job_id);
+            self.writes.push(Write::DeleteRange(start, end));
+            self.log_lines.remove(&job_id);
             deleted += 1;
         }
         deleted
     }
 
-    /// A lease ran out: retry at once, or dead when attempts are spent, or cancelled when a
-    /// cancel was waiting.
+    /// A lease ran out.
     pub(super) fn expire_lease(&mut self, job_id: JobId, now_ms: u64) {
+        self.lease_expiries += 1;
+        self.end_attempt(
+            job_id,
+            ExecutionOutcome::LeaseExpired,
+            LEASE_EXPIRED_ERROR.to_owned(),
+            now_ms,
+        );
+    }
+
+    /// Ends a leased job's attempt without word from its holder (lease expiry, lost
+    /// worker): retry at once, or dead when attempts are spent, or cancelled when a cancel
+    /// was waiting.
+    pub(super) fn end_attempt(
+        &mut self,
+        job_id: JobId,
+        outcome: ExecutionOutcome,
+        error: String,
+        now_ms: u64,
+    ) {
         let Some(record) = self.jobs.get(&job_id) else {
             return;
         };
-        self.lease_expiries += 1;
-        let error = Some(LEASE_EXPIRED_ERROR.to_owned());
-        if record.cancel_requested {
-            self.finish(job_id, StateTag::Cancelled, error, now_ms);
-        } else if record.attempts >= record.max_attempts {
-            self.finish(job_id, StateTag::Dead, error, now_ms);
+        let (cancelled, exhausted) = (
+            record.cancel_requested,
+            record.attempts >= record.max_attempts,
+        );
+        let outcome = if cancelled {
+            ExecutionOutcome::Cancelled
         } else {
-            self.requeue(job_id, now_ms, error, now_ms);
+            outcome
+        };
+        self.close_execution(job_id, outcome, Some(error.clone()), None, now_ms);
+        if cancelled {
+            self.finish(job_id, StateTag::Cancelled, Some(error), now_ms);
+        } else if exhausted {
+            self.finish(job_id, StateTag::Dead, Some(error), now_ms);
+        } else {
+            self.requeue(job_id, now_ms, Some(error), now_ms);
         }
     }
 
     /// The live job under `lease_id`, or why not.
-    fn leased_job(
+    pub(super) fn leased_job(
         &self,
         project_id: ProjectId,
         job_id: JobId,

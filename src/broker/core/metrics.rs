@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn snapshots_split_pending_into_ready_and_scheduled() {
-        let mut core = Core::new(7);
+        let mut core = Core::new(7, Default::default());
         let now_ms = 1_000;
         core.queue_create(1, "b", &QueueSettings::default(), now_ms)
             .expect("create b");

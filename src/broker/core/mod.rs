@@ -10,12 +10,14 @@
 //! - Only live jobs (pending or leased) are in memory; finished jobs exist only in storage
 //!   (plus their counts), so memory is bounded by the backlog, not by history.
 
+mod executions;
 mod fetch;
 mod jobs;
 pub mod metrics;
 mod queues;
 mod quotas;
 pub mod tenants;
+mod workers;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -26,7 +28,36 @@ use crate::storage::keys;
 use crate::storage::records::{self, JobRecord, QueueRecord, StateTag};
 use crate::storage::Write;
 
-pub use fetch::{Delivery, Handoff, WaiterId};
+pub use executions::open_execution;
+pub use fetch::{Delivery, FetchPlan, Handoff, WaiterId};
+pub use jobs::Failure;
+
+/// Settings of the core that come from the broker's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// A live worker silent this long is lost and its leases are released.
+    pub heartbeat_timeout_ms: u64,
+    /// Lost and stopped workers stay listed this long (from their last heartbeat).
+    pub worker_retention_ms: u64,
+    /// Most log lines one execution may write.
+    pub log_lines_per_execution_max: u32,
+}
+
+/// How long lost and stopped workers stay listed by default (one hour).
+pub const WORKER_RETENTION_MS_DEFAULT: u64 = 60 * 60 * 1000;
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            heartbeat_timeout_ms: u64::from(
+                taskforge_protocol::limits::HEARTBEAT_TIMEOUT_MS_DEFAULT,
+            ),
+            worker_retention_ms: WORKER_RETENTION_MS_DEFAULT,
+            log_lines_per_execution_max:
+                taskforge_protocol::limits::LOG_LINES_PER_EXECUTION_MAX_DEFAULT,
+        }
+    }
+}
 
 /// The bits of a job id's last eight bytes below the RFC 9562 variant bits.
 const COUNTER_MASK: u64 = (1 << 62) - 1;
@@ -202,6 +233,18 @@ pub struct Core {
     directory: tenants::Directory,
     /// Enqueue rate buckets per project.
     buckets: quotas::Buckets,
+    /// Registered workers by id.
+    workers: BTreeMap<taskforge_protocol::WorkerId, workers::Worker>,
+    /// Heartbeat deadlines and retention ends of workers (may hold stale entries).
+    worker_timers: BinaryHeap<Reverse<(u64, taskforge_protocol::WorkerId)>>,
+    /// Next worker id.
+    worker_id_next: taskforge_protocol::WorkerId,
+    /// Lines logged by each running execution that logged any.
+    log_lines: HashMap<JobId, u32>,
+    /// Jobs whose log or execution changed since the last [`Core::take_log_events`].
+    log_events: Vec<JobId>,
+    /// Configured timeouts and caps.
+    settings: Settings,
     /// Leases that ran out since this core was built (kept across rebuilds by the caller's
     /// counters only; a metric, not state).
     lease_expiries: u64,
@@ -213,7 +256,7 @@ impl Core {
     /// An empty core. `seed` drives jitter and job-id randomness; every core of a broker's
     /// life (including one rebuilt after a failure) needs its own seed, or job ids made in
     /// the same millisecond would repeat.
-    pub fn new(seed: u64) -> Core {
+    pub fn new(seed: u64, settings: Settings) -> Core {
         Core {
             queues: HashMap::new(),
             queue_names: HashMap::new(),
@@ -232,6 +275,12 @@ impl Core {
             last_job_id: JobId([0; 16]),
             directory: tenants::Directory::default(),
             buckets: quotas::Buckets::default(),
+            workers: BTreeMap::new(),
+            worker_timers: BinaryHeap::new(),
+            worker_id_next: 1,
+            log_lines: HashMap::new(),
+            log_events: Vec::new(),
+            settings,
             lease_expiries: 0,
             rng: fastrand::Rng::with_seed(seed),
         }
@@ -286,6 +335,7 @@ impl Core {
                 // A lease whose deadline passed while the broker was down fires on the
                 // first timer pass; its holder may still ACK until then.
                 let deadline_ms = record.lease.map_or(now_ms, |lease| lease.deadline_ms);
+                self.attach_lease(record.lease.and_then(|lease| lease.worker_id), job_id);
                 self.timers
                     .push(Reverse((deadline_ms, TimerKind::LeaseExpiry, job_id)));
             }
@@ -314,7 +364,12 @@ impl Core {
 
     /// The earliest timer, if any.
     pub fn next_timer_at(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((at_ms, _, _))| *at_ms)
+        let job_timer = self.timers.peek().map(|Reverse((at_ms, _, _))| *at_ms);
+        let worker_timer = self.worker_timers.peek().map(|Reverse((at_ms, _))| *at_ms);
+        match (job_timer, worker_timer) {
+            (Some(job_ms), Some(worker_ms)) => Some(job_ms.min(worker_ms)),
+            (job_timer, worker_timer) => job_timer.or(worker_timer),
+        }
     }
 
     /// True (once) when a timer earlier than the previous earliest was added.
@@ -362,6 +417,7 @@ impl Core {
                 }
             }
         }
+        self.advance_workers(now_ms);
         self.dispatch_waiters(now_ms);
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use taskforge_protocol::{JobId, LeaseId, NewJob, QueueSettings, Retry};
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, Failure, FetchPlan, Settings};
 use crate::broker::recovery;
 use crate::storage::records::{self, JobRecord, StateTag};
 use crate::storage::{keys, MemoryStorage, Storage};
@@ -80,7 +80,7 @@ fn run_seed(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let storage = MemoryStorage::new();
     let mut now_ms: u64 = 1_800_000_000_000;
-    let mut core = Core::new(seed);
+    let mut core = Core::new(seed, Settings::default());
     let settings = QueueSettings {
         max_attempts: Some(MAX_ATTEMPTS),
         lease_ms: Some(LEASE_MS),
@@ -134,7 +134,11 @@ fn run_seed(seed: u64) {
                     .filter(|(expected, _)| matches!(expected, Expected::Pending { run_at_ms } if *run_at_ms <= now_ms))
                     .count();
                 let delivered = core
-                    .fetch(PROJECT, &[queue_id], max_jobs, None, now_ms)
+                    .fetch(
+                        PROJECT,
+                        &FetchPlan::queues(vec![queue_id], max_jobs, None),
+                        now_ms,
+                    )
                     .expect(&context);
                 assert_eq!(delivered.len(), due.min(max_jobs), "{context}: fetch size");
                 for delivery in delivered {
@@ -179,8 +183,7 @@ fn run_seed(seed: u64) {
                         PROJECT,
                         job_id,
                         lease_id,
-                        "e".into(),
-                        Retry::Backoff,
+                        Failure::new("e", Retry::Backoff),
                         now_ms,
                     )
                     .map(|response| response.run_at_ms)
@@ -277,7 +280,8 @@ fn run_seed(seed: u64) {
                 restarts += 1;
                 let incarnation_seed = seed.wrapping_add(restarts);
                 let (rebuilt, _) =
-                    recovery::rebuild(&storage, incarnation_seed, now_ms).expect(&context);
+                    recovery::rebuild(&storage, incarnation_seed, Settings::default(), now_ms)
+                        .expect(&context);
                 core = rebuilt;
                 core.advance(now_ms);
                 model.expire(now_ms);

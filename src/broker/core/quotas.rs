@@ -23,7 +23,10 @@ pub type Buckets = HashMap<ProjectId, TokenBucket>;
 
 impl Core {
     /// The limits and status of the plan governing `project_id`, if it has one.
-    fn plan_of(&self, project_id: ProjectId) -> Option<(PlanLimits, SubscriptionStatus)> {
+    pub(super) fn plan_of(
+        &self,
+        project_id: ProjectId,
+    ) -> Option<(PlanLimits, SubscriptionStatus)> {
         let project = self.project(project_id)?;
         let entry = self.org(project.org_id)?;
         Some((entry.subscription.limits.clone(), entry.subscription.status))

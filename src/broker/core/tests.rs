@@ -8,7 +8,7 @@ const PROJECT: ProjectId = 1;
 const T0: u64 = 1_700_000_000_000;
 
 fn core_with_queue(settings: QueueSettings) -> Core {
-    let mut core = Core::new(7);
+    let mut core = Core::new(7, Settings::default());
     core.queue_create(PROJECT, "q", &settings, T0)
         .expect("create queue");
     core
@@ -30,8 +30,12 @@ fn enqueue(core: &mut Core, new_job: NewJob, now_ms: u64) -> JobId {
 
 fn fetch(core: &mut Core, max_jobs: usize, now_ms: u64) -> Vec<Delivery> {
     let queue_id = core.queue_id(PROJECT, "q").expect("queue");
-    core.fetch(PROJECT, &[queue_id], max_jobs, None, now_ms)
-        .expect("fetch")
+    core.fetch(
+        PROJECT,
+        &FetchPlan::queues(vec![queue_id], max_jobs, None),
+        now_ms,
+    )
+    .expect("fetch")
 }
 
 #[test]
@@ -123,8 +127,7 @@ fn failures_back_off_then_go_dead() {
                 PROJECT,
                 job_id,
                 leased[0].lease_id,
-                "boom".into(),
-                Retry::Backoff,
+                Failure::new("boom", Retry::Backoff),
                 now_ms,
             )
             .expect("fail");
@@ -139,8 +142,7 @@ fn failures_back_off_then_go_dead() {
             PROJECT,
             job_id,
             leased[0].lease_id,
-            "boom".into(),
-            Retry::Backoff,
+            Failure::new("boom", Retry::Backoff),
             now_ms,
         )
         .expect("fail");
@@ -172,8 +174,7 @@ fn stale_leases_are_refused_and_change_nothing() {
             PROJECT,
             job_id,
             first.lease_id,
-            "e".into(),
-            Retry::Never,
+            Failure::new("e", Retry::Never),
             now_ms
         ),
         Err(CoreError::LeaseLost)
@@ -254,8 +255,8 @@ fn paused_queues_deliver_nothing_until_resumed() {
 fn waiters_get_new_jobs_handed_over_in_arrival_order() {
     let mut core = core_with_queue(QueueSettings::default());
     let queue_id = core.queue_id(PROJECT, "q").expect("queue");
-    core.add_waiter(1, PROJECT, vec![queue_id], 5, None);
-    core.add_waiter(2, PROJECT, vec![queue_id], 5, None);
+    core.add_waiter(1, PROJECT, FetchPlan::queues(vec![queue_id], 5, None));
+    core.add_waiter(2, PROJECT, FetchPlan::queues(vec![queue_id], 5, None));
     core.enqueue(PROJECT, vec![job(b"a"), job(b"b")], T0)
         .expect("enqueue");
     let handoffs = core.take_handoffs();
@@ -303,7 +304,7 @@ fn lease_ids_never_repeat_after_a_restore() {
         )),
         _ => None,
     });
-    let mut restored = Core::new(7);
+    let mut restored = Core::new(7, Settings::default());
     restored.restore_counters(reserved, None);
     restored
         .queue_create(PROJECT, "q", &QueueSettings::default(), T0)
@@ -313,7 +314,7 @@ fn lease_ids_never_repeat_after_a_restore() {
         .expect("enqueue");
     let queue_id = restored.queue_id(PROJECT, "q").expect("queue");
     let second = restored
-        .fetch(PROJECT, &[queue_id], 1, None, T0)
+        .fetch(PROJECT, &FetchPlan::queues(vec![queue_id], 1, None), T0)
         .expect("fetch")
         .remove(0);
     assert!(second.lease_id > first.lease_id);
@@ -362,7 +363,7 @@ fn job_ids_increase_within_one_millisecond_and_after_a_restore() {
     );
     let last = *ids.last().expect("ids");
     let record = core.jobs.get(&last).expect("live").clone();
-    let mut restored = Core::new(8);
+    let mut restored = Core::new(8, Settings::default());
     restored.restore_queue(
         PROJECT,
         core.queues
