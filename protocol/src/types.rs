@@ -298,8 +298,9 @@ pub struct JobInfo {
     pub result: Option<Vec<u8>>,
     /// How many times it was delivered.
     pub executions: u32,
-    /// The latest delivery (running or ended).
-    pub latest_execution: Option<crate::executions::ExecutionInfo>,
+    /// The latest delivery (running or ended). Boxed only to keep the in-memory size of
+    /// responses small; the encoding is that of a plain option.
+    pub latest_execution: Option<Box<crate::executions::ExecutionInfo>>,
     /// The last progress a worker reported.
     pub progress: Option<crate::executions::ProgressInfo>,
 }

@@ -105,17 +105,15 @@ impl Broker {
         project_id: ProjectId,
         job_id: JobId,
         record: &JobRecord,
-    ) -> Reply<Option<ExecutionInfo>> {
+    ) -> Reply<Option<Box<ExecutionInfo>>> {
         if let Some(open) = open_execution(record) {
-            return Ok(Some(open));
+            return Ok(Some(Box::new(open)));
         }
         if record.executions == 0 {
             return Ok(None);
         }
-        self.read_record(
-            &keys::execution(project_id, job_id, record.executions),
-            "execution",
-        )
+        let key = keys::execution(project_id, job_id, record.executions);
+        Ok(self.read_record(&key, "execution")?.map(Box::new))
     }
 
     /// A job's last progress report.

@@ -8,16 +8,7 @@ use taskforge_protocol::{
     LeasedJob, NewJob, QueueSettings, Retry,
 };
 
-use crate::support::{eventually, job, TestServer};
-
-fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
-    match result {
-        Err(error) => error
-            .code()
-            .unwrap_or_else(|| panic!("no error code in {error:?}")),
-        Ok(value) => panic!("expected an error, got {value:?}"),
-    }
-}
+use crate::support::{code, eventually, job, TestServer};
 
 fn fetch_request(queue: &str, max_jobs: u32) -> FetchRequest {
     FetchRequest {

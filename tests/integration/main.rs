@@ -15,3 +15,4 @@ mod quotas;
 mod restart;
 mod support;
 mod tenancy;
+mod workers;

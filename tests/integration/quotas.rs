@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use taskforge::client::{Client, ClientError};
 use taskforge_protocol::{
-    Credentials, ErrorCode, ErrorDetails, OrgId, Plan, PlanLimits, QueueSettings, Request,
-    SubscriptionSet, SubscriptionStatus,
+    Credentials, ErrorCode, ErrorDetails, Heartbeat, OrgId, Plan, PlanLimits, QueueAssignment,
+    QueueSettings, Request, Response, SubscriptionSet, SubscriptionStatus, WorkerInfo,
+    WorkerRegister,
 };
 
 use crate::support::{job, TestServer};
@@ -39,6 +40,26 @@ async fn set_plan(root: &Client, org_id: OrgId, limits: PlanLimits, status: Subs
         }),
     )
     .await;
+}
+
+async fn register(client: &Client, queue: &str) -> Result<WorkerInfo, ClientError> {
+    let request = Request::WorkerRegister(WorkerRegister {
+        name: "quota-worker".into(),
+        hostname: "host".into(),
+        pid: 1,
+        version: "1".into(),
+        labels: Vec::new(),
+        concurrency: 1,
+        queues: vec![QueueAssignment {
+            queue: queue.into(),
+            weight: 1,
+            active: true,
+        }],
+    });
+    match client.call(request).await? {
+        Response::WorkerRegister(info) => Ok(info),
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 fn quota_of(error: ClientError) -> (String, u64, u64) {
@@ -90,6 +111,22 @@ async fn every_quota_refuses_with_its_name_current_value_and_maximum() {
         .await
         .expect_err("third queue");
     assert_eq!(quota_of(third), ("queues_per_project".into(), 2, 2));
+
+    let first_worker = register(&client, "a").await.expect("first worker");
+    let second_worker = register(&client, "a").await.expect_err("one worker only");
+    assert_eq!(quota_of(second_worker), ("workers".into(), 1, 1));
+    client
+        .call(Request::Heartbeat(Heartbeat {
+            worker_id: first_worker.worker_id,
+            in_flight: 0,
+            assignments_version: first_worker.assignments_version,
+            leaving: true,
+        }))
+        .await
+        .expect("the worker leaves");
+    register(&client, "a")
+        .await
+        .expect("a stopped worker gives its place back");
 
     let big = client
         .enqueue(job("a", &[0u8; 17]))

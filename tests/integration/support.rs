@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use taskforge::client::{Client, ClientOptions};
+use taskforge::client::{Client, ClientError, ClientOptions};
 use taskforge::clock::ManualClock;
 use taskforge::config::{Config, Environment, Secret};
 use taskforge::server::RunningServer;
 use taskforge::storage::{SledOptions, SledStorage};
 use taskforge_protocol::{
-    limits, Credentials, ErrorBody, Frame, FrameCodec, FrameKind, HelloRequest, NewJob, Opcode,
-    Request,
+    limits, Credentials, ErrorBody, ErrorCode, Frame, FrameCodec, FrameKind, HelloRequest, NewJob,
+    Opcode, Request,
 };
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -52,6 +52,11 @@ impl TestServer {
     /// A server whose time moves only when the test advances its clock.
     pub async fn start_with_manual_clock() -> TestServer {
         TestServer::launch(Some(ManualClock::new(CLOCK_START_MS)), |_| {}).await
+    }
+
+    /// A server on a manual clock with a configuration tweak.
+    pub async fn start_with_manual_clock_configured(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::launch(Some(ManualClock::new(CLOCK_START_MS)), tweak).await
     }
 
     /// A server on the system clock with a configuration tweak.
@@ -141,6 +146,16 @@ impl TestServer {
             .as_ref()
             .expect("a manual clock")
             .advance(delta_ms);
+    }
+}
+
+/// The error code of a failed call; panics on success.
+pub fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
+    match result {
+        Err(error) => error
+            .code()
+            .unwrap_or_else(|| panic!("no error code in {error:?}")),
+        Ok(value) => panic!("expected an error, got {value:?}"),
     }
 }
 

@@ -19,14 +19,7 @@ pub async fn call(client: &Client, request: Request) -> Response {
     client.call(request).await.expect("call succeeds")
 }
 
-pub fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
-    match result {
-        Err(error) => error
-            .code()
-            .unwrap_or_else(|| panic!("no error code in {error:?}")),
-        Ok(value) => panic!("expected an error, got {value:?}"),
-    }
-}
+pub use crate::support::code;
 
 pub async fn org(root: &Client, slug: &str) -> OrgId {
     let request = Request::OrgCreate(OrgCreate {
