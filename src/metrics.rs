@@ -128,6 +128,10 @@ pub struct BrokerMirror {
     pub queue_jobs: IntGaugeVec,
     /// 1 while a queue is paused.
     pub queue_paused: IntGaugeVec,
+    /// Registered workers per project and state.
+    pub workers: IntGaugeVec,
+    /// Workers found lost (silent past the heartbeat timeout).
+    pub workers_lost: IntCounter,
     /// Queues in the broker.
     pub queues: IntGauge,
     /// Live (pending or leased) jobs held in memory.
@@ -309,6 +313,17 @@ impl Metrics {
                     opts("queue_paused", "1 while a queue is paused"),
                     &queue_labels
                 )
+            ),
+            workers: registered!(
+                registry,
+                IntGaugeVec::new(
+                    opts("workers", "Registered workers by project and state"),
+                    &["project", "state"]
+                )
+            ),
+            workers_lost: counter(
+                "workers_lost_total",
+                "Workers that missed heartbeats for the heartbeat timeout (their leases were released)",
             ),
             queues: gauge("queues", "Queues in the broker"),
             live_jobs: gauge("live_jobs", "Pending and leased jobs held in memory"),

@@ -5,9 +5,11 @@
 //!
 //! | route                         | answer                                              |
 //! |-------------------------------|-----------------------------------------------------|
-//! | `GET /api/v1/queues`          | `{"queues": [QueueView], "next_after": name|null}`; query `after`, `limit` (≤ `LIST_LIMIT_MAX`, default [`QUEUES_PAGE_DEFAULT`]) |
+//! | `GET /api/v1/queues`          | `{"queues": [QueueView], "next_after": name|null}`; query `after`, `limit` (≤ `LIST_LIMIT_MAX`, default [`PAGE_LIMIT_DEFAULT`]) |
 //! | `GET /api/v1/queues/{name}`   | one `QueueView`                                     |
 //! | `GET /api/v1/jobs/{id}`       | one `JobView` (no payload or result bytes: only their sizes) |
+//! | `GET /api/v1/workers`         | `{"workers": [WorkerInfo], "next_after": id|null}`; query `state`, `after`, `limit` |
+//! | `GET /api/v1/workers/{id}`    | one `WorkerInfo`                                    |
 //!
 //! Errors are `{"error": CODE, "message": text}` with 400, 401, 404, 503 or 500.
 
@@ -21,15 +23,17 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use taskforge_protocol::limits::{CREDENTIAL_BYTES_MAX, LIST_LIMIT_MAX, PROTOCOL_VERSION};
 use taskforge_protocol::{
-    Backoff, Credentials, ErrorBody, ErrorCode, HelloRequest, JobCounts, JobId, JobInfo, JobState,
-    QueueDefaults, QueueInfo, QueueListRequest, QueueName, Request, Response as Answer,
+    Backoff, Credentials, ErrorBody, ErrorCode, ExecutionInfo, HelloRequest, JobCounts, JobId,
+    JobInfo, JobState, ProgressInfo, QueueDefaults, QueueInfo, QueueListRequest, QueueName,
+    Request, Response as Answer, WorkerId, WorkerInfo, WorkerList, WorkerListRequest, WorkerRef,
+    WorkerState,
 };
 
 use super::AdminState;
 use crate::broker::{Broker, Session};
 
-/// Queues per page when the request names no `limit`.
-pub const QUEUES_PAGE_DEFAULT: u32 = 100;
+/// Items per page when a listing names no `limit`.
+pub const PAGE_LIMIT_DEFAULT: u32 = 100;
 
 /// The client name the broker sees for admin API requests.
 const API_CLIENT_NAME: &str = "taskforge-admin-http";
@@ -40,6 +44,8 @@ pub(super) fn routes() -> Router<Arc<AdminState>> {
         .route("/queues", get(queue_list))
         .route("/queues/{name}", get(queue_get))
         .route("/jobs/{id}", get(job_get))
+        .route("/workers", get(worker_list))
+        .route("/workers/{id}", get(worker_get))
 }
 
 /// An API error: an HTTP status and a JSON body.
@@ -201,6 +207,12 @@ pub struct JobView {
     pub last_error: Option<String>,
     /// Size of the stored result, if any.
     pub result_bytes: Option<usize>,
+    /// Deliveries so far.
+    pub executions: u32,
+    /// The latest delivery.
+    pub latest_execution: Option<ExecutionInfo>,
+    /// The last progress a worker reported.
+    pub progress: Option<ProgressInfo>,
 }
 
 impl From<JobInfo> for JobView {
@@ -224,6 +236,9 @@ impl From<JobInfo> for JobView {
             cancel_requested: job.cancel_requested,
             last_error: job.last_error,
             result_bytes: job.result.as_ref().map(Vec::len),
+            executions: job.executions,
+            latest_execution: job.latest_execution.map(|execution| *execution),
+            progress: job.progress,
         }
     }
 }
@@ -275,7 +290,7 @@ async fn queue_list(
     Query(query): Query<QueueListQuery>,
 ) -> Result<Json<QueuePage>, ApiError> {
     let (broker, session) = authorize(&state, &headers)?;
-    let limit = query.limit.unwrap_or(QUEUES_PAGE_DEFAULT);
+    let limit = query.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
     if limit == 0 || limit > LIST_LIMIT_MAX {
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -332,5 +347,53 @@ async fn job_get(
     match broker.handle(&session, request).await? {
         Answer::JobGet(info) => Ok(Json(JobView::from(info))),
         _ => Err(unexpected("JOB_GET")),
+    }
+}
+
+/// Query of `GET /api/v1/workers`.
+#[derive(Debug, Deserialize)]
+struct WorkerListQuery {
+    /// Only workers in this state.
+    state: Option<WorkerState>,
+    /// Start after this worker id.
+    after: Option<WorkerId>,
+    /// Page size.
+    limit: Option<u32>,
+}
+
+async fn worker_list(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Query(query): Query<WorkerListQuery>,
+) -> Result<Json<WorkerList>, ApiError> {
+    let (broker, session) = authorize(&state, &headers)?;
+    let request = Request::WorkerList(WorkerListRequest {
+        state: query.state,
+        after: query.after,
+        limit: query.limit.unwrap_or(PAGE_LIMIT_DEFAULT),
+    });
+    match broker.handle(&session, request).await? {
+        Answer::WorkerList(page) => Ok(Json(page)),
+        _ => Err(unexpected("WORKER_LIST")),
+    }
+}
+
+async fn worker_get(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(worker_id): Path<String>,
+) -> Result<Json<WorkerInfo>, ApiError> {
+    let (broker, session) = authorize(&state, &headers)?;
+    let worker_id: WorkerId = worker_id.parse().map_err(|_| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: ErrorCode::InvalidArgument.name(),
+        message: format!("worker id {worker_id:?} is not a number"),
+    })?;
+    match broker
+        .handle(&session, Request::WorkerGet(WorkerRef { worker_id }))
+        .await?
+    {
+        Answer::WorkerGet(info) => Ok(Json(info)),
+        _ => Err(unexpected("WORKER_GET")),
     }
 }

@@ -89,6 +89,13 @@ fn refresh(metrics: &Metrics, broker: &Broker) {
     mirror
         .queues
         .set(i64::try_from(queues.len()).unwrap_or(i64::MAX));
+    mirror.workers.reset();
+    for (project_id, state, count) in broker.worker_counts() {
+        mirror
+            .workers
+            .with_label_values(&[project_id.to_string().as_str(), state.name()])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
     let stats = broker.stats();
     mirror
         .live_jobs
@@ -102,6 +109,7 @@ fn refresh(metrics: &Metrics, broker: &Broker) {
     mirror_counter(&mirror.commit_replies, stats.commit_replies);
     mirror_counter(&mirror.commit_failures, stats.commit_failures);
     mirror_counter(&mirror.lease_expiries, stats.lease_expiries);
+    mirror_counter(&mirror.workers_lost, stats.workers_lost);
     match broker.storage_size_on_disk_bytes() {
         Ok(bytes) => mirror
             .storage_size_bytes

@@ -130,6 +130,8 @@ pub struct BrokerStats {
     pub waiting_fetches: u64,
     /// Leases that ran out since the broker started.
     pub lease_expiries: u64,
+    /// Workers found lost since the broker started.
+    pub workers_lost: u64,
 }
 
 /// The broker service. Share it behind the `Arc` that [`Broker::open`] returns.
@@ -469,6 +471,7 @@ impl Broker {
             live_jobs: state.core.live_jobs() as u64,
             waiting_fetches: state.core.waiter_count() as u64,
             lease_expiries: state.core.lease_expiries(),
+            workers_lost: state.core.workers_lost(),
         }
     }
 
@@ -476,6 +479,17 @@ impl Broker {
     /// over the queues (not the jobs).
     pub fn queue_snapshots(&self) -> Vec<core::metrics::QueueSnapshot> {
         self.shared.lock().core.queue_snapshots()
+    }
+
+    /// Workers per project and state, for the metrics.
+    pub fn worker_counts(
+        &self,
+    ) -> Vec<(
+        taskforge_protocol::ProjectId,
+        taskforge_protocol::WorkerState,
+        u64,
+    )> {
+        self.shared.lock().core.worker_counts()
     }
 
     /// `Ok` while the broker serves requests; otherwise why not: storage is failing (the

@@ -287,11 +287,36 @@ async fn the_json_api_needs_the_token_and_shows_no_secrets() {
         .await
         .expect("enqueue");
     let job_path = format!("/api/v1/jobs/{}", enqueued.job_id);
+    let worker = match client
+        .call(taskforge_protocol::Request::WorkerRegister(
+            taskforge_protocol::WorkerRegister {
+                name: "api-worker".into(),
+                hostname: "host".into(),
+                pid: 7,
+                version: "1".into(),
+                labels: Vec::new(),
+                concurrency: 1,
+                queues: vec![taskforge_protocol::QueueAssignment {
+                    queue: "private".into(),
+                    weight: 1,
+                    active: true,
+                }],
+            },
+        ))
+        .await
+        .expect("register")
+    {
+        taskforge_protocol::Response::WorkerRegister(info) => info,
+        other => panic!("unexpected {other:?}"),
+    };
+    let worker_path = format!("/api/v1/workers/{}", worker.worker_id);
 
     for path in [
         "/api/v1/queues",
         "/api/v1/queues/private",
         job_path.as_str(),
+        "/api/v1/workers",
+        worker_path.as_str(),
     ] {
         let anonymous = http_get(admin, path, None).await;
         assert_eq!(anonymous.status, 401, "{path} without a token");
@@ -315,7 +340,22 @@ async fn the_json_api_needs_the_token_and_shows_no_secrets() {
     assert_eq!(view["payload_bytes"], secret_payload.len());
     assert!(view.get("payload").is_none());
 
-    for answer in [&queues, &job_answer] {
+    let workers = http_get(admin, "/api/v1/workers?state=active", Some(ROOT_TOKEN)).await;
+    assert_eq!(workers.status, 200, "{}", workers.body);
+    let page: serde_json::Value = serde_json::from_str(&workers.body).expect("json");
+    assert_eq!(page["workers"][0]["name"], "api-worker");
+    let one = http_get(admin, &worker_path, Some(ROOT_TOKEN)).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    let view: serde_json::Value = serde_json::from_str(&one.body).expect("json");
+    assert_eq!(view["assignments"][0]["queue"], "private");
+    assert_eq!(
+        http_get(admin, "/api/v1/workers/999", Some(ROOT_TOKEN))
+            .await
+            .status,
+        404
+    );
+
+    for answer in [&queues, &job_answer, &workers, &one] {
         assert!(!answer.body.contains(ROOT_TOKEN));
         assert!(!answer.body.contains(secret_payload));
         assert!(!answer.body.contains("card-number"));
@@ -363,4 +403,51 @@ async fn a_taken_admin_port_fails_the_start_with_its_address() {
         Err(other) => panic!("expected an admin bind error, got {other}"),
         Ok(_) => panic!("started on a taken admin port"),
     }
+}
+
+#[tokio::test]
+async fn worker_gauges_and_the_lost_counter_follow_workers() {
+    let server = TestServer::start_with_manual_clock_configured(|config| {
+        config.broker.heartbeat_timeout_ms = 1_000;
+    })
+    .await;
+    let admin = server.admin_addr();
+    let client = server.client().await;
+    client
+        .queue_create("metered", QueueSettings::default())
+        .await
+        .expect("create");
+    let register = taskforge_protocol::WorkerRegister {
+        name: "metered-worker".into(),
+        hostname: "host".into(),
+        pid: 1,
+        version: "1".into(),
+        labels: Vec::new(),
+        concurrency: 1,
+        queues: vec![taskforge_protocol::QueueAssignment {
+            queue: "metered".into(),
+            weight: 1,
+            active: true,
+        }],
+    };
+    client
+        .call(taskforge_protocol::Request::WorkerRegister(register))
+        .await
+        .expect("register");
+    let registered = scrape(admin).await;
+    assert_eq!(
+        value(&registered, "taskforge_workers", &[("state", "active")]),
+        1.0
+    );
+    assert_eq!(value(&registered, "taskforge_workers_lost_total", &[]), 0.0);
+
+    server.advance(1_000);
+    eventually("the silent worker counted as lost", || async {
+        let lost = scrape(admin).await;
+        let counted = value(&lost, "taskforge_workers", &[("state", "lost")]) == 1.0
+            && value(&lost, "taskforge_workers", &[("state", "active")]) == 0.0
+            && value(&lost, "taskforge_workers_lost_total", &[]) == 1.0;
+        counted.then_some(())
+    })
+    .await;
 }

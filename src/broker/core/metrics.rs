@@ -1,6 +1,8 @@
 //! Read-only views of the core for metrics and the admin port. Nothing here changes state.
 
-use taskforge_protocol::{JobCounts, ProjectId};
+use std::collections::BTreeMap;
+
+use taskforge_protocol::{JobCounts, ProjectId, WorkerState};
 
 use super::Core;
 
@@ -39,6 +41,20 @@ impl Core {
             (left.project_id, &left.name).cmp(&(right.project_id, &right.name))
         });
         snapshots
+    }
+
+    /// Registered workers per project and state (states with none are left out).
+    pub fn worker_counts(&self) -> Vec<(ProjectId, WorkerState, u64)> {
+        let mut counts = BTreeMap::<(ProjectId, WorkerState), u64>::new();
+        for worker in self.workers.values() {
+            *counts
+                .entry((worker.project_id, worker.info.state))
+                .or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|((project_id, state), count)| (project_id, state, count))
+            .collect()
     }
 }
 

@@ -248,6 +248,8 @@ pub struct Core {
     /// Leases that ran out since this core was built (kept across rebuilds by the caller's
     /// counters only; a metric, not state).
     lease_expiries: u64,
+    /// Workers found lost since this core was built (a metric, like `lease_expiries`).
+    workers_lost: u64,
     /// Jitter and id randomness.
     rng: fastrand::Rng,
 }
@@ -282,6 +284,7 @@ impl Core {
             log_events: Vec::new(),
             settings,
             lease_expiries: 0,
+            workers_lost: 0,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -380,6 +383,11 @@ impl Core {
     /// Leases that ran out since this core was built.
     pub fn lease_expiries(&self) -> u64 {
         self.lease_expiries
+    }
+
+    /// Workers found lost since this core was built.
+    pub fn workers_lost(&self) -> u64 {
+        self.workers_lost
     }
 
     /// Number of live jobs held in memory.

@@ -410,6 +410,7 @@ impl Core {
                     leased = worker.leased.len(),
                     "worker missed its heartbeats: lost, releasing its leases"
                 );
+                self.workers_lost += 1;
                 self.retire_worker(worker_id, WorkerState::Lost, now_ms);
             } else {
                 let project_id = worker.project_id;
