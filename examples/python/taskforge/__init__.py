@@ -4,7 +4,8 @@
 - :mod:`taskforge.messages`: every request and response body, and the opcode table.
 - :mod:`taskforge.errors`: one exception class per error code.
 - :mod:`taskforge.client`: :class:`Client`, a synchronous session with one method per
-  operation.
+  operation, workers (register, heartbeat, quiet, terminate, assign), logs, progress and
+  executions included.
 
 The wire format is specified in ``protocol/PROTOCOL.md``; this package follows it and is
 checked against the golden frames in ``protocol/vectors/``.
@@ -38,20 +39,28 @@ from .messages import (
     AckRequest,
     ApiKey,
     Backoff,
+    ExecutionOutcome,
     JobState,
+    LogLevel,
     NewJob,
+    NewLogLine,
     OrgStatus,
     Password,
     Plan,
     PlanLimits,
     PrincipalKind,
+    QueueAssignment,
+    QuietCommand,
     RetryAt,
     RetryBackoff,
     RetryNever,
     Role,
     RootToken,
+    RunCommand,
     Scope,
     SubscriptionStatus,
+    TerminateCommand,
+    WorkerState,
 )
 
 __all__ = [
@@ -65,6 +74,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "DuplicateRequestId",
+    "ExecutionOutcome",
     "Forbidden",
     "FrameTooLarge",
     "HandshakeRequired",
@@ -72,8 +82,10 @@ __all__ = [
     "InvalidArgument",
     "JobState",
     "LeaseLost",
+    "LogLevel",
     "MalformedFrame",
     "NewJob",
+    "NewLogLine",
     "NotFound",
     "OrgStatus",
     "Password",
@@ -81,6 +93,8 @@ __all__ = [
     "PlanLimits",
     "PrincipalKind",
     "ProtocolViolation",
+    "QueueAssignment",
+    "QuietCommand",
     "QuotaExceeded",
     "RateLimited",
     "RetryAt",
@@ -88,11 +102,14 @@ __all__ = [
     "RetryNever",
     "Role",
     "RootToken",
+    "RunCommand",
     "Scope",
     "SubscriptionStatus",
     "TaskForgeError",
+    "TerminateCommand",
     "Unauthenticated",
     "Unavailable",
     "UnknownOpcode",
     "UnsupportedVersion",
+    "WorkerState",
 ]

@@ -14,6 +14,7 @@ unknown outcome, PROTOCOL.md §7); bytes the client cannot read raise
 make a new one to go on.
 """
 
+import os
 import socket
 import time
 
@@ -41,20 +42,27 @@ from .messages import (
     ApiKeyCreate,
     ApiKeyRef,
     ApiKeyRotate,
+    AssignmentListRequest,
     DeadBulkRequest,
     DeadListRequest,
     Empty,
     EnqueueBatchRequest,
     EnqueueRequest,
     ErrorBody,
+    ExecutionListRequest,
     ExtendRequest,
     FailRequest,
     FetchRequest,
+    Heartbeat,
     HelloRequest,
     IdPage,
     JobListRequest,
     JobRef,
+    LogLevel,
+    LogRequest,
+    LogTailRequest,
     NewJob,
+    NewLogLine,
     Opcode,
     OrgCreate,
     OrgPage,
@@ -65,6 +73,8 @@ from .messages import (
     ProjectPage,
     ProjectRef,
     ProjectUpdate,
+    ProgressRequest,
+    QueueAssignment,
     QueueListRequest,
     QueueName,
     QueueSettings,
@@ -76,6 +86,11 @@ from .messages import (
     UserRef,
     UserSetPassword,
     UserUpdate,
+    WorkerAssign,
+    WorkerListRequest,
+    WorkerRef,
+    WorkerRegister,
+    WorkerTerminate,
 )
 
 #: This library's name and version, sent in HELLO for the broker's logs.
@@ -90,6 +105,16 @@ _REQUEST_ID_MODULUS = 1 << 32
 
 #: Page size of the list operations when the caller names none.
 LIST_LIMIT_DEFAULT = 100
+
+#: Lines LOG_TAIL returns when the caller names no number.
+LOG_TAIL_LINES_DEFAULT = 100
+
+#: Most lines one LOG_TAIL returns (PROTOCOL.md §11).
+LOG_TAIL_LINES_MAX = 1000
+
+#: How long each LOG_TAIL of :meth:`Client.log_follow` waits for a line (the broker allows
+#: up to 60 s).
+LOG_FOLLOW_WAIT_MS_DEFAULT = 30_000
 
 #: Connection-level errors (PROTOCOL.md §2.3) carry opcode 0 and request id 0.
 _CONNECTION_OPCODE = 0
@@ -423,12 +448,17 @@ class Client:
         """Enqueues ``NewJob`` values atomically (all or none). Returns their ids in order."""
         return self.call(Opcode.ENQUEUE_BATCH, EnqueueBatchRequest(list(jobs))).job_ids
 
-    def fetch(self, queues, max_jobs=1, wait_ms=0, lease_ms=None):
+    def fetch(self, queues, max_jobs=1, wait_ms=0, lease_ms=None, worker_id=None, weights=()):
         """Leases up to ``max_jobs`` ready jobs from ``queues`` (a name or a list, in order
         of preference), waiting up to ``wait_ms`` for one. Returns a list of ``LeasedJob``,
-        empty when the wait ran out."""
+        empty when the wait ran out.
+
+        ``worker_id`` names the registered worker fetching (:meth:`register_worker`): its
+        leases are then released as soon as it is lost or leaves. ``weights`` (one per
+        queue, 1..=1000) makes each FETCH try the queues in a weighted random order instead
+        of the strict one (PROTOCOL.md §6.11)."""
         names = [queues] if isinstance(queues, str) else list(queues)
-        request = FetchRequest(names, max_jobs, wait_ms, lease_ms)
+        request = FetchRequest(names, max_jobs, wait_ms, lease_ms, worker_id, list(weights))
         # The reply may take the whole wait, so the timeout runs on top of it.
         timeout_s = self.request_timeout_s + wait_ms / 1000.0
         return self.call(Opcode.FETCH, request, timeout_s=timeout_s).jobs
@@ -445,11 +475,13 @@ class Client:
         response = self.call(Opcode.ACK_BATCH, AckBatchRequest(list(acks)))
         return [None if body is None else error_from_body(body) for body in response.results]
 
-    def fail(self, job_id, lease_id, error, retry=None):
+    def fail(self, job_id, lease_id, error, retry=None, error_details=None):
         """Reports a failed attempt. ``retry`` is ``RetryBackoff()`` (the default),
-        ``RetryAt(run_at_ms)`` or ``RetryNever()``. Returns ``FailResponse``."""
+        ``RetryAt(run_at_ms)`` or ``RetryNever()``; ``error_details`` (a stack trace, say,
+        up to 16 KiB) is kept in the execution record. Returns ``FailResponse``."""
         retry = RetryBackoff() if retry is None else retry
-        return self.call(Opcode.FAIL, FailRequest(job_id, lease_id, error, retry))
+        request = FailRequest(job_id, lease_id, error, retry, error_details)
+        return self.call(Opcode.FAIL, request)
 
     def extend(self, job_id, lease_id, lease_ms):
         """Moves the lease deadline to now + ``lease_ms``. Returns ``ExtendResponse``; its
@@ -468,6 +500,120 @@ class Client:
         """One page of a queue's jobs in id order, optionally in one ``JobState`` only:
         ``JobListResponse``."""
         return self.call(Opcode.JOB_LIST, JobListRequest(queue, state, after, limit))
+
+    # --- Executions, logs, progress and results (PROTOCOL.md §6.7, §6.8) -------------
+
+    def progress(self, job_id, lease_id, percent, message=""):
+        """Reports a held job's progress, 0..=100 percent with a short message; JOB_GET
+        shows the last report. Raises ``LeaseLost`` if the lease is no longer the job's."""
+        self.call(Opcode.PROGRESS, ProgressRequest(job_id, lease_id, percent, message))
+
+    def log(self, job_id, lease_id, lines):
+        """Appends 1..=100 log lines to the execution running under ``lease_id``.
+
+        Each line is a ``NewLogLine``, a ``str`` (an info line), or a ``(level, message)``
+        or ``(level, message, fields)`` tuple with a ``LogLevel`` (or its name, ``"warn"``)
+        and ``(key, value)`` pairs or a dict. Returns ``LogResponse`` (``execution``,
+        ``first_seq``). Raises ``LeaseLost`` for a stale lease and ``QuotaExceeded`` once the
+        execution holds the broker's cap of lines (nothing of the request is stored then)."""
+        request = LogRequest(job_id, lease_id, [_log_line(line) for line in lines])
+        return self.call(Opcode.LOG, request)
+
+    def log_tail(self, job_id, execution=None, lines=LOG_TAIL_LINES_DEFAULT, after_seq=None,
+                 wait_ms=0):
+        """Reads a job's log: ``LogTail``.
+
+        Without ``after_seq``: the last ``lines`` lines of ``execution`` (``None``: the
+        latest). With it: up to ``lines`` lines numbered above it, waiting up to ``wait_ms``
+        for one while the execution still runs. Follow a log by calling again with the
+        reply's ``execution`` and ``next_after`` while its ``open`` is true, or use
+        :meth:`log_follow`."""
+        request = LogTailRequest(job_id, execution, lines, after_seq, wait_ms)
+        timeout_s = self.request_timeout_s + wait_ms / 1000.0
+        return self.call(Opcode.LOG_TAIL, request, timeout_s=timeout_s)
+
+    def log_follow(self, job_id, execution=None, lines=LOG_TAIL_LINES_DEFAULT,
+                   wait_ms=LOG_FOLLOW_WAIT_MS_DEFAULT):
+        """Yields the ``LogLine`` values of one execution as they arrive, like ``tail -f``:
+        first its last ``lines`` lines, then every new one, until the execution ends. The
+        loop of PROTOCOL.md §6.8: each request long-polls up to ``wait_ms``."""
+        tail = self.log_tail(job_id, execution=execution, lines=lines)
+        yield from tail.lines
+        execution, after = tail.execution, tail.next_after
+        while tail.open:
+            tail = self.log_tail(
+                job_id, execution=execution, lines=LOG_TAIL_LINES_MAX,
+                after_seq=after, wait_ms=wait_ms,
+            )
+            yield from tail.lines
+            after = tail.next_after
+
+    def execution_list(self, job_id, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of a job's executions, ended ones in order and the running one last:
+        ``ExecutionList``."""
+        return self.call(Opcode.EXECUTION_LIST, ExecutionListRequest(job_id, after, limit))
+
+    def job_results(self, job_id):
+        """A job's state and result with its parents' (``JobResults``)."""
+        return self.call(Opcode.JOB_RESULTS, JobRef(job_id))
+
+    # --- Workers (PROTOCOL.md §6.9-§6.11) -------------------------------------------
+
+    def register_worker(self, name, queues, concurrency=1, hostname=None, pid=None,
+                        version=None, labels=()):
+        """Registers this process as a worker serving ``queues``: ``WorkerInfo``.
+
+        ``queues`` are queue names, ``(name, weight)`` pairs or ``QueueAssignment`` values,
+        in preference order. ``hostname``, ``pid`` and ``version`` default to this host,
+        this process and this client. Send :meth:`heartbeat` right after: its reply says how
+        often to send the next."""
+        request = WorkerRegister(
+            name=name,
+            hostname=socket.gethostname() if hostname is None else hostname,
+            pid=os.getpid() if pid is None else pid,
+            version="%s %s" % (CLIENT_NAME, CLIENT_VERSION) if version is None else version,
+            labels=_pairs(labels),
+            concurrency=concurrency,
+            queues=_assignments(queues),
+        )
+        return self.call(Opcode.WORKER_REGISTER, request)
+
+    def heartbeat(self, worker_id, in_flight=0, assignments_version=1, leaving=False):
+        """Tells the broker the worker is alive: ``HeartbeatResponse`` with its
+        ``command``, the interval for the next heartbeat, new assignments if
+        ``assignments_version`` is stale, and the jobs to stop. ``leaving=True`` on the last
+        one before a clean exit. Raises ``NotFound`` when the worker must register again."""
+        request = Heartbeat(worker_id, in_flight, assignments_version, leaving)
+        return self.call(Opcode.HEARTBEAT, request)
+
+    def worker_list(self, state=None, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of the project's workers in id order, optionally in one
+        ``WorkerState`` only: ``WorkerList``."""
+        return self.call(Opcode.WORKER_LIST, WorkerListRequest(state, after, limit))
+
+    def worker_get(self, worker_id):
+        """Reads a worker: ``WorkerInfo``."""
+        return self.call(Opcode.WORKER_GET, WorkerRef(worker_id))
+
+    def worker_quiet(self, worker_id):
+        """Orders a worker to stop fetching and finish what it holds: ``WorkerInfo``."""
+        return self.call(Opcode.WORKER_QUIET, WorkerRef(worker_id))
+
+    def worker_terminate(self, worker_id, grace_ms=None):
+        """Orders a worker to finish by now + ``grace_ms`` (``None``: the broker's
+        default, 30 s) and exit: ``WorkerInfo``."""
+        return self.call(Opcode.WORKER_TERMINATE, WorkerTerminate(worker_id, grace_ms))
+
+    def worker_assign(self, worker_id, queues):
+        """Replaces a worker's queues (as for :meth:`register_worker`); the worker learns
+        them at its next heartbeat. Returns ``WorkerInfo``."""
+        return self.call(Opcode.WORKER_ASSIGN, WorkerAssign(worker_id, _assignments(queues)))
+
+    def assignment_list(self, queue=None, worker_id=None, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of queue-worker assignments, of one queue and/or one worker:
+        ``AssignmentList`` (paged by worker id)."""
+        request = AssignmentListRequest(queue, worker_id, after, limit)
+        return self.call(Opcode.ASSIGNMENT_LIST, request)
 
     # --- Dead letters ----------------------------------------------------------------
 
@@ -601,3 +747,33 @@ def _pairs(metadata):
     """Metadata as a list of ``(key, value)`` tuples, from a dict or an iterable of pairs."""
     items = metadata.items() if isinstance(metadata, dict) else metadata
     return [(key, value) for key, value in items]
+
+
+def _assignments(queues):
+    """``QueueAssignment`` values from queue names, ``(name, weight)`` pairs or
+    ``QueueAssignment`` values (a single name is one queue)."""
+    if isinstance(queues, str):
+        queues = [queues]
+    assignments = []
+    for queue in queues:
+        if isinstance(queue, QueueAssignment):
+            assignments.append(queue)
+        elif isinstance(queue, str):
+            assignments.append(QueueAssignment(queue))
+        else:
+            name, weight = queue
+            assignments.append(QueueAssignment(name, weight))
+    return assignments
+
+
+def _log_line(line):
+    """A ``NewLogLine`` from a ``NewLogLine``, a ``str`` or a ``(level, message[, fields])``
+    tuple."""
+    if isinstance(line, NewLogLine):
+        return line
+    if isinstance(line, str):
+        return NewLogLine(LogLevel.INFO, line)
+    level, message, *rest = line
+    level = LogLevel[level.upper()] if isinstance(level, str) else LogLevel(level)
+    fields = _pairs(rest[0]) if rest else []
+    return NewLogLine(level, message, fields)

@@ -59,8 +59,9 @@ class Forbidden(TaskForgeError):
 
 
 class NotFound(TaskForgeError):
-    """The named queue or job does not exist in the session's project, or the named
-    organization, user, project or API key does not exist or is another tenant's."""
+    """The named queue, job or worker does not exist in the session's project (a stopped or
+    forgotten worker's HEARTBEAT gets it too: register again), or the named organization,
+    user, project or API key does not exist or is another tenant's."""
 
     CODE, NAME = 3, "NOT_FOUND"
 
@@ -110,7 +111,8 @@ class RateLimited(TaskForgeError):
 
 
 class LeaseLost(TaskForgeError):
-    """The lease is not the job's current lease (expired, re-leased, or cancelled).
+    """The lease is not the job's current lease (expired, re-leased, released with a lost or
+    leaving worker, or cancelled); ACK, FAIL, EXTEND, LOG and PROGRESS may get it.
 
     Nothing changed, except that a job cancelled while leased is now ``cancelled``.
     """
@@ -119,7 +121,8 @@ class LeaseLost(TaskForgeError):
 
 
 class Conflict(TaskForgeError):
-    """The request conflicts with the current state (the queue exists, the job is finished)."""
+    """The request conflicts with the current state (the queue exists, the job is finished,
+    a FETCH names a worker that is quiet or terminating)."""
 
     CODE, NAME = 11, "CONFLICT"
 

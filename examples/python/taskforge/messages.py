@@ -9,8 +9,8 @@ opcode carries.
 Python representations: ``JobId`` is :class:`uuid.UUID`; ``bytes`` fields are ``bytes``;
 ``Option`` is ``None`` or the value; metadata is a list of ``(key, value)`` string tuples;
 field-less enums are :class:`enum.IntEnum` members; enums with fields (``Credentials``,
-``Retry``, ``ErrorDetails``) are one dataclass per variant. Times are ``int`` milliseconds
-since the Unix epoch.
+``Retry``, ``ErrorDetails``, ``WorkerCommand``) are one dataclass per variant. Times are
+``int`` milliseconds since the Unix epoch.
 """
 
 import dataclasses
@@ -72,9 +72,22 @@ class Opcode(enum.IntEnum):
     CANCEL = 0x0207
     JOB_GET = 0x0208
     JOB_LIST = 0x0209
+    PROGRESS = 0x020A
+    LOG = 0x020B
+    LOG_TAIL = 0x020C
+    EXECUTION_LIST = 0x020D
+    JOB_RESULTS = 0x020E
     DEAD_LIST = 0x0300
     DEAD_RETRY = 0x0301
     DEAD_DISCARD = 0x0302
+    WORKER_REGISTER = 0x0400
+    HEARTBEAT = 0x0401
+    WORKER_LIST = 0x0402
+    WORKER_GET = 0x0403
+    WORKER_QUIET = 0x0404
+    WORKER_TERMINATE = 0x0405
+    WORKER_ASSIGN = 0x0406
+    ASSIGNMENT_LIST = 0x0407
     ORG_CREATE = 0x0600
     ORG_GET = 0x0601
     ORG_LIST = 0x0602
@@ -165,6 +178,41 @@ class Scope(enum.IntEnum):
 #: Every scope, for a key that may do everything in its project.
 ALL_SCOPES = (Scope.PRODUCE, Scope.CONSUME, Scope.MANAGE, Scope.READ)
 
+
+class WorkerState(enum.IntEnum):
+    """Where a registered worker is in its life (PROTOCOL.md §6.9)."""
+
+    ACTIVE = 0
+    QUIET = 1
+    TERMINATING = 2
+    LOST = 3
+    STOPPED = 4
+
+    @property
+    def is_live(self):
+        """True while the worker is expected to heartbeat (active, quiet, terminating)."""
+        return self in (WorkerState.ACTIVE, WorkerState.QUIET, WorkerState.TERMINATING)
+
+
+class ExecutionOutcome(enum.IntEnum):
+    """How an execution (one delivery of a job) ended (PROTOCOL.md §6.7)."""
+
+    SUCCEEDED = 0
+    FAILED = 1
+    LEASE_EXPIRED = 2
+    WORKER_LOST = 3
+    CANCELLED = 4
+
+
+class LogLevel(enum.IntEnum):
+    """A log line's severity."""
+
+    TRACE = 0
+    DEBUG = 1
+    INFO = 2
+    WARN = 3
+    ERROR = 4
+
 JOB_STATE = Enum(JobState)
 PRINCIPAL_KIND = Enum(PrincipalKind)
 ORG_STATUS = Enum(OrgStatus)
@@ -172,6 +220,12 @@ ROLE = Enum(Role)
 PLAN = Enum(Plan)
 SUBSCRIPTION_STATUS = Enum(SubscriptionStatus)
 SCOPE = Enum(Scope)
+WORKER_STATE = Enum(WorkerState)
+EXECUTION_OUTCOME = Enum(ExecutionOutcome)
+LOG_LEVEL = Enum(LogLevel)
+
+#: ``WorkerId`` is ``u64`` on the wire.
+WORKER_ID = U64
 
 #: ``OrgId``, ``UserId`` and ``ProjectId`` are ``u64`` on the wire.
 ORG_ID = U64
@@ -340,6 +394,35 @@ ERROR_DETAILS = Union(
 )
 
 
+@dataclasses.dataclass
+class RunCommand:
+    """WorkerCommand variant 0: carry on."""
+
+
+@dataclasses.dataclass
+class QuietCommand:
+    """WorkerCommand variant 1: stop fetching; finish the jobs in hand."""
+
+
+@dataclasses.dataclass
+class TerminateCommand:
+    """WorkerCommand variant 2: stop fetching; finish or FAIL the jobs in hand by
+    ``deadline_ms`` (ms since the Unix epoch), then leave."""
+
+    deadline_ms: int = wire(U64)
+
+
+#: What a HEARTBEAT reply orders. The variant names are the index's (snake case) JSON names.
+WORKER_COMMAND = Union(
+    "WorkerCommand",
+    [
+        Variant("run", RunCommand),
+        Variant("quiet", QuietCommand),
+        Variant("terminate", TerminateCommand),
+    ],
+)
+
+
 # --- Shared structs (PROTOCOL.md §4.3) ---------------------------------------------------
 
 
@@ -437,6 +520,113 @@ class LeasedJob:
     metadata: List[Tuple[str, str]] = wire(METADATA)
 
 
+# --- Worker and execution types (PROTOCOL.md §4.6) -------------------------------------
+
+
+@dataclasses.dataclass
+class QueueAssignment:
+    """One queue a worker serves: its relative ``weight`` (1..=1000) and whether it is
+    ``active`` (an inactive one stays on record but is not fetched from)."""
+
+    queue: str = wire(STRING)
+    weight: int = wire(U32, default=1)
+    active: bool = wire(BOOL, default=True)
+
+
+QUEUE_ASSIGNMENT = Struct(QueueAssignment)
+
+
+@dataclasses.dataclass
+class Assignment:
+    """A stored queue-worker assignment; ``position`` is the worker's preference order."""
+
+    worker_id: int = wire(WORKER_ID)
+    worker_name: str = wire(STRING)
+    queue: str = wire(STRING)
+    weight: int = wire(U32)
+    position: int = wire(U32)
+    active: bool = wire(BOOL)
+    since_ms: int = wire(U64)
+
+
+@dataclasses.dataclass
+class WorkerInfo:
+    """A registered worker as the broker reports it."""
+
+    worker_id: int = wire(WORKER_ID)
+    name: str = wire(STRING)
+    hostname: str = wire(STRING)
+    pid: int = wire(U32)
+    version: str = wire(STRING)
+    labels: List[Tuple[str, str]] = wire(METADATA)
+    concurrency: int = wire(U32)
+    state: WorkerState = wire(WORKER_STATE)
+    registered_at_ms: int = wire(U64)
+    last_heartbeat_at_ms: int = wire(U64)
+    in_flight: int = wire(U32)
+    leased_jobs: int = wire(U32)
+    terminate_deadline_ms: Optional[int] = wire(Option(U64))
+    assignments_version: int = wire(U64)
+    assignments: List[Assignment] = wire(Seq(Struct(Assignment)))
+
+
+@dataclasses.dataclass
+class ExecutionInfo:
+    """One delivery of a job. ``finished_at_ms``, ``outcome`` and ``duration_ms`` are
+    ``None`` while it runs."""
+
+    execution: int = wire(U32)
+    attempt: int = wire(U32)
+    worker_id: Optional[int] = wire(Option(WORKER_ID))
+    lease_id: int = wire(U64)
+    leased_at_ms: int = wire(U64)
+    lease_deadline_ms: int = wire(U64)
+    finished_at_ms: Optional[int] = wire(Option(U64))
+    outcome: Optional[ExecutionOutcome] = wire(Option(EXECUTION_OUTCOME))
+    error: Optional[str] = wire(Option(STRING))
+    error_details: Optional[str] = wire(Option(STRING))
+    duration_ms: Optional[int] = wire(Option(U64))
+
+
+@dataclasses.dataclass
+class ProgressInfo:
+    """A job's last reported progress."""
+
+    execution: int = wire(U32)
+    percent: int = wire(U8)
+    message: str = wire(STRING)
+    updated_at_ms: int = wire(U64)
+
+
+@dataclasses.dataclass
+class NewLogLine:
+    """A log line to send with LOG; ``fields`` are ``(key, value)`` string pairs."""
+
+    level: LogLevel = wire(LOG_LEVEL)
+    message: str = wire(STRING)
+    fields: List[Tuple[str, str]] = wire(METADATA, default_factory=list)
+
+
+@dataclasses.dataclass
+class LogLine:
+    """A stored log line, numbered from 1 per execution (``seq``)."""
+
+    seq: int = wire(U32)
+    at_ms: int = wire(U64)
+    level: LogLevel = wire(LOG_LEVEL)
+    message: str = wire(STRING)
+    fields: List[Tuple[str, str]] = wire(METADATA)
+
+
+@dataclasses.dataclass
+class JobResult:
+    """One job's state and stored result, in JOB_RESULTS."""
+
+    job_id: UUID = wire(JOB_ID)
+    state: JobState = wire(JOB_STATE)
+    result: Optional[bytes] = wire(Option(BYTES))
+
+
 @dataclasses.dataclass
 class JobInfo:
     """Everything about one job (JOB_GET)."""
@@ -459,6 +649,9 @@ class JobInfo:
     cancel_requested: bool = wire(BOOL)
     last_error: Optional[str] = wire(Option(STRING))
     result: Optional[bytes] = wire(Option(BYTES))
+    executions: int = wire(U32)
+    latest_execution: Optional[ExecutionInfo] = wire(Option(Struct(ExecutionInfo)))
+    progress: Optional[ProgressInfo] = wire(Option(Struct(ProgressInfo)))
 
 
 @dataclasses.dataclass
@@ -717,12 +910,15 @@ class EnqueueBatchResponse:
 
 @dataclasses.dataclass
 class FetchRequest:
-    """FETCH request."""
+    """FETCH request. ``worker_id`` names a registered worker (``None``: anonymous);
+    ``weights`` is empty for strict queue order, else one weight per queue."""
 
     queues: List[str] = wire(Seq(STRING))
     max_jobs: int = wire(U32)
     wait_ms: int = wire(U32)
     lease_ms: Optional[int] = wire(Option(U32))
+    worker_id: Optional[int] = wire(Option(WORKER_ID), default=None)
+    weights: List[int] = wire(Seq(U32), default_factory=list)
 
 
 @dataclasses.dataclass
@@ -757,12 +953,13 @@ class AckBatchResponse:
 
 @dataclasses.dataclass
 class FailRequest:
-    """FAIL request."""
+    """FAIL request; ``error_details`` (a stack trace, say) goes to the execution record."""
 
     job_id: UUID = wire(JOB_ID)
     lease_id: int = wire(U64)
     error: str = wire(STRING)
     retry: object = wire(RETRY)
+    error_details: Optional[str] = wire(Option(STRING), default=None)
 
 
 @dataclasses.dataclass
@@ -825,6 +1022,81 @@ class JobListResponse:
 
 
 @dataclasses.dataclass
+class ProgressRequest:
+    """PROGRESS request: ``percent`` 0..=100 and a short message."""
+
+    job_id: UUID = wire(JOB_ID)
+    lease_id: int = wire(U64)
+    percent: int = wire(U8)
+    message: str = wire(STRING, default="")
+
+
+@dataclasses.dataclass
+class LogRequest:
+    """LOG request: 1..=100 lines for the execution running under ``lease_id``."""
+
+    job_id: UUID = wire(JOB_ID)
+    lease_id: int = wire(U64)
+    lines: List[NewLogLine] = wire(Seq(Struct(NewLogLine)))
+
+
+@dataclasses.dataclass
+class LogResponse:
+    """LOG response: the execution the lines went to and the first line's number."""
+
+    execution: int = wire(U32)
+    first_seq: int = wire(U32)
+
+
+@dataclasses.dataclass
+class LogTailRequest:
+    """LOG_TAIL request. Without ``after_seq``: the last ``lines`` lines. With it: the
+    lines after it, waiting up to ``wait_ms`` for one while the execution runs."""
+
+    job_id: UUID = wire(JOB_ID)
+    execution: Optional[int] = wire(Option(U32))
+    lines: int = wire(U32)
+    after_seq: Optional[int] = wire(Option(U32))
+    wait_ms: int = wire(U32)
+
+
+@dataclasses.dataclass
+class LogTail:
+    """LOG_TAIL response: pass ``next_after`` as ``after_seq`` while ``open``."""
+
+    execution: int = wire(U32)
+    lines: List[LogLine] = wire(Seq(Struct(LogLine)))
+    next_after: int = wire(U32)
+    open: bool = wire(BOOL)
+
+
+@dataclasses.dataclass
+class ExecutionListRequest:
+    """EXECUTION_LIST request, paged by execution number."""
+
+    job_id: UUID = wire(JOB_ID)
+    after: Optional[int] = wire(Option(U32))
+    limit: int = wire(U32)
+
+
+@dataclasses.dataclass
+class ExecutionList:
+    """EXECUTION_LIST response: ended executions in order, the running one last."""
+
+    executions: List[ExecutionInfo] = wire(Seq(Struct(ExecutionInfo)))
+    next_after: Optional[int] = wire(Option(U32))
+
+
+@dataclasses.dataclass
+class JobResults:
+    """JOB_RESULTS response: the job's result and its parents' (empty until job
+    dependencies exist)."""
+
+    job: JobResult = wire(Struct(JobResult))
+    parents: List[JobResult] = wire(Seq(Struct(JobResult)))
+
+
+@dataclasses.dataclass
 class DeadListRequest:
     """DEAD_LIST request."""
 
@@ -839,6 +1111,100 @@ class DeadBulkRequest:
 
     queue: str = wire(STRING)
     job_ids: List[UUID] = wire(Seq(JOB_ID))
+
+
+@dataclasses.dataclass
+class WorkerRegister:
+    """WORKER_REGISTER request."""
+
+    name: str = wire(STRING)
+    hostname: str = wire(STRING)
+    pid: int = wire(U32)
+    version: str = wire(STRING)
+    labels: List[Tuple[str, str]] = wire(METADATA)
+    concurrency: int = wire(U32)
+    queues: List[QueueAssignment] = wire(Seq(QUEUE_ASSIGNMENT))
+
+
+@dataclasses.dataclass
+class Heartbeat:
+    """HEARTBEAT request; ``leaving`` on the last one before a clean exit."""
+
+    worker_id: int = wire(WORKER_ID)
+    in_flight: int = wire(U32)
+    assignments_version: int = wire(U64)
+    leaving: bool = wire(BOOL, default=False)
+
+
+@dataclasses.dataclass
+class HeartbeatResponse:
+    """HEARTBEAT response. ``command`` is :class:`RunCommand`, :class:`QuietCommand` or
+    :class:`TerminateCommand`; ``assignments`` is the new queue list when the version sent
+    was not the current one."""
+
+    command: object = wire(WORKER_COMMAND)
+    heartbeat_interval_ms: int = wire(U32)
+    assignments_version: int = wire(U64)
+    assignments: Optional[List[QueueAssignment]] = wire(Option(Seq(QUEUE_ASSIGNMENT)))
+    cancelled_jobs: List[UUID] = wire(Seq(JOB_ID))
+
+
+@dataclasses.dataclass
+class WorkerRef:
+    """A request naming one worker (WORKER_GET, WORKER_QUIET)."""
+
+    worker_id: int = wire(WORKER_ID)
+
+
+@dataclasses.dataclass
+class WorkerListRequest:
+    """WORKER_LIST request."""
+
+    state: Optional[WorkerState] = wire(Option(WORKER_STATE))
+    after: Optional[int] = wire(Option(WORKER_ID))
+    limit: int = wire(U32)
+
+
+@dataclasses.dataclass
+class WorkerList:
+    """WORKER_LIST response; ``next_after`` is ``None`` on the last page."""
+
+    workers: List[WorkerInfo] = wire(Seq(Struct(WorkerInfo)))
+    next_after: Optional[int] = wire(Option(WORKER_ID))
+
+
+@dataclasses.dataclass
+class WorkerTerminate:
+    """WORKER_TERMINATE request; ``grace_ms`` ``None`` is the broker's default (30 s)."""
+
+    worker_id: int = wire(WORKER_ID)
+    grace_ms: Optional[int] = wire(Option(U32), default=None)
+
+
+@dataclasses.dataclass
+class WorkerAssign:
+    """WORKER_ASSIGN request: the worker's new queues, in preference order."""
+
+    worker_id: int = wire(WORKER_ID)
+    queues: List[QueueAssignment] = wire(Seq(QUEUE_ASSIGNMENT))
+
+
+@dataclasses.dataclass
+class AssignmentListRequest:
+    """ASSIGNMENT_LIST request: by queue, by worker, both or neither; paged by worker id."""
+
+    queue: Optional[str] = wire(Option(STRING))
+    worker_id: Optional[int] = wire(Option(WORKER_ID))
+    after: Optional[int] = wire(Option(WORKER_ID))
+    limit: int = wire(U32)
+
+
+@dataclasses.dataclass
+class AssignmentList:
+    """ASSIGNMENT_LIST response; ``next_after`` is ``None`` on the last page."""
+
+    assignments: List[Assignment] = wire(Seq(Struct(Assignment)))
+    next_after: Optional[int] = wire(Option(WORKER_ID))
 
 
 @dataclasses.dataclass
@@ -1063,9 +1429,22 @@ OPERATIONS = {
     Opcode.CANCEL: (JobRef, CancelResponse),
     Opcode.JOB_GET: (JobRef, JobInfo),
     Opcode.JOB_LIST: (JobListRequest, JobListResponse),
+    Opcode.PROGRESS: (ProgressRequest, Empty),
+    Opcode.LOG: (LogRequest, LogResponse),
+    Opcode.LOG_TAIL: (LogTailRequest, LogTail),
+    Opcode.EXECUTION_LIST: (ExecutionListRequest, ExecutionList),
+    Opcode.JOB_RESULTS: (JobRef, JobResults),
     Opcode.DEAD_LIST: (DeadListRequest, JobListResponse),
     Opcode.DEAD_RETRY: (DeadBulkRequest, BulkResponse),
     Opcode.DEAD_DISCARD: (DeadBulkRequest, BulkResponse),
+    Opcode.WORKER_REGISTER: (WorkerRegister, WorkerInfo),
+    Opcode.HEARTBEAT: (Heartbeat, HeartbeatResponse),
+    Opcode.WORKER_LIST: (WorkerListRequest, WorkerList),
+    Opcode.WORKER_GET: (WorkerRef, WorkerInfo),
+    Opcode.WORKER_QUIET: (WorkerRef, WorkerInfo),
+    Opcode.WORKER_TERMINATE: (WorkerTerminate, WorkerInfo),
+    Opcode.WORKER_ASSIGN: (WorkerAssign, WorkerInfo),
+    Opcode.ASSIGNMENT_LIST: (AssignmentListRequest, AssignmentList),
     Opcode.ORG_CREATE: (OrgCreate, Organization),
     Opcode.ORG_GET: (OrgRef, Organization),
     Opcode.ORG_LIST: (IdPage, OrgList),

@@ -78,6 +78,17 @@ WORKED_EXAMPLES = [
     (messages.CREDENTIALS, messages.RootToken("t"), "000174"),
     (messages.CREDENTIALS, messages.Password("a", "b"), "0201610162"),
     (messages.ERROR_DETAILS, messages.RetryAfterDetails(250), "02fa"),
+    (messages.WORKER_STATE, messages.WorkerState.TERMINATING, "02"),
+    (messages.WORKER_COMMAND, messages.RunCommand(), "00"),
+    (messages.WORKER_COMMAND, messages.QuietCommand(), "01"),
+    (messages.WORKER_COMMAND, messages.TerminateCommand(1764338430000), "02fd30f0c3ca9a010000"),
+    (messages.EXECUTION_OUTCOME, messages.ExecutionOutcome.WORKER_LOST, "03"),
+    (messages.LOG_LEVEL, messages.LogLevel.WARN, "03"),
+    (
+        messages.QUEUE_ASSIGNMENT,
+        messages.QueueAssignment("emails", 3, True),
+        "06656d61696c730301",
+    ),
     (
         messages.BACKOFF,
         messages.Backoff(initial_ms=1000, factor_percent=200, max_ms=3600000, jitter_percent=20),
@@ -135,6 +146,9 @@ class RefusalsTest(unittest.TestCase):
         self.assert_refused(Option(U32), "0200")
         self.assert_refused(messages.JOB_STATE, "08")
         self.assert_refused(messages.RETRY, "03")
+        self.assert_refused(messages.WORKER_STATE, "05")
+        self.assert_refused(messages.WORKER_COMMAND, "03")
+        self.assert_refused(messages.LOG_LEVEL, "05")
 
     def test_invalid_utf8_and_short_bodies(self):
         self.assert_refused(STRING, "02c328")
@@ -156,7 +170,14 @@ class BodyTest(unittest.TestCase):
 
     def test_a_count_of_two_to_the_sixty_is_refused_at_once(self):
         hostile = bytes.fromhex("fd0000000000000010")
-        for cls in (messages.EnqueueBatchRequest, messages.FetchResponse, messages.QueueName):
+        for cls in (
+            messages.EnqueueBatchRequest,
+            messages.FetchResponse,
+            messages.QueueName,
+            messages.WorkerList,
+            messages.ExecutionList,
+            messages.AssignmentList,
+        ):
             with self.subTest(type=cls.__name__):
                 started = time.monotonic()
                 with self.assertRaises(DecodeError):

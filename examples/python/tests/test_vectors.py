@@ -36,12 +36,15 @@ LOWER_CASE_ENUMS = (
     messages.Plan,
     messages.SubscriptionStatus,
     messages.Scope,
+    messages.WorkerState,
+    messages.ExecutionOutcome,
+    messages.LogLevel,
 )
 
 
 def enum_json(value):
-    """The index's text for a field-less enum: JobState and the tenancy enums in lower
-    snake case, others (``PrincipalKind``) in CamelCase."""
+    """The index's text for a field-less enum: JobState, the tenancy enums and the worker
+    and execution enums in lower snake case, others (``PrincipalKind``) in CamelCase."""
     if isinstance(value, LOWER_CASE_ENUMS):
         return value.name.lower()
     return "".join(word.capitalize() for word in value.name.split("_"))
@@ -145,6 +148,125 @@ class GoldenVectorTest(unittest.TestCase):
         entry = next(e for e in load_index() if e["file"] == "0x0208_JOB_GET.request.hex")
         value = messages.decode_body(messages.JobRef, bytes.fromhex(entry["body_hex"]))
         self.assertEqual(value.job_id, uuid.UUID(entry["body"]["job_id"]))
+
+
+#: The operations added with workers, executions, logs, progress and results.
+WORKER_AND_EXECUTION_OPCODES = (
+    messages.Opcode.PROGRESS,
+    messages.Opcode.LOG,
+    messages.Opcode.LOG_TAIL,
+    messages.Opcode.EXECUTION_LIST,
+    messages.Opcode.JOB_RESULTS,
+    messages.Opcode.WORKER_REGISTER,
+    messages.Opcode.HEARTBEAT,
+    messages.Opcode.WORKER_LIST,
+    messages.Opcode.WORKER_GET,
+    messages.Opcode.WORKER_QUIET,
+    messages.Opcode.WORKER_TERMINATE,
+    messages.Opcode.WORKER_ASSIGN,
+    messages.Opcode.ASSIGNMENT_LIST,
+)
+
+
+def vector(file_name):
+    """The decoded body of one vector file, by its index entry."""
+    entry = next(e for e in load_index() if e["file"] == file_name)
+    return messages.decode_body(body_type(entry), bytes.fromhex(entry["body_hex"]))
+
+
+class WorkerVectorsTest(unittest.TestCase):
+    """The worker and execution vectors decode to the Python values a client works with."""
+
+    def test_every_new_operation_round_trips_every_vector(self):
+        entries = [e for e in load_index() if e["opcode"] in WORKER_AND_EXECUTION_OPCODES]
+        kinds = {(e["opcode"], e["kind"]) for e in entries}
+        for opcode in WORKER_AND_EXECUTION_OPCODES:
+            for kind in (codec.FrameKind.REQUEST, codec.FrameKind.RESPONSE):
+                self.assertIn((opcode, kind), kinds, "%s %s" % (opcode.name, kind.name))
+        for entry in entries:
+            with self.subTest(vector=entry["file"]):
+                body = bytes.fromhex(entry["body_hex"])
+                value = messages.decode_body(body_type(entry), body)
+                self.assertEqual(messages.encode_body(value), body)
+
+    def test_heartbeat_commands(self):
+        self.assertEqual(
+            vector("0x0401_HEARTBEAT.response.hex").command, messages.RunCommand()
+        )
+        self.assertEqual(
+            vector("0x0401_HEARTBEAT.response.quiet.hex").command, messages.QuietCommand()
+        )
+        terminate = vector("0x0401_HEARTBEAT.response.terminate.hex")
+        self.assertEqual(terminate.command, messages.TerminateCommand(1764338430000))
+        self.assertEqual(len(terminate.cancelled_jobs), 2)
+        reassigned = vector("0x0401_HEARTBEAT.response.assignments.hex")
+        self.assertEqual(
+            reassigned.assignments,
+            [
+                messages.QueueAssignment("reports.daily", 5, True),
+                messages.QueueAssignment("emails", 1, False),
+            ],
+        )
+        self.assertIsNone(vector("0x0401_HEARTBEAT.response.hex").assignments)
+
+    def test_changed_bodies_carry_their_appended_fields(self):
+        fetch = vector("0x0202_FETCH.request.worker.hex")
+        self.assertEqual((fetch.worker_id, fetch.weights), (7, [3, 1]))
+        plain = vector("0x0202_FETCH.request.hex")
+        self.assertEqual((plain.worker_id, plain.weights), (None, []))
+        self.assertIn("Traceback", vector("0x0205_FAIL.request.details.hex").error_details)
+        self.assertIsNone(vector("0x0205_FAIL.request.hex").error_details)
+        done = vector("0x0208_JOB_GET.response.hex")
+        self.assertEqual(done.executions, 2)
+        self.assertEqual(done.latest_execution.outcome, messages.ExecutionOutcome.SUCCEEDED)
+        self.assertEqual((done.progress.percent, done.progress.message), (100, "done"))
+        fresh = vector("0x0208_JOB_GET.response.never_delivered.hex")
+        self.assertEqual(
+            (fresh.executions, fresh.latest_execution, fresh.progress), (0, None, None)
+        )
+
+    def test_appended_fields_are_required_as_in_rust(self):
+        # PROTOCOL.md §12: FETCH's worker_id/weights and FAIL's error_details are part of
+        # every version 1 body; a body that stops before them does not decode.
+        for file_name, cut in (
+            ("0x0202_FETCH.request.hex", 2),
+            ("0x0205_FAIL.request.hex", 1),
+            ("0x0208_JOB_GET.response.never_delivered.hex", 3),
+        ):
+            with self.subTest(vector=file_name):
+                entry = next(e for e in load_index() if e["file"] == file_name)
+                body = bytes.fromhex(entry["body_hex"])
+                with self.assertRaises(codec.DecodeError):
+                    messages.decode_body(body_type(entry), body[:-cut])
+
+    def test_logs_and_executions(self):
+        tail = vector("0x020c_LOG_TAIL.response.hex")
+        self.assertEqual([line.seq for line in tail.lines], [1, 2, 3])
+        self.assertEqual((tail.next_after, tail.open), (3, True))
+        self.assertEqual(tail.lines[1].level, messages.LogLevel.WARN)
+        waited = vector("0x020c_LOG_TAIL.response.waited.hex")
+        self.assertEqual((waited.lines, waited.next_after, waited.open), ([], 3, True))
+        history = vector("0x020d_EXECUTION_LIST.response.next_page.hex")
+        self.assertEqual(
+            [(e.execution, e.attempt, e.outcome) for e in history.executions],
+            [
+                (3, 3, messages.ExecutionOutcome.WORKER_LOST),
+                (4, 1, messages.ExecutionOutcome.CANCELLED),
+            ],
+        )
+        running = vector("0x020d_EXECUTION_LIST.response.running.hex").executions[0]
+        self.assertEqual((running.outcome, running.finished_at_ms), (None, None))
+
+    def test_worker_states(self):
+        listed = vector("0x0402_WORKER_LIST.response.hex")
+        self.assertEqual(
+            [w.state for w in listed.workers],
+            [messages.WorkerState.ACTIVE, messages.WorkerState.QUIET],
+        )
+        self.assertTrue(all(w.state.is_live for w in listed.workers))
+        lost = vector("0x0402_WORKER_LIST.response.lost.hex").workers[0]
+        self.assertEqual(lost.state, messages.WorkerState.LOST)
+        self.assertFalse(lost.state.is_live)
 
 
 if __name__ == "__main__":

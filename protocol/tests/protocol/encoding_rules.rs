@@ -141,6 +141,33 @@ fn worked_examples() -> Vec<String> {
             "01",
         ),
         example(
+            "WorkerState::Terminating",
+            "WorkerState",
+            WorkerState::Terminating,
+            "02",
+        ),
+        example("WorkerCommand::Run", "WorkerCommand", WorkerCommand::Run, "00"),
+        example("WorkerCommand::Quiet", "WorkerCommand", WorkerCommand::Quiet, "01"),
+        example(
+            "WorkerCommand::Terminate { deadline_ms: 1764338430000 }",
+            "WorkerCommand",
+            WorkerCommand::Terminate { deadline_ms: 1_764_338_430_000 },
+            "02 fd 30 f0 c3 ca 9a 01 00 00",
+        ),
+        example(
+            "ExecutionOutcome::WorkerLost",
+            "ExecutionOutcome",
+            ExecutionOutcome::WorkerLost,
+            "03",
+        ),
+        example("LogLevel::Warn", "LogLevel", LogLevel::Warn, "03"),
+        example(
+            "QueueAssignment { queue: \"emails\", weight: 3, active: true }",
+            "QueueAssignment",
+            QueueAssignment { queue: "emails".to_owned(), weight: 3, active: true },
+            "06 65 6d 61 69 6c 73 03 01",
+        ),
+        example(
             "ErrorDetails::Quota { limit: \"projects\", current: 3, max: 3 }",
             "ErrorDetails",
             ErrorDetails::Quota { limit: "projects".to_owned(), current: 3, max: 3 },
@@ -301,4 +328,70 @@ fn hello_bodies_must_carry_the_tenancy_fields() {
         ..decoded::<HelloRequest>(&bytes).expect("decodes")
     });
     assert_eq!(spaced_hex(&named[named.len() - 2..]), "01 05");
+}
+
+#[test]
+fn fetch_fail_and_job_get_bodies_must_carry_the_worker_fields() {
+    // `FetchRequest.worker_id` and `weights`, `FailRequest.error_details` and `JobInfo`'s
+    // `executions`, `latest_execution` and `progress` were appended within version 1 before
+    // its first release, like HELLO's tenancy fields: a body that stops before them does not
+    // decode (MALFORMED_FRAME), as PROTOCOL.md says. An old peer's decoder still reads the
+    // longer bodies, since it ignores trailing bytes.
+    let fetch = FetchRequest {
+        queues: vec!["q".to_owned()],
+        max_jobs: 1,
+        wait_ms: 0,
+        lease_ms: None,
+        worker_id: None,
+        weights: Vec::new(),
+    };
+    let bytes = encoded(&fetch);
+    assert_eq!(spaced_hex(&bytes), "01 01 71 01 00 00 00 00");
+    assert_eq!(decoded::<FetchRequest>(&bytes), Ok(fetch));
+    assert!(decoded::<FetchRequest>(&bytes[..bytes.len() - 2]).is_err());
+
+    let fail = FailRequest {
+        job_id: JobId([0; 16]),
+        lease_id: 1,
+        error: String::new(),
+        retry: Retry::Never,
+        error_details: None,
+    };
+    let bytes = encoded(&fail);
+    assert_eq!(spaced_hex(&bytes[16..]), "01 00 02 00");
+    assert_eq!(decoded::<FailRequest>(&bytes), Ok(fail));
+    assert!(decoded::<FailRequest>(&bytes[..bytes.len() - 1]).is_err());
+
+    let job = JobInfo {
+        job_id: JobId([0; 16]),
+        queue: "q".to_owned(),
+        state: JobState::Ready,
+        priority: 0,
+        payload: Vec::new(),
+        metadata: Vec::new(),
+        attempts: 0,
+        max_attempts: 1,
+        backoff: Backoff {
+            initial_ms: 0,
+            factor_percent: 100,
+            max_ms: 0,
+            jitter_percent: 0,
+        },
+        lease_ms: 100,
+        created_at_ms: 0,
+        run_at_ms: 0,
+        updated_at_ms: 0,
+        finished_at_ms: None,
+        lease_deadline_ms: None,
+        cancel_requested: false,
+        last_error: None,
+        result: None,
+        executions: 0,
+        latest_execution: None,
+        progress: None,
+    };
+    let bytes = encoded(&job);
+    assert_eq!(spaced_hex(&bytes[bytes.len() - 3..]), "00 00 00");
+    assert_eq!(decoded::<JobInfo>(&bytes), Ok(job));
+    assert!(decoded::<JobInfo>(&bytes[..bytes.len() - 3]).is_err());
 }

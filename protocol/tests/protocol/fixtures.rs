@@ -18,6 +18,10 @@ use crate::tenancy_fixtures::{
     api_key_secret, tenancy_error_vectors, tenancy_vectors, KEY_ID_PRODUCER, ORG_ACME, ORG_GLOBEX,
     PROJECT_BILLING, PROJECT_DEFAULT, PROJECT_INDEXER,
 };
+use crate::worker_fixtures::{
+    progress, running_execution, succeeded_execution, worker_error_vectors, worker_vectors,
+    STACK_TRACE, WORKER_BILLING,
+};
 
 /// One golden frame and the value it encodes.
 pub struct Vector {
@@ -97,7 +101,8 @@ impl Vector {
 }
 
 /// Every vector: per opcode in table order, then per error code in numeric order, then the
-/// further error frames of tenancy (auth, quotas, rate limits).
+/// further error frames of tenancy (auth, quotas, rate limits) and of workers and
+/// executions.
 pub fn all_vectors() -> Vec<Vector> {
     let mut vectors = Vec::new();
     for opcode in Opcode::ALL {
@@ -107,6 +112,7 @@ pub fn all_vectors() -> Vec<Vector> {
         vectors.push(error_vector(code));
     }
     vectors.extend(tenancy_error_vectors());
+    vectors.extend(worker_error_vectors());
     vectors
 }
 
@@ -693,6 +699,30 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     weights: Vec::new(),
                 }),
             ),
+            request(
+                0x222,
+                Some("worker"),
+                Request::Fetch(FetchRequest {
+                    queues: vec![text("emails"), text("reports.daily")],
+                    max_jobs: 8,
+                    wait_ms: 30_000,
+                    lease_ms: None,
+                    worker_id: Some(WORKER_BILLING),
+                    weights: vec![3, 1],
+                }),
+            ),
+            request(
+                0x223,
+                Some("weights"),
+                Request::Fetch(FetchRequest {
+                    queues: vec![text("emails"), text("reports.daily"), text("bulk")],
+                    max_jobs: 1,
+                    wait_ms: 0,
+                    lease_ms: Some(LEASE_MS_MIN),
+                    worker_id: Some(70_000),
+                    weights: vec![ASSIGNMENT_WEIGHT_MAX, 251, 1],
+                }),
+            ),
             response(
                 0x220,
                 None,
@@ -768,6 +798,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     lease_id: 300,
                     error: text("smtp: connection refused"),
                     retry: Retry::Backoff,
+                    error_details: None,
                 }),
             ),
             request(
@@ -778,6 +809,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     lease_id: 70_000,
                     error: text("rate limited upstream"),
                     retry: Retry::At(NOW_MS + 120_000),
+                    error_details: None,
                 }),
             ),
             request(
@@ -788,6 +820,18 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     lease_id: 251,
                     error: String::new(),
                     retry: Retry::Never,
+                    error_details: None,
+                }),
+            ),
+            request(
+                0x253,
+                Some("details"),
+                Request::Fail(FailRequest {
+                    job_id: job_id(7),
+                    lease_id: 250,
+                    error: text("smtp: connection refused"),
+                    retry: Retry::Backoff,
+                    error_details: Some(text(STACK_TRACE)),
                 }),
             ),
             response(
@@ -879,6 +923,9 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     cancel_requested: false,
                     last_error: Some(text("smtp: connection refused")),
                     result: Some(br#"{"sent":true}"#.to_vec()),
+                    executions: 2,
+                    latest_execution: Some(succeeded_execution()),
+                    progress: Some(progress(100, "done")),
                 }),
             ),
             response(
@@ -903,6 +950,46 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     cancel_requested: true,
                     last_error: None,
                     result: None,
+                    executions: 1,
+                    latest_execution: Some(ExecutionInfo {
+                        execution: 1,
+                        attempt: 1,
+                        lease_id: 4_294_967_296,
+                        leased_at_ms: NOW_MS - 10,
+                        lease_deadline_ms: NOW_MS + 29_990,
+                        ..running_execution()
+                    }),
+                    progress: Some(ProgressInfo {
+                        execution: 1,
+                        ..progress(40, "rendered 4 of 10 pages")
+                    }),
+                }),
+            ),
+            response(
+                0x282,
+                Some("never_delivered"),
+                Response::JobGet(JobInfo {
+                    job_id: job_id(9),
+                    queue: text("reports.daily"),
+                    state: JobState::Ready,
+                    priority: 0,
+                    payload: b"{}".to_vec(),
+                    metadata: Vec::new(),
+                    attempts: 0,
+                    max_attempts: MAX_ATTEMPTS_DEFAULT,
+                    backoff: default_backoff(),
+                    lease_ms: LEASE_MS_DEFAULT,
+                    created_at_ms: NOW_MS - 100,
+                    run_at_ms: NOW_MS - 100,
+                    updated_at_ms: NOW_MS - 100,
+                    finished_at_ms: None,
+                    lease_deadline_ms: None,
+                    cancel_requested: false,
+                    last_error: None,
+                    result: None,
+                    executions: 0,
+                    latest_execution: None,
+                    progress: None,
                 }),
             ),
         ],
@@ -1022,6 +1109,19 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
         | Opcode::ApiKeyList
         | Opcode::ApiKeyRevoke
         | Opcode::ApiKeyRotate => tenancy_vectors(opcode),
+        Opcode::Progress
+        | Opcode::Log
+        | Opcode::LogTail
+        | Opcode::ExecutionList
+        | Opcode::JobResults
+        | Opcode::WorkerRegister
+        | Opcode::Heartbeat
+        | Opcode::WorkerList
+        | Opcode::WorkerGet
+        | Opcode::WorkerQuiet
+        | Opcode::WorkerTerminate
+        | Opcode::WorkerAssign
+        | Opcode::AssignmentList => worker_vectors(opcode),
         Opcode::DeadDiscard => vec![
             request(
                 0x303,

@@ -111,6 +111,29 @@ fn hostile_requests() -> Vec<(&'static str, Opcode, Vec<u8>)> {
             Opcode::Ack,
             [job_id.to_vec(), vec![1], vec![1], huge.clone()].concat(),
         ),
+        (
+            "FETCH weights",
+            // no queues, max_jobs, wait_ms, `None` lease, `None` worker, then the count.
+            Opcode::Fetch,
+            [vec![0, 1, 0, 0, 0], huge.clone()].concat(),
+        ),
+        (
+            "LOG lines",
+            Opcode::Log,
+            [job_id.to_vec(), vec![1], huge.clone()].concat(),
+        ),
+        ("WORKER_REGISTER name", Opcode::WorkerRegister, huge.clone()),
+        (
+            "WORKER_REGISTER labels",
+            // name, hostname, pid, version, then the label count.
+            Opcode::WorkerRegister,
+            [string("w"), string(""), vec![1], string(""), huge.clone()].concat(),
+        ),
+        (
+            "WORKER_ASSIGN queues",
+            Opcode::WorkerAssign,
+            [vec![7], huge.clone()].concat(),
+        ),
     ]
 }
 
@@ -122,7 +145,29 @@ fn hostile_responses() -> Vec<(&'static str, Opcode, Vec<u8>)> {
         ("QUEUE_LIST queues", Opcode::QueueList, huge.clone()),
         ("ACK_BATCH results", Opcode::AckBatch, huge.clone()),
         ("ENQUEUE_BATCH job ids", Opcode::EnqueueBatch, huge.clone()),
-        ("JOB_LIST jobs", Opcode::JobList, huge),
+        ("JOB_LIST jobs", Opcode::JobList, huge.clone()),
+        (
+            "LOG_TAIL lines",
+            Opcode::LogTail,
+            [vec![2], huge.clone()].concat(),
+        ),
+        (
+            "EXECUTION_LIST executions",
+            Opcode::ExecutionList,
+            huge.clone(),
+        ),
+        ("WORKER_LIST workers", Opcode::WorkerList, huge.clone()),
+        (
+            "ASSIGNMENT_LIST assignments",
+            Opcode::AssignmentList,
+            huge.clone(),
+        ),
+        (
+            "HEARTBEAT cancelled jobs",
+            // Run, interval, version, `None` assignments, then the count.
+            Opcode::Heartbeat,
+            [vec![0, 1, 1, 0], huge].concat(),
+        ),
     ]
 }
 

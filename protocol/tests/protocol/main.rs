@@ -2,14 +2,15 @@
 //! faster than one per file).
 //!
 //! - `encoding_rules`: the bincode rules PROTOCOL.md states, checked against real bytes.
-//! - `vectors` (with `fixtures` and `tenancy_fixtures`): the golden frames in
-//!   `protocol/vectors/`, both directions.
+//! - `vectors` (with `fixtures`, `tenancy_fixtures` and `worker_fixtures`): the golden
+//!   frames in `protocol/vectors/`, both directions.
 //! - `spec_document`: PROTOCOL.md covers every opcode, error code and limit.
 //! - `properties`: proptest round trips and no-panic decoding of arbitrary input.
 //! - `hostile`: hostile length fields are refused without allocating.
 //! - `job_id_text`: the text form of job ids.
 //! - `tenancy_rules`: the tenancy vectors follow the formats and rules PROTOCOL.md states.
 //! - `size_classes`: legitimate bodies at the protocol's limits fit the decode byte limit.
+//! - `worker_rules`: the worker and execution vectors follow the rules PROTOCOL.md states.
 
 mod encoding_rules;
 mod fixtures;
@@ -21,3 +22,5 @@ mod spec_document;
 mod tenancy_fixtures;
 mod tenancy_rules;
 mod vectors;
+mod worker_fixtures;
+mod worker_rules;

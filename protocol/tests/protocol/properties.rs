@@ -232,12 +232,18 @@ fn arb_job_info() -> impl Strategy<Value = JobInfo> {
         proptest::option::of(arb_text()),
         proptest::option::of(arb_bytes()),
     );
-    (identity, settings, times, outcome).prop_map(
+    let executions = (
+        arb_u32(),
+        proptest::option::of(arb_execution_info()),
+        proptest::option::of(arb_progress_info()),
+    );
+    (identity, settings, times, outcome, executions).prop_map(
         |(
             (job_id, queue, state, priority, payload, metadata),
             (attempts, max_attempts, backoff, lease_ms),
             (created_at_ms, run_at_ms, updated_at_ms, finished_at_ms, lease_deadline_ms),
             (cancel_requested, last_error, result),
+            (executions, latest_execution, progress),
         )| JobInfo {
             job_id,
             queue,
@@ -257,6 +263,9 @@ fn arb_job_info() -> impl Strategy<Value = JobInfo> {
             cancel_requested,
             last_error,
             result,
+            executions,
+            latest_execution,
+            progress,
         },
     )
 }
@@ -541,6 +550,456 @@ fn arb_project_ref() -> impl Strategy<Value = ProjectRef> {
     arb_u64().prop_map(|project_id| ProjectRef { project_id })
 }
 
+fn arb_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+    arb_metadata()
+}
+
+fn arb_worker_state() -> impl Strategy<Value = WorkerState> {
+    prop::sample::select(vec![
+        WorkerState::Active,
+        WorkerState::Quiet,
+        WorkerState::Terminating,
+        WorkerState::Lost,
+        WorkerState::Stopped,
+    ])
+}
+
+fn arb_worker_command() -> impl Strategy<Value = WorkerCommand> {
+    prop_oneof![
+        Just(WorkerCommand::Run),
+        Just(WorkerCommand::Quiet),
+        arb_u64().prop_map(|deadline_ms| WorkerCommand::Terminate { deadline_ms }),
+    ]
+}
+
+fn arb_execution_outcome() -> impl Strategy<Value = ExecutionOutcome> {
+    prop::sample::select(vec![
+        ExecutionOutcome::Succeeded,
+        ExecutionOutcome::Failed,
+        ExecutionOutcome::LeaseExpired,
+        ExecutionOutcome::WorkerLost,
+        ExecutionOutcome::Cancelled,
+    ])
+}
+
+fn arb_log_level() -> impl Strategy<Value = LogLevel> {
+    prop::sample::select(vec![
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ])
+}
+
+fn arb_queue_assignment() -> impl Strategy<Value = QueueAssignment> {
+    (arb_text(), arb_u32(), any::<bool>()).prop_map(|(queue, weight, active)| QueueAssignment {
+        queue,
+        weight,
+        active,
+    })
+}
+
+fn arb_queue_assignments() -> impl Strategy<Value = Vec<QueueAssignment>> {
+    prop::collection::vec(arb_queue_assignment(), 0..4)
+}
+
+fn arb_assignment() -> impl Strategy<Value = Assignment> {
+    (
+        arb_u64(),
+        arb_text(),
+        arb_text(),
+        arb_u32(),
+        arb_u32(),
+        any::<bool>(),
+        arb_u64(),
+    )
+        .prop_map(
+            |(worker_id, worker_name, queue, weight, position, active, since_ms)| Assignment {
+                worker_id,
+                worker_name,
+                queue,
+                weight,
+                position,
+                active,
+                since_ms,
+            },
+        )
+}
+
+fn arb_worker_info() -> impl Strategy<Value = WorkerInfo> {
+    let identity = (
+        arb_u64(),
+        arb_text(),
+        arb_text(),
+        arb_u32(),
+        arb_text(),
+        arb_pairs(),
+        arb_u32(),
+        arb_worker_state(),
+    );
+    let life = (
+        arb_u64(),
+        arb_u64(),
+        arb_u32(),
+        arb_u32(),
+        proptest::option::of(arb_u64()),
+        arb_u64(),
+        prop::collection::vec(arb_assignment(), 0..3),
+    );
+    (identity, life).prop_map(
+        |(
+            (worker_id, name, hostname, pid, version, labels, concurrency, state),
+            (
+                registered_at_ms,
+                last_heartbeat_at_ms,
+                in_flight,
+                leased_jobs,
+                terminate_deadline_ms,
+                assignments_version,
+                assignments,
+            ),
+        )| WorkerInfo {
+            worker_id,
+            name,
+            hostname,
+            pid,
+            version,
+            labels,
+            concurrency,
+            state,
+            registered_at_ms,
+            last_heartbeat_at_ms,
+            in_flight,
+            leased_jobs,
+            terminate_deadline_ms,
+            assignments_version,
+            assignments,
+        },
+    )
+}
+
+fn arb_worker_ref() -> impl Strategy<Value = WorkerRef> {
+    arb_u64().prop_map(|worker_id| WorkerRef { worker_id })
+}
+
+fn arb_execution_info() -> impl Strategy<Value = ExecutionInfo> {
+    (
+        (
+            arb_u32(),
+            arb_u32(),
+            proptest::option::of(arb_u64()),
+            arb_u64(),
+            arb_u64(),
+            arb_u64(),
+        ),
+        (
+            proptest::option::of(arb_u64()),
+            proptest::option::of(arb_execution_outcome()),
+            proptest::option::of(arb_text()),
+            proptest::option::of(arb_text()),
+            proptest::option::of(arb_u64()),
+        ),
+    )
+        .prop_map(
+            |(
+                (execution, attempt, worker_id, lease_id, leased_at_ms, lease_deadline_ms),
+                (finished_at_ms, outcome, error, error_details, duration_ms),
+            )| ExecutionInfo {
+                execution,
+                attempt,
+                worker_id,
+                lease_id,
+                leased_at_ms,
+                lease_deadline_ms,
+                finished_at_ms,
+                outcome,
+                error,
+                error_details,
+                duration_ms,
+            },
+        )
+}
+
+fn arb_progress_info() -> impl Strategy<Value = ProgressInfo> {
+    (arb_u32(), any::<u8>(), arb_text(), arb_u64()).prop_map(
+        |(execution, percent, message, updated_at_ms)| ProgressInfo {
+            execution,
+            percent,
+            message,
+            updated_at_ms,
+        },
+    )
+}
+
+fn arb_new_log_line() -> impl Strategy<Value = NewLogLine> {
+    (arb_log_level(), arb_text(), arb_pairs()).prop_map(|(level, message, fields)| NewLogLine {
+        level,
+        message,
+        fields,
+    })
+}
+
+fn arb_log_line() -> impl Strategy<Value = LogLine> {
+    (arb_u32(), arb_u64(), arb_new_log_line()).prop_map(|(seq, at_ms, line)| LogLine {
+        seq,
+        at_ms,
+        level: line.level,
+        message: line.message,
+        fields: line.fields,
+    })
+}
+
+fn arb_job_result() -> impl Strategy<Value = JobResult> {
+    (
+        arb_job_id(),
+        arb_job_state(),
+        proptest::option::of(arb_bytes()),
+    )
+        .prop_map(|(job_id, state, result)| JobResult {
+            job_id,
+            state,
+            result,
+        })
+}
+
+/// Requests of the worker and execution operations (0x020A..=0x020E, 0x04xx).
+fn arb_worker_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
+    match opcode {
+        Opcode::Progress => (arb_job_id(), arb_u64(), any::<u8>(), arb_text())
+            .prop_map(|(job_id, lease_id, percent, message)| {
+                Request::Progress(ProgressRequest {
+                    job_id,
+                    lease_id,
+                    percent,
+                    message,
+                })
+            })
+            .boxed(),
+        Opcode::Log => (
+            arb_job_id(),
+            arb_u64(),
+            prop::collection::vec(arb_new_log_line(), 0..4),
+        )
+            .prop_map(|(job_id, lease_id, lines)| {
+                Request::Log(LogRequest {
+                    job_id,
+                    lease_id,
+                    lines,
+                })
+            })
+            .boxed(),
+        Opcode::LogTail => (
+            arb_job_id(),
+            proptest::option::of(arb_u32()),
+            arb_u32(),
+            proptest::option::of(arb_u32()),
+            arb_u32(),
+        )
+            .prop_map(|(job_id, execution, lines, after_seq, wait_ms)| {
+                Request::LogTail(LogTailRequest {
+                    job_id,
+                    execution,
+                    lines,
+                    after_seq,
+                    wait_ms,
+                })
+            })
+            .boxed(),
+        Opcode::ExecutionList => (arb_job_id(), proptest::option::of(arb_u32()), arb_u32())
+            .prop_map(|(job_id, after, limit)| {
+                Request::ExecutionList(ExecutionListRequest {
+                    job_id,
+                    after,
+                    limit,
+                })
+            })
+            .boxed(),
+        Opcode::JobResults => arb_job_id()
+            .prop_map(|job_id| Request::JobResults(JobRef { job_id }))
+            .boxed(),
+        Opcode::WorkerRegister => (
+            arb_text(),
+            arb_text(),
+            arb_u32(),
+            arb_text(),
+            arb_pairs(),
+            arb_u32(),
+            arb_queue_assignments(),
+        )
+            .prop_map(
+                |(name, hostname, pid, version, labels, concurrency, queues)| {
+                    Request::WorkerRegister(WorkerRegister {
+                        name,
+                        hostname,
+                        pid,
+                        version,
+                        labels,
+                        concurrency,
+                        queues,
+                    })
+                },
+            )
+            .boxed(),
+        Opcode::Heartbeat => (arb_u64(), arb_u32(), arb_u64(), any::<bool>())
+            .prop_map(|(worker_id, in_flight, assignments_version, leaving)| {
+                Request::Heartbeat(Heartbeat {
+                    worker_id,
+                    in_flight,
+                    assignments_version,
+                    leaving,
+                })
+            })
+            .boxed(),
+        Opcode::WorkerList => (
+            proptest::option::of(arb_worker_state()),
+            proptest::option::of(arb_u64()),
+            arb_u32(),
+        )
+            .prop_map(|(state, after, limit)| {
+                Request::WorkerList(WorkerListRequest {
+                    state,
+                    after,
+                    limit,
+                })
+            })
+            .boxed(),
+        Opcode::WorkerGet => arb_worker_ref().prop_map(Request::WorkerGet).boxed(),
+        Opcode::WorkerQuiet => arb_worker_ref().prop_map(Request::WorkerQuiet).boxed(),
+        Opcode::WorkerTerminate => (arb_u64(), proptest::option::of(arb_u32()))
+            .prop_map(|(worker_id, grace_ms)| {
+                Request::WorkerTerminate(WorkerTerminate {
+                    worker_id,
+                    grace_ms,
+                })
+            })
+            .boxed(),
+        Opcode::WorkerAssign => (arb_u64(), arb_queue_assignments())
+            .prop_map(|(worker_id, queues)| {
+                Request::WorkerAssign(WorkerAssign { worker_id, queues })
+            })
+            .boxed(),
+        Opcode::AssignmentList => (
+            proptest::option::of(arb_text()),
+            proptest::option::of(arb_u64()),
+            proptest::option::of(arb_u64()),
+            arb_u32(),
+        )
+            .prop_map(|(queue, worker_id, after, limit)| {
+                Request::AssignmentList(AssignmentListRequest {
+                    queue,
+                    worker_id,
+                    after,
+                    limit,
+                })
+            })
+            .boxed(),
+        other => unreachable!("{} is not a worker or execution operation", other.name()),
+    }
+}
+
+/// Responses of the worker and execution operations (0x020A..=0x020E, 0x04xx).
+fn arb_worker_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
+    match opcode {
+        Opcode::Progress => Just(Response::Progress(Empty {})).boxed(),
+        Opcode::Log => (arb_u32(), arb_u32())
+            .prop_map(|(execution, first_seq)| {
+                Response::Log(LogResponse {
+                    execution,
+                    first_seq,
+                })
+            })
+            .boxed(),
+        Opcode::LogTail => (
+            arb_u32(),
+            prop::collection::vec(arb_log_line(), 0..4),
+            arb_u32(),
+            any::<bool>(),
+        )
+            .prop_map(|(execution, lines, next_after, open)| {
+                Response::LogTail(LogTail {
+                    execution,
+                    lines,
+                    next_after,
+                    open,
+                })
+            })
+            .boxed(),
+        Opcode::ExecutionList => (
+            prop::collection::vec(arb_execution_info(), 0..4),
+            proptest::option::of(arb_u32()),
+        )
+            .prop_map(|(executions, next_after)| {
+                Response::ExecutionList(ExecutionList {
+                    executions,
+                    next_after,
+                })
+            })
+            .boxed(),
+        Opcode::JobResults => (
+            arb_job_result(),
+            prop::collection::vec(arb_job_result(), 0..4),
+        )
+            .prop_map(|(job, parents)| Response::JobResults(JobResults { job, parents }))
+            .boxed(),
+        Opcode::WorkerRegister => arb_worker_info().prop_map(Response::WorkerRegister).boxed(),
+        Opcode::Heartbeat => (
+            arb_worker_command(),
+            arb_u32(),
+            arb_u64(),
+            proptest::option::of(arb_queue_assignments()),
+            prop::collection::vec(arb_job_id(), 0..4),
+        )
+            .prop_map(
+                |(
+                    command,
+                    heartbeat_interval_ms,
+                    assignments_version,
+                    assignments,
+                    cancelled_jobs,
+                )| {
+                    Response::Heartbeat(HeartbeatResponse {
+                        command,
+                        heartbeat_interval_ms,
+                        assignments_version,
+                        assignments,
+                        cancelled_jobs,
+                    })
+                },
+            )
+            .boxed(),
+        Opcode::WorkerList => (
+            prop::collection::vec(arb_worker_info(), 0..3),
+            proptest::option::of(arb_u64()),
+        )
+            .prop_map(|(workers, next_after)| {
+                Response::WorkerList(WorkerList {
+                    workers,
+                    next_after,
+                })
+            })
+            .boxed(),
+        Opcode::WorkerGet => arb_worker_info().prop_map(Response::WorkerGet).boxed(),
+        Opcode::WorkerQuiet => arb_worker_info().prop_map(Response::WorkerQuiet).boxed(),
+        Opcode::WorkerTerminate => arb_worker_info()
+            .prop_map(Response::WorkerTerminate)
+            .boxed(),
+        Opcode::WorkerAssign => arb_worker_info().prop_map(Response::WorkerAssign).boxed(),
+        Opcode::AssignmentList => (
+            prop::collection::vec(arb_assignment(), 0..4),
+            proptest::option::of(arb_u64()),
+        )
+            .prop_map(|(assignments, next_after)| {
+                Response::AssignmentList(AssignmentList {
+                    assignments,
+                    next_after,
+                })
+            })
+            .boxed(),
+        other => unreachable!("{} is not a worker or execution operation", other.name()),
+    }
+}
+
 /// Tenancy requests (opcodes 0x06xx).
 fn arb_tenancy_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
     match opcode {
@@ -777,29 +1236,40 @@ fn arb_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
             arb_u32(),
             arb_u32(),
             proptest::option::of(arb_u32()),
+            proptest::option::of(arb_u64()),
+            prop::collection::vec(arb_u32(), 0..4),
         )
-            .prop_map(|(queues, max_jobs, wait_ms, lease_ms)| {
-                Request::Fetch(FetchRequest {
-                    queues,
-                    max_jobs,
-                    wait_ms,
-                    lease_ms,
-                    worker_id: None,
-                    weights: Vec::new(),
-                })
-            })
+            .prop_map(
+                |(queues, max_jobs, wait_ms, lease_ms, worker_id, weights)| {
+                    Request::Fetch(FetchRequest {
+                        queues,
+                        max_jobs,
+                        wait_ms,
+                        lease_ms,
+                        worker_id,
+                        weights,
+                    })
+                },
+            )
             .boxed(),
         Opcode::Ack => arb_ack().prop_map(Request::Ack).boxed(),
         Opcode::AckBatch => prop::collection::vec(arb_ack(), 0..4)
             .prop_map(|acks| Request::AckBatch(AckBatchRequest { acks }))
             .boxed(),
-        Opcode::Fail => (arb_job_id(), arb_u64(), arb_text(), arb_retry())
-            .prop_map(|(job_id, lease_id, error, retry)| {
+        Opcode::Fail => (
+            arb_job_id(),
+            arb_u64(),
+            arb_text(),
+            arb_retry(),
+            proptest::option::of(arb_text()),
+        )
+            .prop_map(|(job_id, lease_id, error, retry, error_details)| {
                 Request::Fail(FailRequest {
                     job_id,
                     lease_id,
                     error,
                     retry,
+                    error_details,
                 })
             })
             .boxed(),
@@ -866,6 +1336,19 @@ fn arb_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
         | Opcode::ApiKeyList
         | Opcode::ApiKeyRevoke
         | Opcode::ApiKeyRotate => arb_tenancy_request_for(opcode),
+        Opcode::Progress
+        | Opcode::Log
+        | Opcode::LogTail
+        | Opcode::ExecutionList
+        | Opcode::JobResults
+        | Opcode::WorkerRegister
+        | Opcode::Heartbeat
+        | Opcode::WorkerList
+        | Opcode::WorkerGet
+        | Opcode::WorkerQuiet
+        | Opcode::WorkerTerminate
+        | Opcode::WorkerAssign
+        | Opcode::AssignmentList => arb_worker_request_for(opcode),
     }
 }
 
@@ -1015,6 +1498,19 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
         | Opcode::ApiKeyList
         | Opcode::ApiKeyRevoke
         | Opcode::ApiKeyRotate => arb_tenancy_response_for(opcode),
+        Opcode::Progress
+        | Opcode::Log
+        | Opcode::LogTail
+        | Opcode::ExecutionList
+        | Opcode::JobResults
+        | Opcode::WorkerRegister
+        | Opcode::Heartbeat
+        | Opcode::WorkerList
+        | Opcode::WorkerGet
+        | Opcode::WorkerQuiet
+        | Opcode::WorkerTerminate
+        | Opcode::WorkerAssign
+        | Opcode::AssignmentList => arb_worker_response_for(opcode),
     }
 }
 

@@ -7,7 +7,10 @@
 use std::mem::size_of;
 
 use bytes::BytesMut;
-use taskforge_protocol::limits::{ACK_BATCH_MAX, BATCH_JOBS_MAX_DEFAULT, FETCH_JOBS_MAX};
+use taskforge_protocol::limits::{
+    ACK_BATCH_MAX, BATCH_JOBS_MAX_DEFAULT, FETCH_JOBS_MAX, FETCH_QUEUES_MAX, LIST_LIMIT_MAX,
+    LOG_LINES_PER_REQUEST_MAX, LOG_TAIL_LINES_MAX,
+};
 use taskforge_protocol::*;
 
 fn assert_request_round_trips(request: Request) {
@@ -32,7 +35,7 @@ fn assert_response_round_trips(response: Response) {
 /// memory: the ratio is what that list claims per body byte.
 #[test]
 fn every_list_item_claims_at_most_the_factor_per_body_byte() {
-    let items: [(&str, usize, usize); 9] = [
+    let items: [(&str, usize, usize); 17] = [
         // queue "", payload [], six `None` options, no metadata.
         ("NewJob", size_of::<NewJob>(), 9),
         // job id, lease id, `None` result.
@@ -47,6 +50,22 @@ fn every_list_item_claims_at_most_the_factor_per_body_byte() {
         ("JobId", size_of::<JobId>(), 16),
         ("String", size_of::<String>(), 1),
         ("(String, String)", size_of::<(String, String)>(), 2),
+        // FETCH weights.
+        ("u32", size_of::<u32>(), 1),
+        // queue "", weight, active.
+        ("QueueAssignment", size_of::<QueueAssignment>(), 3),
+        // seven one-byte fields.
+        ("Assignment", size_of::<Assignment>(), 7),
+        // fifteen one-byte fields (empty strings and lists, `None` deadline).
+        ("WorkerInfo", size_of::<WorkerInfo>(), 15),
+        // eleven one-byte fields (`None` options).
+        ("ExecutionInfo", size_of::<ExecutionInfo>(), 11),
+        // level, message "", no fields.
+        ("NewLogLine", size_of::<NewLogLine>(), 3),
+        // seq, at_ms, level, message "", no fields.
+        ("LogLine", size_of::<LogLine>(), 5),
+        // job id, state, `None` result.
+        ("JobResult", size_of::<JobResult>(), 18),
     ];
     for (name, memory_bytes, wire_bytes_min) in items {
         assert!(
@@ -128,5 +147,110 @@ fn long_lists_of_names_and_metadata_decode() {
     assert_request_round_trips(Request::DeadRetry(DeadBulkRequest {
         queue: "q".to_string(),
         job_ids: vec![JobId([3; 16]); 10_000],
+    }));
+}
+
+#[test]
+fn worker_and_execution_lists_at_their_limits_decode() {
+    assert_request_round_trips(Request::Fetch(FetchRequest {
+        queues: vec![String::new(); FETCH_QUEUES_MAX],
+        max_jobs: 1,
+        wait_ms: 0,
+        lease_ms: None,
+        worker_id: Some(1),
+        weights: vec![1; FETCH_QUEUES_MAX],
+    }));
+    let queues = vec![
+        QueueAssignment {
+            queue: String::new(),
+            weight: 1,
+            active: true,
+        };
+        FETCH_QUEUES_MAX
+    ];
+    assert_request_round_trips(Request::WorkerAssign(WorkerAssign {
+        worker_id: 1,
+        queues: queues.clone(),
+    }));
+    assert_response_round_trips(Response::Heartbeat(HeartbeatResponse {
+        command: WorkerCommand::Run,
+        heartbeat_interval_ms: 1,
+        assignments_version: 1,
+        assignments: Some(queues),
+        cancelled_jobs: vec![JobId([4; 16]); 1_000],
+    }));
+    let line = NewLogLine {
+        level: LogLevel::Info,
+        message: String::new(),
+        fields: Vec::new(),
+    };
+    assert_request_round_trips(Request::Log(LogRequest {
+        job_id: JobId([5; 16]),
+        lease_id: 1,
+        lines: vec![line; LOG_LINES_PER_REQUEST_MAX],
+    }));
+    let stored = LogLine {
+        seq: 1,
+        at_ms: 0,
+        level: LogLevel::Trace,
+        message: String::new(),
+        fields: Vec::new(),
+    };
+    assert_response_round_trips(Response::LogTail(LogTail {
+        execution: 1,
+        lines: vec![stored; LOG_TAIL_LINES_MAX as usize],
+        next_after: 1,
+        open: true,
+    }));
+    let execution = ExecutionInfo {
+        execution: 1,
+        attempt: 1,
+        worker_id: None,
+        lease_id: 1,
+        leased_at_ms: 0,
+        lease_deadline_ms: 0,
+        finished_at_ms: None,
+        outcome: None,
+        error: None,
+        error_details: None,
+        duration_ms: None,
+    };
+    assert_response_round_trips(Response::ExecutionList(ExecutionList {
+        executions: vec![execution; LIST_LIMIT_MAX as usize],
+        next_after: None,
+    }));
+    let worker = WorkerInfo {
+        worker_id: 1,
+        name: String::new(),
+        hostname: String::new(),
+        pid: 0,
+        version: String::new(),
+        labels: Vec::new(),
+        concurrency: 1,
+        state: WorkerState::Active,
+        registered_at_ms: 0,
+        last_heartbeat_at_ms: 0,
+        in_flight: 0,
+        leased_jobs: 0,
+        terminate_deadline_ms: None,
+        assignments_version: 1,
+        assignments: Vec::new(),
+    };
+    assert_response_round_trips(Response::WorkerList(WorkerList {
+        workers: vec![worker; LIST_LIMIT_MAX as usize],
+        next_after: None,
+    }));
+    let assignment = Assignment {
+        worker_id: 1,
+        worker_name: String::new(),
+        queue: String::new(),
+        weight: 1,
+        position: 0,
+        active: true,
+        since_ms: 0,
+    };
+    assert_response_round_trips(Response::AssignmentList(AssignmentList {
+        assignments: vec![assignment; LIST_LIMIT_MAX as usize],
+        next_after: None,
     }));
 }

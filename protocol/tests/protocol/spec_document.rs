@@ -167,6 +167,32 @@ fn limit_values() -> Vec<(&'static str, u64)> {
             "SUBSCRIPTION_PERIOD_MS_DEFAULT",
             SUBSCRIPTION_PERIOD_MS_DEFAULT,
         ),
+        ("ERROR_DETAILS_BYTES_MAX", ERROR_DETAILS_BYTES_MAX as u64),
+        ("LOG_LINE_BYTES_MAX", LOG_LINE_BYTES_MAX as u64),
+        (
+            "LOG_LINES_PER_REQUEST_MAX",
+            LOG_LINES_PER_REQUEST_MAX as u64,
+        ),
+        (
+            "LOG_LINES_PER_EXECUTION_MAX_DEFAULT",
+            u64::from(LOG_LINES_PER_EXECUTION_MAX_DEFAULT),
+        ),
+        ("LOG_TAIL_LINES_MAX", u64::from(LOG_TAIL_LINES_MAX)),
+        (
+            "PROGRESS_MESSAGE_BYTES_MAX",
+            PROGRESS_MESSAGE_BYTES_MAX as u64,
+        ),
+        ("WORKER_CONCURRENCY_MAX", u64::from(WORKER_CONCURRENCY_MAX)),
+        ("WORKER_LABELS_MAX", WORKER_LABELS_MAX as u64),
+        ("ASSIGNMENT_WEIGHT_MAX", u64::from(ASSIGNMENT_WEIGHT_MAX)),
+        (
+            "HEARTBEAT_TIMEOUT_MS_DEFAULT",
+            u64::from(HEARTBEAT_TIMEOUT_MS_DEFAULT),
+        ),
+        (
+            "WORKER_TERMINATE_GRACE_MS_DEFAULT",
+            u64::from(WORKER_TERMINATE_GRACE_MS_DEFAULT),
+        ),
     ]
 }
 
