@@ -3,14 +3,9 @@
 The broker is started per test exactly as in ``test_live_server.py`` (a free loopback port,
 a fresh data directory, ``--fsync never``, killed whatever happens).
 
-SKIPPED unless ``TASKFORGE_LIVE_WORKERS`` is set: the broker's handlers for these operations
-are being written, and until they land it answers INTERNAL "not yet". Remove the
-``skipUnless`` below once they have landed.
-
-The broker is started with ``TASKFORGE_HEARTBEAT_TIMEOUT_MS`` (the expected variable of the
-server setting ``broker.heartbeat_timeout_ms``) set low so the lost-worker test is quick;
-the test reads the timeout back from the heartbeat interval, so it is still correct (only
-slower, about 20 s) if the broker ignores the variable.
+The broker is started with ``TASKFORGE_HEARTBEAT_TIMEOUT_MS`` (the variable of the server
+setting ``broker.heartbeat_timeout_ms``) set low so the lost-worker test is quick; the test
+reads the timeout back from the heartbeat interval.
 """
 
 import os
@@ -43,14 +38,6 @@ from test_live_server import LiveServerTest  # noqa: E402
 #: The heartbeat timeout asked of the broker, in ms.
 HEARTBEAT_TIMEOUT_MS = 1500
 
-#: Set this variable to run the tests (once the broker handles the worker operations).
-ENABLE_VARIABLE = "TASKFORGE_LIVE_WORKERS"
-
-
-@unittest.skipUnless(
-    os.environ.get(ENABLE_VARIABLE),
-    "the broker does not handle the worker operations yet; set %s=1 to run" % ENABLE_VARIABLE,
-)
 class LiveWorkersTest(LiveServerTest):
     """Register, heartbeat, fetch as a worker, log, report progress and read it all back."""
 

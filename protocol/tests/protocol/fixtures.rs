@@ -924,7 +924,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     last_error: Some(text("smtp: connection refused")),
                     result: Some(br#"{"sent":true}"#.to_vec()),
                     executions: 2,
-                    latest_execution: Some(succeeded_execution()),
+                    latest_execution: Some(Box::new(succeeded_execution())),
                     progress: Some(progress(100, "done")),
                 }),
             ),
@@ -951,14 +951,14 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     last_error: None,
                     result: None,
                     executions: 1,
-                    latest_execution: Some(ExecutionInfo {
+                    latest_execution: Some(Box::new(ExecutionInfo {
                         execution: 1,
                         attempt: 1,
                         lease_id: 4_294_967_296,
                         leased_at_ms: NOW_MS - 10,
                         lease_deadline_ms: NOW_MS + 29_990,
                         ..running_execution()
-                    }),
+                    })),
                     progress: Some(ProgressInfo {
                         execution: 1,
                         ..progress(40, "rendered 4 of 10 pages")

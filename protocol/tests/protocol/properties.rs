@@ -264,7 +264,7 @@ fn arb_job_info() -> impl Strategy<Value = JobInfo> {
             last_error,
             result,
             executions,
-            latest_execution,
+            latest_execution: latest_execution.map(Box::new),
             progress,
         },
     )

@@ -309,11 +309,11 @@ impl Core {
     ) -> Result<WorkerInfo, CoreError> {
         let worker = self.worker_mut(project_id, worker_id)?;
         match worker.info.state {
-            WorkerState::Active | WorkerState::Quiet => {
+            // Terminating again sets a new deadline, counted from now.
+            WorkerState::Active | WorkerState::Quiet | WorkerState::Terminating => {
                 worker.info.state = WorkerState::Terminating;
                 worker.info.terminate_deadline_ms = Some(now_ms + u64::from(grace_ms));
             }
-            WorkerState::Terminating => {}
             state => {
                 return Err(CoreError::Conflict(format!(
                     "worker {worker_id} is {}",
