@@ -416,8 +416,12 @@ impl Metrics {
     fn observe_job_flow(&self, response: &Response, now_ms: u64) {
         let jobs = &self.jobs;
         match response {
-            Response::Enqueue(_) => jobs.enqueued.inc(),
-            Response::EnqueueBatch(batch) => jobs.enqueued.inc_by(batch.job_ids.len() as u64),
+            Response::Enqueue(created) if !created.duplicate => jobs.enqueued.inc(),
+            Response::EnqueueBatch(batch) => {
+                let duplicates = batch.duplicates.iter().filter(|duplicate| **duplicate).count();
+                jobs.enqueued
+                    .inc_by(batch.job_ids.len().saturating_sub(duplicates) as u64)
+            }
             Response::Fetch(fetch) => {
                 jobs.leased.inc_by(fetch.jobs.len() as u64);
                 for job in fetch.jobs.iter().filter(|job| job.attempt == 1) {
@@ -513,6 +517,7 @@ mod tests {
         let metrics = Metrics::new();
         let batch = Ok(Response::EnqueueBatch(EnqueueBatchResponse {
             job_ids: vec![JobId([1; 16]), JobId([2; 16])],
+            duplicates: vec![false, false],
         }));
         metrics.observe_request(Opcode::EnqueueBatch, &batch, Duration::ZERO, 0);
         let dead = Ok(Response::Fail(FailResponse {

@@ -189,6 +189,18 @@ pub const HEARTBEAT_TIMEOUT_MS_DEFAULT: u32 = 15_000;
 /// Default time a WORKER_TERMINATE gives a worker to finish.
 pub const WORKER_TERMINATE_GRACE_MS_DEFAULT: u32 = 30_000;
 
+/// Most parents one job may name.
+pub const PARENTS_PER_JOB_MAX: usize = 100;
+
+/// Most children JOB_GET lists.
+pub const CHILDREN_SHOWN_MAX: usize = 1_000;
+
+/// Longest unique key.
+pub const UNIQUE_KEY_BYTES_MAX: usize = 256;
+
+/// Longest retention a queue may set (one year).
+pub const RETENTION_MS_MAX: u64 = 366 * 24 * 60 * 60 * 1000;
+
 const _: () = assert!(HANDSHAKE_FRAME_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT);
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_CEILING);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT < FRAME_BYTES_MAX_DEFAULT);

@@ -305,8 +305,10 @@ pub struct EnqueueRequest {
 pub struct EnqueueResponse {
     /// The new job's id.
     pub job_id: JobId,
-    /// Its state (`ready` or `scheduled`).
+    /// Its state (`ready`, `scheduled` or `blocked`; the existing job's when `duplicate`).
     pub state: JobState,
+    /// True when a unique key matched: `job_id` is the existing job and nothing was created.
+    pub duplicate: bool,
 }
 
 /// ENQUEUE_BATCH request: all jobs are stored, or none.
@@ -321,6 +323,8 @@ pub struct EnqueueBatchRequest {
 pub struct EnqueueBatchResponse {
     /// The new jobs' ids, in request order.
     pub job_ids: Vec<JobId>,
+    /// One flag per job: true when a unique key matched and the id is the existing job's.
+    pub duplicates: Vec<bool>,
 }
 
 /// FETCH request.

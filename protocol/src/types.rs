@@ -158,6 +158,12 @@ pub struct QueueSettings {
     pub backoff: Option<Backoff>,
     /// Lease for FETCHes and jobs that do not set one.
     pub lease_ms: Option<u32>,
+    /// How long finished jobs are kept; 0 goes back to the plan's retention.
+    pub retention_ms: Option<u64>,
+    /// Most jobs leased at once; 0 removes the limit.
+    pub in_flight_max: Option<u32>,
+    /// Most deliveries per second; 0 removes the limit.
+    pub deliveries_per_second: Option<u32>,
 }
 
 /// A queue's effective defaults.
@@ -171,6 +177,58 @@ pub struct QueueDefaults {
     pub backoff: Backoff,
     /// Lease for FETCHes and jobs that do not set one.
     pub lease_ms: u32,
+    /// How long finished jobs are kept; `None` takes the plan's retention.
+    pub retention_ms: Option<u64>,
+    /// Most jobs leased at once; `None` for no limit. FETCH skips a queue at its limit.
+    pub in_flight_max: Option<u32>,
+    /// Most deliveries per second (burst of one second's worth); `None` for no limit.
+    pub deliveries_per_second: Option<u32>,
+}
+
+/// A parent named by a new job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParentRef {
+    /// An existing job of the same project (any queue).
+    Job(JobId),
+    /// The job at this index of the same ENQUEUE_BATCH.
+    Batch(u32),
+}
+
+/// What a child does when a parent ends dead, cancelled or expired.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ParentFailure {
+    /// The child is cancelled, and so are its own children that would cancel.
+    #[default]
+    Cancel,
+    /// The parent counts as done: the child runs once its other parents are done.
+    Run,
+}
+
+/// How long a unique key holds after its job was enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UniqueUntil {
+    /// Until the job is first leased.
+    Started,
+    /// Until the job reaches a final state.
+    Finished,
+}
+
+/// A unique key: while it holds, an ENQUEUE with the same key in the same queue returns
+/// the existing job instead of creating one. It holds while `until` holds, or while the
+/// existing job is younger than `window_ms`, whichever is longer; at least one is set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+pub struct UniqueKey {
+    /// The key, 1..=`UNIQUE_KEY_BYTES_MAX` bytes.
+    pub key: String,
+    /// Holds until the existing job starts or finishes.
+    pub until: Option<UniqueUntil>,
+    /// Holds for this long after the existing job was enqueued.
+    pub window_ms: Option<u64>,
 }
 
 /// How many jobs of a queue are in each state.
@@ -230,6 +288,18 @@ pub struct NewJob {
     pub lease_ms: Option<u32>,
     /// Free-form string pairs, returned with the job. Keys are unique.
     pub metadata: Vec<(String, String)>,
+    /// Jobs that must succeed before this one runs (at most `PARENTS_PER_JOB_MAX`); the
+    /// job stays `blocked` until then.
+    pub depends_on: Vec<ParentRef>,
+    /// What to do when a parent ends dead, cancelled or expired.
+    pub on_parent_failure: ParentFailure,
+    /// Deduplication: see [`UniqueKey`].
+    pub unique: Option<UniqueKey>,
+    /// The job expires if it has not started by this time (ms since the Unix epoch).
+    pub expires_at_ms: Option<u64>,
+    /// The job expires if it has not started this long after enqueue. The earlier of
+    /// `expires_at_ms` and this wins.
+    pub ttl_ms: Option<u64>,
 }
 
 /// A job handed to a worker by FETCH.
@@ -303,6 +373,18 @@ pub struct JobInfo {
     pub latest_execution: Option<Box<crate::executions::ExecutionInfo>>,
     /// The last progress a worker reported.
     pub progress: Option<crate::executions::ProgressInfo>,
+    /// The jobs it depends on, as enqueued.
+    pub parents: Vec<JobId>,
+    /// Parents that have not finished yet (or not in a way that releases it).
+    pub parents_remaining: u32,
+    /// What it does when a parent ends dead, cancelled or expired.
+    pub on_parent_failure: ParentFailure,
+    /// Jobs that depend on it, oldest first, at most `CHILDREN_SHOWN_MAX`.
+    pub children: Vec<JobId>,
+    /// Its unique key, if it was enqueued with one.
+    pub unique_key: Option<String>,
+    /// When it expires unless started.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// A job in a listing: [`JobInfo`] without payload and result.

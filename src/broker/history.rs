@@ -191,18 +191,36 @@ impl Broker {
 
     async fn job_results(&self, project_id: ProjectId, job_id: JobId) -> Reply<JobResults> {
         let record = self.stored_job(project_id, job_id).await?;
+        let now_ms = self.clock.now_ms();
+        let job = self.job_result(project_id, job_id, &record, now_ms)?;
+        let mut parents = Vec::new();
+        for parent_id in self.read_body(project_id, job_id)?.parents {
+            // A parent purged by retention is left out.
+            if let Some(parent) = self.read_job_now(project_id, parent_id)? {
+                parents.push(self.job_result(project_id, parent_id, &parent, now_ms)?);
+            }
+        }
+        let budget_bytes = self.limits.response_bytes_max as usize;
+        keep_within(&mut parents, budget_bytes.saturating_sub(encoded_bytes(&job)), encoded_bytes);
+        Ok(JobResults { job, parents })
+    }
+
+    fn job_result(
+        &self,
+        project_id: ProjectId,
+        job_id: JobId,
+        record: &JobRecord,
+        now_ms: u64,
+    ) -> Reply<JobResult> {
         let result = self
             .shared
             .storage
             .get(&keys::result(project_id, job_id))
             .map_err(storage_error)?;
-        Ok(JobResults {
-            job: JobResult {
-                job_id,
-                state: super::service::visible_state(&record, self.clock.now_ms()),
-                result,
-            },
-            parents: Vec::new(),
+        Ok(JobResult {
+            job_id,
+            state: record.visible_state(now_ms),
+            result,
         })
     }
 

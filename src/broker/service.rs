@@ -9,14 +9,19 @@ use taskforge_protocol::{
     limits, AckBatchRequest, AckBatchResponse, AckRequest, BulkResponse, DeadBulkRequest,
     EnqueueBatchResponse, EnqueueResponse, ErrorBody, ErrorCode, ErrorDetails, FailRequest,
     FetchRequest, FetchResponse, JobId, JobInfo, JobListRequest, JobListResponse, JobState,
-    JobSummary, LeasedJob, Pong, ProjectId, QueueListResponse, Request, Response,
+    JobSummary, LeasedJob, NewJob, ParentRef, Pong, ProjectId, QueueListResponse, Request,
+    Response,
 };
 
 use super::commit::State;
-use super::core::{Core, CoreError, Delivery, Failure, FetchPlan};
+use super::core::{Core, CoreError, Delivery, Failure, FetchPlan, StoredParents, PARENT_MOVED_ERROR};
 use super::{principal, validate, Broker, Session};
 use crate::storage::records::{self, JobBody, JobRecord, StateTag};
 use crate::storage::{keys, StorageError};
+
+/// Times an enqueue naming finished parents reads them from storage before giving up
+/// (each retry follows a parent that finished while the request was being checked).
+const ENQUEUE_PARENT_READS_MAX: usize = 3;
 
 /// Bound on a response's bytes besides its items (lengths, options, cursor).
 const RESPONSE_OVERHEAD_BYTES: usize = 64;
@@ -43,19 +48,6 @@ fn unavailable(reason: impl std::fmt::Display) -> ErrorBody {
 fn storage_error(error: StorageError) -> ErrorBody {
     tracing::error!(%error, "storage read failed");
     unavailable(error)
-}
-
-/// The visible state of a stored job at `now_ms`.
-pub(super) fn visible_state(record: &JobRecord, now_ms: u64) -> JobState {
-    match record.state {
-        StateTag::Pending if record.run_at_ms > now_ms => JobState::Scheduled,
-        StateTag::Pending => JobState::Ready,
-        StateTag::Leased => JobState::Leased,
-        StateTag::Succeeded => JobState::Succeeded,
-        StateTag::Dead => JobState::Dead,
-        StateTag::Cancelled => JobState::Cancelled,
-        StateTag::Expired => JobState::Expired,
-    }
 }
 
 impl Broker {
@@ -166,14 +158,24 @@ impl Broker {
             Request::Enqueue(body) => {
                 validate::new_job(&body.job, &self.limits, self.now_ms())?;
                 let created = self.enqueue(project_id, vec![body.job]).await?;
-                let (job_id, state) = created[0];
-                Ok(Response::Enqueue(EnqueueResponse { job_id, state }))
+                let (job_id, state, duplicate) = created[0];
+                Ok(Response::Enqueue(EnqueueResponse {
+                    job_id,
+                    state,
+                    duplicate,
+                }))
             }
             Request::EnqueueBatch(body) => {
                 validate::batch(&body.jobs, &self.limits, self.now_ms())?;
                 let created = self.enqueue(project_id, body.jobs).await?;
-                let job_ids = created.into_iter().map(|(job_id, _)| job_id).collect();
-                Ok(Response::EnqueueBatch(EnqueueBatchResponse { job_ids }))
+                let (job_ids, duplicates) = created
+                    .into_iter()
+                    .map(|(job_id, _, duplicate)| (job_id, duplicate))
+                    .unzip();
+                Ok(Response::EnqueueBatch(EnqueueBatchResponse {
+                    job_ids,
+                    duplicates,
+                }))
             }
             Request::Fetch(body) => Ok(Response::Fetch(self.fetch(project_id, body).await?)),
             Request::Ack(body) => {
@@ -380,7 +382,7 @@ impl Broker {
         self.read_job_now(project_id, job_id)
     }
 
-    fn read_job_now(&self, project_id: ProjectId, job_id: JobId) -> Reply<Option<JobRecord>> {
+    pub(super) fn read_job_now(&self, project_id: ProjectId, job_id: JobId) -> Reply<Option<JobRecord>> {
         match self
             .shared
             .storage
@@ -394,7 +396,7 @@ impl Broker {
         }
     }
 
-    fn read_body(&self, project_id: ProjectId, job_id: JobId) -> Reply<JobBody> {
+    pub(super) fn read_body(&self, project_id: ProjectId, job_id: JobId) -> Reply<JobBody> {
         match self
             .shared
             .storage
@@ -415,13 +417,41 @@ impl Broker {
     async fn enqueue(
         &self,
         project_id: ProjectId,
-        jobs: Vec<taskforge_protocol::NewJob>,
-    ) -> Reply<Vec<(JobId, JobState)>> {
+        jobs: Vec<NewJob>,
+    ) -> Reply<Vec<(JobId, JobState, bool)>> {
         let batch = jobs.len() > 1;
-        let outcome = self
-            .mutate_raw(|core, now_ms| core.enqueue(project_id, jobs, now_ms))
-            .await?;
-        outcome.map_err(|(index, error)| {
+        let named: BTreeSet<JobId> = jobs
+            .iter()
+            .flat_map(|job| &job.depends_on)
+            .filter_map(|parent| match parent {
+                ParentRef::Job(parent_id) => Some(*parent_id),
+                ParentRef::Batch(_) => None,
+            })
+            .collect();
+        let outcome = if named.is_empty() {
+            let stored = StoredParents::new();
+            self.mutate_raw(|core, now_ms| core.enqueue(project_id, jobs, &stored, now_ms))
+                .await?
+        } else {
+            // Memory knows only live jobs: finished parents are read from storage. A parent
+            // that finishes between that read and the enqueue makes the core refuse; the
+            // read is then simply repeated.
+            let mut attempts_left = ENQUEUE_PARENT_READS_MAX;
+            loop {
+                let stored = self.stored_parents(project_id, &named).await?;
+                let jobs = jobs.clone();
+                let outcome = self
+                    .mutate_raw(|core, now_ms| core.enqueue(project_id, jobs, &stored, now_ms))
+                    .await?;
+                attempts_left -= 1;
+                match &outcome {
+                    Err((_, CoreError::Conflict(message)))
+                        if message == PARENT_MOVED_ERROR && attempts_left > 0 => {}
+                    _ => break outcome,
+                }
+            }
+        };
+        let created = outcome.map_err(|(index, error)| {
             let body = error.to_error_body();
             if batch {
                 body.with_details(ErrorDetails::BatchItem {
@@ -430,7 +460,37 @@ impl Broker {
             } else {
                 body
             }
-        })
+        })?;
+        let mut answered = Vec::with_capacity(created.len());
+        for enqueued in created {
+            let state = match enqueued.state {
+                Some(state) => state,
+                // A duplicate of a job that finished: storage has its state, unless
+                // retention purged the job since (its window outlived it): it finished.
+                None => match self.read_job(project_id, enqueued.job_id).await? {
+                    Some(record) => record.visible_state(self.clock.now_ms()),
+                    None => JobState::Succeeded,
+                },
+            };
+            answered.push((enqueued.job_id, state, enqueued.duplicate));
+        }
+        Ok(answered)
+    }
+
+    /// The stored states of named parents, after a barrier.
+    async fn stored_parents(
+        &self,
+        project_id: ProjectId,
+        named: &BTreeSet<JobId>,
+    ) -> Reply<StoredParents> {
+        self.barrier().await?;
+        let mut stored = StoredParents::new();
+        for parent_id in named {
+            if let Some(record) = self.read_job_now(project_id, *parent_id)? {
+                stored.insert(*parent_id, record.state);
+            }
+        }
+        Ok(stored)
     }
 
     async fn fetch(&self, project_id: ProjectId, request: FetchRequest) -> Reply<FetchResponse> {
@@ -609,10 +669,11 @@ impl Broker {
         let queue = self.queue_name(record.queue_id);
         let now_ms = self.clock.now_ms();
         let latest_execution = self.latest_execution(project_id, job_id, &record)?;
+        let children = self.children(project_id, job_id)?;
         Ok(JobInfo {
             job_id,
             queue,
-            state: visible_state(&record, now_ms),
+            state: record.visible_state(now_ms),
             priority: record.priority,
             payload: body.payload,
             metadata: body.metadata,
@@ -631,7 +692,29 @@ impl Broker {
             executions: record.executions,
             latest_execution,
             progress: self.progress(project_id, job_id)?,
+            parents: body.parents,
+            parents_remaining: record.parents_remaining,
+            on_parent_failure: record.on_parent_failure,
+            children,
+            unique_key: record.unique.map(|unique| unique.key),
+            expires_at_ms: record.expires_at_ms,
         })
+    }
+
+    /// A job's children, oldest first, at most `CHILDREN_SHOWN_MAX`.
+    fn children(&self, project_id: ProjectId, job_id: JobId) -> Reply<Vec<JobId>> {
+        let (start, end) = keys::children_range(project_id, job_id);
+        let mut children = Vec::new();
+        self.shared
+            .storage
+            .scan(&start, &end, &mut |key, _| {
+                if let Some((_, _, child)) = keys::parse_child(key) {
+                    children.push(child);
+                }
+                children.len() < limits::CHILDREN_SHOWN_MAX
+            })
+            .map_err(storage_error)?;
+        Ok(children)
     }
 
     fn queue_name(&self, queue_id: u64) -> String {
@@ -710,7 +793,7 @@ impl Broker {
                 last_seen = Some(job_id);
                 continue;
             };
-            let state = visible_state(&record, now_ms);
+            let state = record.visible_state(now_ms);
             if wanted.is_some_and(|wanted| wanted != state) {
                 last_seen = Some(job_id);
                 continue;
@@ -760,10 +843,11 @@ impl Broker {
             entries.extend(ids.into_iter().map(|job_id| (job_id, tag)));
         }
         let (affected, remaining) = self
-            .mutate(|core, _| {
-                let affected = core.delete_jobs(queue_id, &entries);
+            .mutate(|core, now_ms| {
+                let affected = core.delete_jobs(queue_id, &entries, now_ms);
                 let counts = core.queue_get(project_id, name)?.counts;
                 let remaining = counts.scheduled
+                    + counts.blocked
                     + counts.ready
                     + counts.succeeded
                     + counts.dead
@@ -814,7 +898,7 @@ impl Broker {
                     ErrorCode::Conflict,
                     format!(
                         "job {job_id} is {}, not dead",
-                        visible_state(&record, self.now_ms())
+                        record.visible_state(self.now_ms())
                     ),
                 ),
                 _ => ErrorBody::new(
@@ -841,7 +925,7 @@ impl Broker {
                         .iter()
                         .map(|(job_id, _)| (*job_id, StateTag::Dead))
                         .collect();
-                    core.delete_jobs(queue_id, &entries)
+                    core.delete_jobs(queue_id, &entries, now_ms)
                 };
                 let remaining = if named {
                     0

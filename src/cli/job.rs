@@ -142,6 +142,7 @@ pub async fn run(client: Client, command: JobCommand, out: Output) -> Result<(),
                 backoff: None,
                 lease_ms,
                 metadata,
+                ..NewJob::default()
             };
             let created = client.enqueue(job).await?;
             out.print(&created, |created| {

@@ -129,6 +129,7 @@ impl SettingsArgs {
             max_attempts: self.max_attempts,
             backoff,
             lease_ms: self.lease_ms,
+            ..QueueSettings::default()
         }
     }
 }

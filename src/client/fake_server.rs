@@ -258,5 +258,11 @@ pub(crate) fn fake_job_info(job_id: taskforge_protocol::JobId) -> taskforge_prot
         executions: 0,
         latest_execution: None,
         progress: None,
+        parents: Vec::new(),
+        parents_remaining: 0,
+        on_parent_failure: taskforge_protocol::ParentFailure::Cancel,
+        children: Vec::new(),
+        unique_key: None,
+        expires_at_ms: None,
     }
 }

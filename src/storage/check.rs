@@ -45,6 +45,8 @@ pub struct CheckReport {
     pub history_records: u64,
     /// Worker records.
     pub workers: u64,
+    /// Dependency edges.
+    pub dependency_edges: u64,
     /// Organizations, users, projects and API keys.
     pub directory_records: u64,
     /// The first [`PROBLEMS_LISTED_MAX`] problems found.
@@ -174,12 +176,13 @@ pub fn check(storage: &dyn Storage) -> Result<CheckReport, StorageError> {
     check_job_owned(storage, keys::RESULT, &mut report)?;
     check_index(storage, &queues, &mut report)?;
     check_history(storage, &mut report)?;
+    check_edges(storage, &mut report)?;
     report.workers =
         decode_all::<WorkerInfo>(storage, keys::WORKER, "worker", &mut report)?.len() as u64;
     check_directory(storage, &mut report)?;
     let mut unknown = 0u64;
     for (start, end) in [
-        (keys::WORKER + 1, keys::ORG),
+        (keys::CHILD + 1, keys::ORG),
         (keys::API_KEY + 1, keys::KEY_PREFIX_END),
     ] {
         storage.scan(&[start], &[end], &mut |_, _| {
@@ -414,6 +417,26 @@ fn check_history(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), 
     Ok(())
 }
 
+/// Checks that every dependency edge is well formed and its child exists (a purged parent
+/// takes its edges with it; a purged child may leave its parent's edge behind).
+fn check_edges(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), StorageError> {
+    let mut problems = Vec::new();
+    let mut count = 0u64;
+    let (start, end) = prefix_range(keys::CHILD);
+    storage.scan(&start, &end, &mut |key, _| {
+        count += 1;
+        if keys::parse_child(key).is_none() {
+            problems.push(format!("dependency edge key {} is malformed", hex::encode(key)));
+        }
+        true
+    })?;
+    report.dependency_edges = count;
+    for problem in problems {
+        report.problem(problem);
+    }
+    Ok(())
+}
+
 /// Checks that every index entry points at a job of that queue in that state.
 fn check_index(
     storage: &dyn Storage,
@@ -494,13 +517,13 @@ mod tests {
             ..NewJob::default()
         };
         let created = core
-            .enqueue(1, vec![job.clone(), job.clone()], now_ms)
+            .enqueue(1, vec![job.clone(), job.clone()], &Default::default(), now_ms)
             .expect("enqueue");
-        core.enqueue(2, vec![job], now_ms).expect("enqueue");
+        core.enqueue(2, vec![job], &Default::default(), now_ms).expect("enqueue");
         let storage = MemoryStorage::new();
         let (writes, _) = core.take_writes();
         storage.apply(&writes).expect("apply");
-        (storage, created[0].0)
+        (storage, created[0].job_id)
     }
 
     #[test]

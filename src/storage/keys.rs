@@ -18,6 +18,7 @@
 //! | `0x06` | project u64, job id (16), `0x01`, execution u32 | [`taskforge_protocol::ExecutionInfo`] (ended) |
 //! | `0x06` | project u64, job id (16), `0x02`, execution u32, seq u32 | [`taskforge_protocol::LogLine`] |
 //! | `0x07` | project u64, worker id u64               | [`taskforge_protocol::WorkerInfo`] |
+//! | `0x08` | project u64, parent job id (16), child job id (16) | empty: dependency edges |
 //! | `0x10` | org id u64                               | organization with subscription |
 //! | `0x11` | user id u64                              | [`super::records::UserRecord`] |
 //! | `0x12` | project id u64                           | [`taskforge_protocol::Project`] |
@@ -45,6 +46,8 @@ pub const QUEUE_INDEX: u8 = 0x05;
 pub const JOB_HISTORY: u8 = 0x06;
 /// Prefix of worker records.
 pub const WORKER: u8 = 0x07;
+/// Prefix of dependency edges, by parent.
+pub const CHILD: u8 = 0x08;
 
 /// Kinds of [`JOB_HISTORY`] records, after the job id.
 const HISTORY_PROGRESS: u8 = 0x00;
@@ -100,7 +103,7 @@ pub fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
 /// (exports, backups and checks scan that range). New prefixes stay below it.
 pub const KEY_PREFIX_END: u8 = 0xFF;
 
-const _: () = assert!(WORKER < ORG && API_KEY < KEY_PREFIX_END);
+const _: () = assert!(CHILD < ORG && API_KEY < KEY_PREFIX_END);
 
 /// First and one-past-last key of the whole store.
 pub fn all_range() -> (Vec<u8>, Vec<u8>) {
@@ -225,6 +228,34 @@ pub fn log_range(
         None => end.push(HISTORY_LOG + 1),
     }
     (start, end)
+}
+
+/// The key of a dependency edge.
+pub fn child(project_id: ProjectId, parent: JobId, child: JobId) -> Vec<u8> {
+    let mut key = job_owned(CHILD, project_id, parent);
+    key.extend_from_slice(&child.0);
+    key
+}
+
+/// The range of a job's child edges.
+pub fn children_range(project_id: ProjectId, parent: JobId) -> (Vec<u8>, Vec<u8>) {
+    let start = job_owned(CHILD, project_id, parent);
+    let mut end = start.clone();
+    end.push(0xFF);
+    (start, end)
+}
+
+/// Splits a dependency edge key into project, parent and child.
+pub fn parse_child(key: &[u8]) -> Option<(ProjectId, JobId, JobId)> {
+    if key.len() != 41 || key[0] != CHILD {
+        return None;
+    }
+    let project_id = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    Some((
+        project_id,
+        JobId(key[9..25].try_into().ok()?),
+        JobId(key[25..41].try_into().ok()?),
+    ))
 }
 
 /// The key of a worker record.

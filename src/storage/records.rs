@@ -5,7 +5,9 @@
 //! give an error, never an abort). Migrations bump the version.
 
 use bincode::{Decode, Encode};
-use taskforge_protocol::{ApiKeyInfo, Backoff, LeaseId, QueueDefaults, User};
+use taskforge_protocol::{
+    ApiKeyInfo, Backoff, LeaseId, ParentFailure, QueueDefaults, UniqueKey, User,
+};
 
 use super::StorageError;
 
@@ -162,6 +164,33 @@ pub struct JobRecord {
     pub cancel_requested: bool,
     /// The last failure's message.
     pub last_error: Option<String>,
+    /// Parents not yet finished in a way that releases it; the job is blocked while
+    /// this is not zero.
+    pub parents_remaining: u32,
+    /// What it does when a parent ends dead, cancelled or expired.
+    pub on_parent_failure: ParentFailure,
+    /// It expires unless started by then.
+    pub expires_at_ms: Option<u64>,
+    /// Its unique key, kept so that the key's hold is rebuilt after a restart.
+    pub unique: Option<UniqueKey>,
+}
+
+impl JobRecord {
+    /// The state a client sees at `now_ms`: pending splits into blocked, scheduled and
+    /// ready.
+    pub fn visible_state(&self, now_ms: u64) -> taskforge_protocol::JobState {
+        use taskforge_protocol::JobState;
+        match self.state {
+            StateTag::Pending if self.parents_remaining > 0 => JobState::Blocked,
+            StateTag::Pending if self.run_at_ms > now_ms => JobState::Scheduled,
+            StateTag::Pending => JobState::Ready,
+            StateTag::Leased => JobState::Leased,
+            StateTag::Succeeded => JobState::Succeeded,
+            StateTag::Dead => JobState::Dead,
+            StateTag::Cancelled => JobState::Cancelled,
+            StateTag::Expired => JobState::Expired,
+        }
+    }
 }
 
 /// A job's immutable part, written once at enqueue.
@@ -171,6 +200,8 @@ pub struct JobBody {
     pub payload: Vec<u8>,
     /// Metadata pairs.
     pub metadata: Vec<(String, String)>,
+    /// The jobs it depends on, in the order named.
+    pub parents: Vec<taskforge_protocol::JobId>,
 }
 
 /// A user as stored: the password's Argon2id hash (PHC string) lives only here.
@@ -202,6 +233,7 @@ mod tests {
         let body = JobBody {
             payload: vec![1, 2, 3],
             metadata: vec![("k".into(), "v".into())],
+            parents: vec![taskforge_protocol::JobId([7; 16])],
         };
         let bytes = encode(&body);
         assert_eq!(decode::<JobBody>("body", &bytes), Ok(body));

@@ -3,6 +3,8 @@
 
 use taskforge_protocol::{JobId, LeaseId, ProjectId, WorkerId};
 
+use std::cmp::Reverse;
+
 use super::{Core, CoreError, TimerKind};
 use crate::storage::records::{LeaseRecord, StateTag};
 
@@ -228,7 +230,7 @@ impl Core {
     /// Serves waiters of queues that gained ready jobs during this operation.
     pub(super) fn dispatch_waiters(&mut self, now_ms: u64) {
         while let Some(queue_id) = self.dirty_queues.pop() {
-            while let Some(waiter_id) = self.next_waiter(queue_id) {
+            while let Some(waiter_id) = self.next_waiter(queue_id, now_ms) {
                 let Some(waiter) = self.waiters.get(&waiter_id).cloned() else {
                     continue;
                 };
@@ -250,9 +252,16 @@ impl Core {
     }
 
     /// The oldest waiter of a queue that can deliver now (may be a stale id).
-    fn next_waiter(&mut self, queue_id: u64) -> Option<WaiterId> {
+    fn next_waiter(&mut self, queue_id: u64, now_ms: u64) -> Option<WaiterId> {
         let queue = self.queues.get_mut(&queue_id)?;
         if queue.record.paused || queue.ready.is_empty() {
+            return None;
+        }
+        if !queue.may_deliver(now_ms) {
+            if let Some(due_ms) = queue.next_token_at(now_ms) {
+                self.queue_timers.push(Reverse((due_ms, queue_id)));
+                self.timers_lowered = true;
+            }
             return None;
         }
         queue.waiters.pop_front()
@@ -272,7 +281,16 @@ impl Core {
                 let Some(queue) = self.queues.get_mut(queue_id) else {
                     break;
                 };
-                if queue.record.paused {
+                if queue.record.paused || queue.ready.is_empty() {
+                    break;
+                }
+                if !queue.take_delivery(now_ms) {
+                    // At its in-flight limit (a lease ending wakes its waiters) or out of
+                    // delivery tokens (a timer wakes them when the next one is due).
+                    if let Some(due_ms) = queue.next_token_at(now_ms) {
+                        self.queue_timers.push(Reverse((due_ms, *queue_id)));
+                        self.timers_lowered = true;
+                    }
                     break;
                 }
                 let Some((_, job_id)) = queue.ready.pop_first() else {

@@ -1,10 +1,13 @@
 //! Job transitions of the core.
 
+use std::collections::HashMap;
+
 use taskforge_protocol::{
     CancelResponse, ExecutionOutcome, ExtendResponse, FailResponse, JobId, JobState, LeaseId,
-    NewJob, ProjectId, Retry,
+    NewJob, ParentRef, ProjectId, Retry,
 };
 
+use super::dependencies::{self, ParentStatus};
 use super::{Core, CoreError, TimerKind};
 use crate::broker::backoff::retry_delay_ms;
 use crate::storage::keys;
@@ -36,78 +39,298 @@ impl Failure {
 /// The error recorded when a lease runs out.
 pub const LEASE_EXPIRED_ERROR: &str = "lease expired before the job was acknowledged";
 
+/// The refusal when a parent finished between the caller's storage read and the enqueue.
+pub const PARENT_MOVED_ERROR: &str =
+    "a parent job finished while the request was being checked; retry";
+
+/// The error recorded when a job expires before it starts.
+pub const EXPIRED_ERROR: &str = "not started before it expired";
+
+/// What storage shows of parents a request names that are not live, read by the caller
+/// after a commit barrier (memory knows only live jobs).
+pub type StoredParents = HashMap<JobId, StateTag>;
+
+/// One job of an enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The new job, or the existing one for a duplicate.
+    pub job_id: JobId,
+    /// Its state now; `None` for a duplicate whose job is no longer live (the caller
+    /// reads it from storage).
+    pub state: Option<JobState>,
+    /// True when a unique key matched and nothing was created.
+    pub duplicate: bool,
+}
+
+/// What a job of a batch duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Duplicate {
+    /// An existing job holding the key.
+    Existing(JobId),
+    /// An earlier job of the same batch with the key.
+    Batch(usize),
+}
+
 impl Core {
     /// Enqueues validated jobs atomically: either every job is created or none is. On
-    /// refusal, the index of the first bad job comes with the error.
+    /// refusal, the index of the first bad job comes with the error. Jobs whose unique
+    /// key is held come back as duplicates of the holder and cost nothing.
     pub fn enqueue(
         &mut self,
         project_id: ProjectId,
         jobs: Vec<NewJob>,
+        stored_parents: &StoredParents,
         now_ms: u64,
-    ) -> Result<Vec<(JobId, JobState)>, (usize, CoreError)> {
+    ) -> Result<Vec<Enqueued>, (usize, CoreError)> {
         let mut queue_ids = Vec::with_capacity(jobs.len());
+        let mut external = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.iter().enumerate() {
             queue_ids.push(
                 self.queue_id(project_id, &job.queue)
                     .map_err(|error| (index, error))?,
             );
+            let mut statuses = Vec::new();
+            for parent in &job.depends_on {
+                if let ParentRef::Job(parent_id) = parent {
+                    statuses.push(
+                        self.parent_status(project_id, *parent_id, stored_parents)
+                            .map_err(|error| (index, error))?,
+                    );
+                }
+            }
+            external.push(statuses);
         }
-        self.admit_enqueue(project_id, &jobs, now_ms)?;
-        let mut created = Vec::with_capacity(jobs.len());
-        for (job, queue_id) in jobs.into_iter().zip(queue_ids) {
-            let defaults = match self.queues.get(&queue_id) {
-                Some(queue) => queue.record.defaults.clone(),
-                None => unreachable!("queue ids were resolved above under the same lock"),
-            };
-            let job_id = self.new_job_id(now_ms);
-            assert!(
-                !self.jobs.contains_key(&job_id),
-                "job id {job_id} generated twice"
-            );
-            let run_at_ms = job
-                .run_at_ms
-                .or(job.delay_ms.map(|delay_ms| now_ms.saturating_add(delay_ms)))
-                .unwrap_or(now_ms)
-                .max(now_ms);
-            let record = JobRecord {
-                queue_id,
-                state: StateTag::Pending,
-                priority: job.priority.unwrap_or(defaults.priority),
-                run_at_ms,
-                seq: self.next_seq(),
-                attempts: 0,
-                executions: 0,
-                max_attempts: job.max_attempts.unwrap_or(defaults.max_attempts),
-                backoff: job.backoff.unwrap_or(defaults.backoff),
-                lease_ms: job.lease_ms.unwrap_or(defaults.lease_ms),
-                created_at_ms: now_ms,
-                updated_at_ms: now_ms,
-                finished_at_ms: None,
-                lease: None,
-                cancel_requested: false,
-                last_error: None,
-            };
-            let project_of_queue = self.project_of(queue_id);
-            let body = JobBody {
-                payload: job.payload,
-                metadata: job.metadata,
-            };
-            self.writes.push(Write::Put(
-                keys::body(project_of_queue, job_id),
-                records::encode(&body),
-            ));
-            self.persist(job_id, None, &record);
-            self.jobs.insert(job_id, record);
-            self.schedule_pending(job_id, now_ms);
-            let state = if run_at_ms <= now_ms {
-                JobState::Ready
-            } else {
-                JobState::Scheduled
-            };
-            created.push((job_id, state));
+        let duplicates = self.find_duplicates(&jobs, &queue_ids, now_ms);
+        for (index, job) in jobs.iter().enumerate() {
+            for parent in &job.depends_on {
+                let ParentRef::Batch(parent_index) = parent else {
+                    continue;
+                };
+                if let Some(Duplicate::Existing(holder)) = duplicates[*parent_index as usize] {
+                    if !self.jobs.contains_key(&holder) {
+                        return Err((
+                            index,
+                            CoreError::Conflict(format!(
+                                "jobs[{parent_index}] is a duplicate of finished job {holder}; \
+                                 name that job in depends_on instead"
+                            )),
+                        ));
+                    }
+                }
+            }
         }
+        let fresh: Vec<usize> = (0..jobs.len())
+            .filter(|index| duplicates[*index].is_none())
+            .collect();
+        let fresh_jobs: Vec<&NewJob> = fresh.iter().map(|index| &jobs[*index]).collect();
+        self.admit_enqueue(project_id, &fresh_jobs, now_ms)
+            .map_err(|(index, error)| (fresh.get(index).copied().unwrap_or(0), error))?;
+        let mut ids: Vec<JobId> = Vec::with_capacity(jobs.len());
+        for duplicate in &duplicates {
+            let job_id = match duplicate {
+                None => self.new_job_id(now_ms),
+                Some(Duplicate::Existing(holder)) => *holder,
+                Some(Duplicate::Batch(first)) => ids[*first],
+            };
+            ids.push(job_id);
+        }
+        let mut doomed = Vec::new();
+        for (index, (job, statuses)) in jobs.into_iter().zip(external).enumerate() {
+            if duplicates[index].is_some() {
+                continue;
+            }
+            let mut statuses = statuses.into_iter();
+            let parents: Vec<(JobId, ParentStatus)> = job
+                .depends_on
+                .iter()
+                .map(|parent| match parent {
+                    ParentRef::Job(parent_id) => (
+                        *parent_id,
+                        statuses.next().unwrap_or(ParentStatus::Live),
+                    ),
+                    ParentRef::Batch(parent_index) => {
+                        (ids[*parent_index as usize], ParentStatus::Live)
+                    }
+                })
+                .collect();
+            let job_id = ids[index];
+            if let Some((parent, status)) = parents
+                .iter()
+                .find(|(_, status)| status.dooms(job.on_parent_failure))
+            {
+                if let ParentStatus::Finished(tag) = status {
+                    doomed.push((job_id, *parent, *tag));
+                }
+            }
+            self.create_job(project_id, queue_ids[index], job_id, job, &parents, now_ms);
+        }
+        for (child, parent, tag) in doomed {
+            if self.jobs.contains_key(&child) {
+                self.finish(
+                    child,
+                    StateTag::Cancelled,
+                    Some(dependencies::parent_failed_error(parent, tag)),
+                    now_ms,
+                );
+            }
+        }
+        let enqueued = ids
+            .into_iter()
+            .zip(&duplicates)
+            .map(|(job_id, duplicate)| Enqueued {
+                job_id,
+                state: match self.jobs.get(&job_id) {
+                    Some(record) => Some(record.visible_state(now_ms)),
+                    None if duplicate.is_none() => Some(JobState::Cancelled),
+                    None => None,
+                },
+                duplicate: duplicate.is_some(),
+            })
+            .collect();
         self.dispatch_waiters(now_ms);
-        Ok(created)
+        Ok(enqueued)
+    }
+
+    /// Where each job's unique key is already held: by an existing job, or by an earlier
+    /// job of the batch.
+    fn find_duplicates(
+        &mut self,
+        jobs: &[NewJob],
+        queue_ids: &[u64],
+        now_ms: u64,
+    ) -> Vec<Option<Duplicate>> {
+        let mut first_with_key: HashMap<(u64, &str), usize> = HashMap::new();
+        let mut duplicates = Vec::with_capacity(jobs.len());
+        for (index, job) in jobs.iter().enumerate() {
+            let Some(unique) = &job.unique else {
+                duplicates.push(None);
+                continue;
+            };
+            let key = (queue_ids[index], unique.key.as_str());
+            let duplicate = match first_with_key.get(&key) {
+                Some(first) => Some(Duplicate::Batch(*first)),
+                None => self
+                    .unique_holder(queue_ids[index], &unique.key, now_ms)
+                    .map(Duplicate::Existing),
+            };
+            if duplicate.is_none() {
+                first_with_key.insert(key, index);
+            }
+            duplicates.push(duplicate);
+        }
+        duplicates
+    }
+
+    /// Whether a named parent is live or finished; unknown or another project's jobs are
+    /// not found. A parent that storage showed live but memory no longer holds finished
+    /// after the caller read storage: the caller retries.
+    fn parent_status(
+        &self,
+        project_id: ProjectId,
+        parent_id: JobId,
+        stored_parents: &StoredParents,
+    ) -> Result<ParentStatus, CoreError> {
+        if let Some(record) = self.jobs.get(&parent_id) {
+            if self.project_of(record.queue_id) == project_id {
+                return Ok(ParentStatus::Live);
+            }
+        }
+        match stored_parents.get(&parent_id) {
+            Some(tag) if tag.is_finished() => Ok(ParentStatus::Finished(*tag)),
+            Some(_) => Err(CoreError::Conflict(PARENT_MOVED_ERROR.to_owned())),
+            None => Err(CoreError::NotFound(format!(
+                "parent job {parent_id} not found"
+            ))),
+        }
+    }
+
+    /// Stores one new job with its body and edges, and files it as blocked, ready or
+    /// scheduled.
+    fn create_job(
+        &mut self,
+        project_id: ProjectId,
+        queue_id: u64,
+        job_id: JobId,
+        job: NewJob,
+        parents: &[(JobId, ParentStatus)],
+        now_ms: u64,
+    ) {
+        let defaults = match self.queues.get(&queue_id) {
+            Some(queue) => queue.record.defaults.clone(),
+            None => unreachable!("queue ids were resolved under the same lock"),
+        };
+        assert!(
+            !self.jobs.contains_key(&job_id),
+            "job id {job_id} generated twice"
+        );
+        let run_at_ms = job
+            .run_at_ms
+            .or(job.delay_ms.map(|delay_ms| now_ms.saturating_add(delay_ms)))
+            .unwrap_or(now_ms)
+            .max(now_ms);
+        let ttl_expiry = job.ttl_ms.map(|ttl_ms| now_ms.saturating_add(ttl_ms));
+        let expires_at_ms = match (job.expires_at_ms, ttl_expiry) {
+            (Some(at_ms), Some(ttl_ms)) => Some(at_ms.min(ttl_ms)),
+            (at_ms, ttl_ms) => at_ms.or(ttl_ms),
+        };
+        let parents_remaining = parents
+            .iter()
+            .filter(|(_, status)| *status == ParentStatus::Live)
+            .count() as u32;
+        let record = JobRecord {
+            queue_id,
+            state: StateTag::Pending,
+            priority: job.priority.unwrap_or(defaults.priority),
+            run_at_ms,
+            seq: self.next_seq(),
+            attempts: 0,
+            executions: 0,
+            max_attempts: job.max_attempts.unwrap_or(defaults.max_attempts),
+            backoff: job.backoff.unwrap_or(defaults.backoff),
+            lease_ms: job.lease_ms.unwrap_or(defaults.lease_ms),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            finished_at_ms: None,
+            lease: None,
+            cancel_requested: false,
+            last_error: None,
+            parents_remaining,
+            on_parent_failure: job.on_parent_failure,
+            expires_at_ms,
+            unique: job.unique,
+        };
+        for (parent, status) in parents {
+            self.writes.push(Write::Put(
+                keys::child(project_id, *parent, job_id),
+                Vec::new(),
+            ));
+            if *status == ParentStatus::Live {
+                self.add_edge(*parent, job_id);
+            }
+        }
+        let body = JobBody {
+            payload: job.payload,
+            metadata: job.metadata,
+            parents: parents.iter().map(|(parent, _)| *parent).collect(),
+        };
+        self.writes.push(Write::Put(
+            keys::body(project_id, job_id),
+            records::encode(&body),
+        ));
+        self.persist(job_id, None, &record);
+        if let Some(unique) = &record.unique {
+            self.hold_unique(queue_id, job_id, unique, now_ms);
+        }
+        if parents_remaining > 0 {
+            if let Some(queue) = self.queues.get_mut(&queue_id) {
+                queue.blocked += 1;
+            }
+        }
+        self.jobs.insert(job_id, record);
+        self.schedule_pending(job_id, now_ms);
+        if let Some(expires_at_ms) = expires_at_ms {
+            self.push_timer(expires_at_ms, TimerKind::Expire, job_id);
+        }
     }
 
     /// Acknowledges a job under its current lease, storing `result` if given.
@@ -289,16 +512,28 @@ impl Core {
     /// state storage showed when the caller scanned; memory wins for live jobs. Leased jobs
     /// are skipped, as are jobs whose scanned state is live but which finished since (the
     /// caller's next round sees them). Returns how many were deleted.
-    pub fn delete_jobs(&mut self, queue_id: u64, entries: &[(JobId, StateTag)]) -> u64 {
+    pub fn delete_jobs(
+        &mut self,
+        queue_id: u64,
+        entries: &[(JobId, StateTag)],
+        now_ms: u64,
+    ) -> u64 {
         let project_id = self.project_of(queue_id);
         let mut deleted = 0;
+        let mut removed_live = Vec::new();
         for &(job_id, scanned) in entries {
             let tag = match self.jobs.get(&job_id) {
                 Some(record) if record.queue_id != queue_id => continue,
                 Some(record) if record.state == StateTag::Leased => continue,
-                Some(_) => {
+                Some(record) => {
+                    if record.parents_remaining > 0 {
+                        if let Some(queue) = self.queues.get_mut(&queue_id) {
+                            queue.blocked = queue.blocked.saturating_sub(1);
+                        }
+                    }
                     self.unready(job_id);
                     self.jobs.remove(&job_id);
+                    removed_live.push(job_id);
                     StateTag::Pending
                 }
                 None if scanned.is_finished() => scanned,
@@ -317,8 +552,14 @@ impl Core {
                 .push(Write::Delete(keys::result(project_id, job_id)));
             let (start, end) = keys::history_range(project_id, job_id);
             self.writes.push(Write::DeleteRange(start, end));
+            let (start, end) = keys::children_range(project_id, job_id);
+            self.writes.push(Write::DeleteRange(start, end));
             self.log_lines.remove(&job_id);
             deleted += 1;
+        }
+        // Children of deleted jobs follow their policy as if the parent was cancelled.
+        for job_id in removed_live {
+            self.settle_children_of(job_id, StateTag::Cancelled, now_ms);
         }
         deleted
     }
@@ -401,12 +642,17 @@ impl Core {
         self.schedule_pending(job_id, now_ms);
     }
 
-    /// Moves a live job to a final state and drops it from memory.
-    fn finish(&mut self, job_id: JobId, tag: StateTag, error: Option<String>, now_ms: u64) {
+    /// Moves a live job to a final state, drops it from memory, and settles its children.
+    pub(super) fn finish(&mut self, job_id: JobId, tag: StateTag, error: Option<String>, now_ms: u64) {
         let Some(mut record) = self.jobs.remove(&job_id) else {
             return;
         };
         let previous = record.state;
+        if previous == StateTag::Pending && record.parents_remaining > 0 {
+            if let Some(queue) = self.queues.get_mut(&record.queue_id) {
+                queue.blocked = queue.blocked.saturating_sub(1);
+            }
+        }
         record.state = tag;
         record.lease = None;
         record.finished_at_ms = Some(now_ms);
@@ -415,5 +661,10 @@ impl Core {
             record.last_error = error;
         }
         self.persist(job_id, Some(previous), &record);
+        if let Some(unique) = &record.unique {
+            self.release_unique(record.queue_id, job_id, unique, now_ms);
+        }
+        self.settle_children_of(job_id, tag, now_ms);
+        self.dispatch_waiters(now_ms);
     }
 }

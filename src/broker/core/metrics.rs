@@ -81,7 +81,7 @@ mod tests {
             delay_ms: Some(60_000),
             ..NewJob::default()
         };
-        core.enqueue(1, vec![ready, delayed], now_ms)
+        core.enqueue(1, vec![ready, delayed], &Default::default(), now_ms)
             .expect("enqueue");
         let snapshots = core.queue_snapshots();
         let names: Vec<&str> = snapshots.iter().map(|queue| queue.name.as_str()).collect();

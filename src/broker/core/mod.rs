@@ -10,6 +10,7 @@
 //! - Only live jobs (pending or leased) are in memory; finished jobs exist only in storage
 //!   (plus their counts), so memory is bounded by the backlog, not by history.
 
+mod dependencies;
 mod executions;
 mod fetch;
 mod jobs;
@@ -17,6 +18,7 @@ pub mod metrics;
 mod queues;
 mod quotas;
 pub mod tenants;
+mod unique;
 mod workers;
 
 use std::cmp::Reverse;
@@ -30,7 +32,7 @@ use crate::storage::Write;
 
 pub use executions::open_execution;
 pub use fetch::{Delivery, FetchPlan, Handoff, WaiterId};
-pub use jobs::Failure;
+pub use jobs::{Enqueued, Failure, StoredParents, PARENT_MOVED_ERROR};
 
 /// Settings of the core that come from the broker's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +151,8 @@ enum TimerKind {
     Promote,
     /// A lease's deadline.
     LeaseExpiry,
+    /// A job's expiry, if it has not started by then.
+    Expire,
 }
 
 /// A queue in memory.
@@ -162,8 +166,12 @@ struct QueueState {
     ready: BTreeMap<ReadyKey, JobId>,
     /// Long-polling FETCHes waiting on this queue, oldest first (may hold stale ids).
     waiters: VecDeque<WaiterId>,
-    /// Jobs per stored state (pending counts scheduled and ready together).
+    /// Jobs per stored state (pending counts scheduled, blocked and ready together).
     counts: [u64; 6],
+    /// Pending jobs waiting for parents.
+    blocked: u64,
+    /// Delivery tokens when the queue has a delivery rate: (tokens, when computed).
+    delivery_tokens: Option<(f64, u64)>,
 }
 
 impl QueueState {
@@ -173,8 +181,8 @@ impl QueueState {
         let pending = self.counts[StateTag::Pending as usize];
         let ready = self.ready.len() as u64;
         taskforge_protocol::JobCounts {
-            scheduled: pending.saturating_sub(ready),
-            blocked: 0,
+            scheduled: pending.saturating_sub(ready).saturating_sub(self.blocked),
+            blocked: self.blocked,
             ready,
             leased: self.counts[StateTag::Leased as usize],
             succeeded: self.counts[StateTag::Succeeded as usize],
@@ -182,6 +190,48 @@ impl QueueState {
             cancelled: self.counts[StateTag::Cancelled as usize],
             expired: self.counts[StateTag::Expired as usize],
         }
+    }
+
+    /// True when the queue's flow limits allow one more delivery now.
+    fn may_deliver(&mut self, now_ms: u64) -> bool {
+        let defaults = &self.record.defaults;
+        let in_flight_ok = defaults
+            .in_flight_max
+            .is_none_or(|max| self.counts[StateTag::Leased as usize] < u64::from(max));
+        in_flight_ok && self.refill_tokens(now_ms).is_none_or(|tokens| tokens >= 1.0)
+    }
+
+    /// Takes one delivery if the flow limits allow it.
+    fn take_delivery(&mut self, now_ms: u64) -> bool {
+        if !self.may_deliver(now_ms) {
+            return false;
+        }
+        if let Some((tokens, _)) = self.delivery_tokens.as_mut() {
+            *tokens -= 1.0;
+        }
+        true
+    }
+
+    /// When the next delivery token is due, if the queue is waiting for one.
+    fn next_token_at(&mut self, now_ms: u64) -> Option<u64> {
+        let rate = self.record.defaults.deliveries_per_second?;
+        let tokens = self.refill_tokens(now_ms)?;
+        (tokens < 1.0).then(|| now_ms + ((1.0 - tokens) * 1000.0 / f64::from(rate)).ceil() as u64)
+    }
+
+    /// Brings the delivery token bucket (a second's worth of deliveries at most) up to
+    /// `now_ms`; `None` when the queue has no delivery rate.
+    fn refill_tokens(&mut self, now_ms: u64) -> Option<f64> {
+        let Some(rate) = self.record.defaults.deliveries_per_second else {
+            self.delivery_tokens = None;
+            return None;
+        };
+        let burst = f64::from(rate);
+        let (tokens, updated_ms) = self.delivery_tokens.get_or_insert((burst, now_ms));
+        let elapsed_ms = now_ms.saturating_sub(*updated_ms) as f64;
+        *tokens = (*tokens + elapsed_ms * burst / 1000.0).min(burst);
+        *updated_ms = (*updated_ms).max(now_ms);
+        Some(*tokens)
     }
 
     /// A queue with no jobs and no waiters yet.
@@ -192,6 +242,8 @@ impl QueueState {
             ready: BTreeMap::new(),
             waiters: VecDeque::new(),
             counts: [0; 6],
+            blocked: 0,
+            delivery_tokens: None,
         }
     }
 }
@@ -245,6 +297,18 @@ pub struct Core {
     log_events: Vec<JobId>,
     /// Configured timeouts and caps.
     settings: Settings,
+    /// Children of live parents, to release or cancel when the parent finishes.
+    children: HashMap<JobId, Vec<JobId>>,
+    /// Finished parents whose children are still to be settled.
+    settle_queue: Vec<(JobId, StateTag)>,
+    /// True while [`Core::settle_queue`] is being drained, so nested finishes only queue.
+    settling: bool,
+    /// Unique keys that may still hold, by queue and key.
+    unique: HashMap<(u64, String), unique::Hold>,
+    /// Size of [`Core::unique`] after its last pruning.
+    unique_pruned_len: usize,
+    /// When rate-limited queues get their next delivery token (may hold stale entries).
+    queue_timers: BinaryHeap<Reverse<(u64, u64)>>,
     /// Leases that ran out since this core was built (kept across rebuilds by the caller's
     /// counters only; a metric, not state).
     lease_expiries: u64,
@@ -283,6 +347,12 @@ impl Core {
             log_lines: HashMap::new(),
             log_events: Vec::new(),
             settings,
+            children: HashMap::new(),
+            settle_queue: Vec::new(),
+            settling: false,
+            unique: HashMap::new(),
+            unique_pruned_len: 0,
+            queue_timers: BinaryHeap::new(),
             lease_expiries: 0,
             workers_lost: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -315,6 +385,12 @@ impl Core {
     /// Restores one stored job. Returns false (and ignores it) when its queue is unknown,
     /// which recovery reports as an inconsistency.
     pub fn restore_job(&mut self, job_id: JobId, record: JobRecord, now_ms: u64) -> bool {
+        if !self.queues.contains_key(&record.queue_id) {
+            return false;
+        }
+        if record.unique.is_some() {
+            self.restore_unique(record.queue_id, job_id, &record, now_ms);
+        }
         let Some(queue) = self.queues.get_mut(&record.queue_id) else {
             return false;
         };
@@ -324,7 +400,16 @@ impl Core {
             return true;
         }
         self.seq_next = self.seq_next.max(record.seq + 1);
+        if let Some(expires_at_ms) = record.expires_at_ms.filter(|_| record.executions == 0) {
+            self.timers
+                .push(Reverse((expires_at_ms, TimerKind::Expire, job_id)));
+        }
         match record.state {
+            StateTag::Pending if record.parents_remaining > 0 => {
+                if let Some(queue) = self.queues.get_mut(&record.queue_id) {
+                    queue.blocked += 1;
+                }
+            }
             StateTag::Pending => {
                 let key = (Reverse(record.priority), record.run_at_ms, record.seq);
                 if record.run_at_ms <= now_ms {
@@ -367,12 +452,14 @@ impl Core {
 
     /// The earliest timer, if any.
     pub fn next_timer_at(&self) -> Option<u64> {
-        let job_timer = self.timers.peek().map(|Reverse((at_ms, _, _))| *at_ms);
-        let worker_timer = self.worker_timers.peek().map(|Reverse((at_ms, _))| *at_ms);
-        match (job_timer, worker_timer) {
-            (Some(job_ms), Some(worker_ms)) => Some(job_ms.min(worker_ms)),
-            (job_timer, worker_timer) => job_timer.or(worker_timer),
-        }
+        [
+            self.timers.peek().map(|Reverse((at_ms, _, _))| *at_ms),
+            self.worker_timers.peek().map(|Reverse((at_ms, _))| *at_ms),
+            self.queue_timers.peek().map(|Reverse((at_ms, _))| *at_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// True (once) when a timer earlier than the previous earliest was added.
@@ -406,8 +493,23 @@ impl Core {
                 continue;
             };
             match kind {
+                TimerKind::Expire => {
+                    let due = record.state == StateTag::Pending
+                        && record.executions == 0
+                        && record.expires_at_ms == Some(at_ms);
+                    if due {
+                        self.unready(job_id);
+                        self.finish(
+                            job_id,
+                            StateTag::Expired,
+                            Some(jobs::EXPIRED_ERROR.to_owned()),
+                            now_ms,
+                        );
+                    }
+                }
                 TimerKind::Promote => {
-                    if record.state == StateTag::Pending && record.run_at_ms == at_ms {
+                    let blocked = record.parents_remaining > 0;
+                    if record.state == StateTag::Pending && record.run_at_ms == at_ms && !blocked {
                         let key = (Reverse(record.priority), record.run_at_ms, record.seq);
                         let queue_id = record.queue_id;
                         if let Some(queue) = self.queues.get_mut(&queue_id) {
@@ -426,6 +528,13 @@ impl Core {
             }
         }
         self.advance_workers(now_ms);
+        while let Some(Reverse((at_ms, queue_id))) = self.queue_timers.peek().copied() {
+            if at_ms > now_ms {
+                break;
+            }
+            self.queue_timers.pop();
+            self.dirty_queues.push(queue_id);
+        }
         self.dispatch_waiters(now_ms);
     }
 
@@ -485,6 +594,10 @@ impl Core {
                 keys::queue_index(record.queue_id, record.state, job_id),
                 Vec::new(),
             ));
+            // A lease ending frees a place under the queue's in-flight limit.
+            if previous == Some(StateTag::Leased) && queue.record.defaults.in_flight_max.is_some() {
+                self.dirty_queues.push(record.queue_id);
+            }
         }
         self.writes.push(Write::Put(
             keys::job(project_id, job_id),
@@ -498,7 +611,9 @@ impl Core {
             return;
         };
         let (queue_id, run_at_ms) = (record.queue_id, record.run_at_ms);
-        if run_at_ms <= now_ms {
+        if record.parents_remaining > 0 {
+            // Blocked: its last parent's release schedules it.
+        } else if run_at_ms <= now_ms {
             let key = (Reverse(record.priority), run_at_ms, record.seq);
             if let Some(queue) = self.queues.get_mut(&queue_id) {
                 queue.ready.insert(key, job_id);
@@ -582,7 +697,7 @@ impl Core {
 
     /// Checks internal consistency; used by tests and simulations after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut counted = HashMap::<u64, [u64; 2]>::new();
+        let mut counted = HashMap::<u64, [u64; 3]>::new();
         for (job_id, record) in &self.jobs {
             let Some(queue) = self.queues.get(&record.queue_id) else {
                 return Err(format!("job {job_id} in unknown queue {}", record.queue_id));
@@ -593,6 +708,12 @@ impl Core {
                 StateTag::Pending => {
                     if record.lease.is_some() {
                         return Err(format!("pending job {job_id} holds a lease"));
+                    }
+                    if record.parents_remaining > 0 {
+                        if in_ready {
+                            return Err(format!("blocked job {job_id} is ready"));
+                        }
+                        counted.entry(record.queue_id).or_default()[2] += 1;
                     }
                     counted.entry(record.queue_id).or_default()[0] += 1;
                 }
@@ -606,9 +727,10 @@ impl Core {
             }
         }
         for (queue_id, queue) in &self.queues {
-            let [pending, leased] = counted.get(queue_id).copied().unwrap_or_default();
+            let [pending, leased, blocked] = counted.get(queue_id).copied().unwrap_or_default();
             if queue.counts[StateTag::Pending as usize] != pending
                 || queue.counts[StateTag::Leased as usize] != leased
+                || queue.blocked != blocked
             {
                 return Err(format!(
                     "queue {} counts {:?} but holds {pending} pending and {leased} leased",

@@ -41,7 +41,15 @@ pub fn broker_defaults() -> QueueDefaults {
             jitter_percent: limits::BACKOFF_JITTER_PERCENT_DEFAULT,
         },
         lease_ms: limits::LEASE_MS_DEFAULT,
+        retention_ms: None,
+        in_flight_max: None,
+        deliveries_per_second: None,
     }
+}
+
+/// A setting where 0 means "none".
+fn nonzero<T: PartialEq + Default>(value: T) -> Option<T> {
+    (value != T::default()).then_some(value)
 }
 
 fn apply_settings(defaults: &mut QueueDefaults, settings: &QueueSettings) {
@@ -56,6 +64,15 @@ fn apply_settings(defaults: &mut QueueDefaults, settings: &QueueSettings) {
     }
     if let Some(lease_ms) = settings.lease_ms {
         defaults.lease_ms = lease_ms;
+    }
+    if let Some(retention_ms) = settings.retention_ms {
+        defaults.retention_ms = nonzero(retention_ms);
+    }
+    if let Some(in_flight_max) = settings.in_flight_max {
+        defaults.in_flight_max = nonzero(in_flight_max);
+    }
+    if let Some(rate) = settings.deliveries_per_second {
+        defaults.deliveries_per_second = nonzero(rate);
     }
 }
 

@@ -71,7 +71,7 @@ impl Core {
     pub(super) fn admit_enqueue(
         &mut self,
         project_id: ProjectId,
-        jobs: &[NewJob],
+        jobs: &[&NewJob],
         now_ms: u64,
     ) -> Result<(), (usize, CoreError)> {
         let Some((limits, status)) = self.plan_of(project_id) else {

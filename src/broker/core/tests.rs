@@ -23,9 +23,9 @@ fn job(payload: &[u8]) -> NewJob {
 }
 
 fn enqueue(core: &mut Core, new_job: NewJob, now_ms: u64) -> JobId {
-    core.enqueue(PROJECT, vec![new_job], now_ms)
+    core.enqueue(PROJECT, vec![new_job], &Default::default(), now_ms)
         .expect("enqueue")[0]
-        .0
+        .job_id
 }
 
 fn fetch(core: &mut Core, max_jobs: usize, now_ms: u64) -> Vec<Delivery> {
@@ -257,7 +257,7 @@ fn waiters_get_new_jobs_handed_over_in_arrival_order() {
     let queue_id = core.queue_id(PROJECT, "q").expect("queue");
     core.add_waiter(1, PROJECT, FetchPlan::queues(vec![queue_id], 5, None));
     core.add_waiter(2, PROJECT, FetchPlan::queues(vec![queue_id], 5, None));
-    core.enqueue(PROJECT, vec![job(b"a"), job(b"b")], T0)
+    core.enqueue(PROJECT, vec![job(b"a"), job(b"b")], &Default::default(), T0)
         .expect("enqueue");
     let handoffs = core.take_handoffs();
     assert_eq!(handoffs.len(), 1);
@@ -310,7 +310,7 @@ fn lease_ids_never_repeat_after_a_restore() {
         .queue_create(PROJECT, "q", &QueueSettings::default(), T0)
         .expect("queue");
     restored
-        .enqueue(PROJECT, vec![job(b"y")], T0)
+        .enqueue(PROJECT, vec![job(b"y")], &Default::default(), T0)
         .expect("enqueue");
     let queue_id = restored.queue_id(PROJECT, "q").expect("queue");
     let second = restored
@@ -349,9 +349,9 @@ fn oldest_ready_age_looks_across_priorities() {
 fn job_ids_increase_within_one_millisecond_and_after_a_restore() {
     let mut core = core_with_queue(QueueSettings::default());
     let created = core
-        .enqueue(PROJECT, vec![job(b"x"); 500], T0)
+        .enqueue(PROJECT, vec![job(b"x"); 500], &Default::default(), T0)
         .expect("enqueue");
-    let ids: Vec<JobId> = created.iter().map(|(job_id, _)| *job_id).collect();
+    let ids: Vec<JobId> = created.iter().map(|enqueued| enqueued.job_id).collect();
     assert!(
         ids.windows(2).all(|pair| pair[0] < pair[1]),
         "ids follow enqueue order"
@@ -374,9 +374,9 @@ fn job_ids_increase_within_one_millisecond_and_after_a_restore() {
     );
     restored.restore_job(last, record, T0);
     let next = restored
-        .enqueue(PROJECT, vec![job(b"y")], T0)
+        .enqueue(PROJECT, vec![job(b"y")], &Default::default(), T0)
         .expect("enqueue")[0]
-        .0;
+        .job_id;
     assert!(
         next > last,
         "a restored core continues after the ids it found"
