@@ -84,7 +84,10 @@ pub(super) async fn register(
                     () = tokio::time::sleep(settings.fetch_error_pause) => {}
                 }
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                tracing::error!(%error, "WORKER_REGISTER refused; the worker does not start");
+                return Err(error);
+            }
         }
     }
 }

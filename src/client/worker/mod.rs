@@ -29,7 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use taskforge_protocol::{ErrorCode, FetchRequest, WorkerCommand};
+use taskforge_protocol::{ErrorCode, FetchRequest, WorkerCommand, WorkerId};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -104,6 +104,8 @@ struct Run<Handler> {
     running: JoinSet<Outcome>,
     /// What happened so far.
     report: WorkerReport,
+    /// FETCHes in a row answered NOT_FOUND although a heartbeat found the worker known.
+    unknown_queue_fetches: u32,
     /// The user's stop signal.
     shutdown: CancellationToken,
 }
@@ -160,6 +162,7 @@ impl Worker {
             }),
             running: JoinSet::new(),
             report: WorkerReport::default(),
+            unknown_queue_fetches: 0,
             shutdown,
         };
         let stop = run.fetch_until_stopped().await;
@@ -265,6 +268,7 @@ where
             match fetched {
                 None => tracing::warn!("shutdown timeout passed while a FETCH was outstanding"),
                 Some(Ok(response)) => {
+                    self.unknown_queue_fetches = 0;
                     for job in response.jobs {
                         // A broker that sends more jobs than asked for still gets each run,
                         // but only once a slot frees up.
@@ -283,7 +287,7 @@ where
                 }
                 Some(Err(error)) => {
                     drop(free_slots);
-                    if let Some(stop) = self.after_fetch_error(error).await {
+                    if let Some(stop) = self.after_fetch_error(error, directive.worker_id).await {
                         return stop;
                     }
                 }
@@ -294,8 +298,12 @@ where
         }
     }
 
-    /// Handles a failed FETCH: `Some` when it stops the worker.
-    async fn after_fetch_error(&mut self, error: ClientError) -> Option<Stop> {
+    /// Handles a failed FETCH sent as worker `fetched_as`: `Some` when it stops the worker.
+    async fn after_fetch_error(
+        &mut self,
+        error: ClientError,
+        fetched_as: WorkerId,
+    ) -> Option<Stop> {
         let pause = match error.code() {
             _ if error.is_transient() => {
                 tracing::warn!(%error, "FETCH failed; pausing before the next one");
@@ -308,13 +316,28 @@ where
                 let still_running = self.directive.borrow().command == WorkerCommand::Run;
                 !matches!(check, Check::Known) || still_running
             }
-            // An unknown worker (forgotten by the broker) or an unknown queue.
-            Some(ErrorCode::NotFound) => match self.heartbeats.check().await {
-                Check::Reregistered => false,
-                Check::Unreachable => true,
-                Check::Known => return Some(self.fatal(error)),
-                Check::RegisterFailed(error) => return Some(self.fatal(error)),
-            },
+            // An unknown worker (forgotten by the broker) or an unknown queue. A heartbeat
+            // tells them apart: it registers a forgotten worker again. The FETCH is tried
+            // once more after a heartbeat found the worker known (it may have been lost and
+            // revived by that heartbeat); NOT_FOUND again means an unknown queue.
+            Some(ErrorCode::NotFound) => {
+                let check = if self.directive.borrow().worker_id == fetched_as {
+                    self.heartbeats.check().await
+                } else {
+                    // Registered again while this FETCH was out.
+                    Check::Reregistered
+                };
+                match check {
+                    Check::Reregistered => false,
+                    Check::Unreachable => true,
+                    Check::Known if self.unknown_queue_fetches == 0 => {
+                        self.unknown_queue_fetches += 1;
+                        false
+                    }
+                    Check::Known => return Some(self.fatal(error)),
+                    Check::RegisterFailed(error) => return Some(self.fatal(error)),
+                }
+            }
             _ => return Some(self.fatal(error)),
         };
         if pause {

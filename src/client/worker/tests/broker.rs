@@ -33,6 +33,8 @@ pub(super) struct BrokerState {
     pub(super) crash_on_next_ack: bool,
     /// Answer FETCH with this error.
     pub(super) fetch_error: Option<ErrorBody>,
+    /// Answer the next FETCH NOT_FOUND once (a worker the broker had lost).
+    pub(super) fetch_not_found_once: bool,
     /// Every WORKER_REGISTER.
     pub(super) registrations: Vec<WorkerRegister>,
     /// Every HEARTBEAT.
@@ -75,6 +77,7 @@ impl Default for BrokerState {
             next_lease_id: 0,
             crash_on_next_ack: false,
             fetch_error: None,
+            fetch_not_found_once: false,
             registrations: Vec::new(),
             heartbeats: Vec::new(),
             worker_id: None,
@@ -343,6 +346,9 @@ pub(super) async fn fake_broker(state: SharedState) -> FakeServer {
                         state.fetches.push(fetch.clone());
                         if let Some(error) = state.fetch_error.clone() {
                             Some(error)
+                        } else if state.fetch_not_found_once {
+                            state.fetch_not_found_once = false;
+                            Some(not_found("worker not active"))
                         } else if fetch.worker_id.is_none() || fetch.worker_id != state.worker_id {
                             Some(not_found("no such worker"))
                         } else if state.command != WorkerCommand::Run {

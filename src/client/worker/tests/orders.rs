@@ -388,3 +388,25 @@ async fn a_forgotten_worker_registers_again_and_fetches_under_its_new_id() {
     );
     assert_eq!(state.heartbeats.last().expect("heartbeat").worker_id, 2);
 }
+
+#[tokio::test]
+async fn one_not_found_fetch_of_a_known_worker_is_retried() {
+    let state = state_with_jobs(&[]);
+    let server = fake_broker(Arc::clone(&state)).await;
+    let client = connect(&server).await;
+    let shutdown = CancellationToken::new();
+    let run = spawn_worker(client, test_options(1), ok_handler, &shutdown);
+
+    wait_until("a heartbeat", || !lock(&state).heartbeats.is_empty()).await;
+    lock(&state).fetch_not_found_once = true;
+    let fetches = lock(&state).fetches.len();
+    wait_until("two more FETCHes", || {
+        lock(&state).fetches.len() >= fetches + 2
+    })
+    .await;
+    lock(&state).ready.push_back(job_in("emails", 1, "after"));
+    wait_until("the job is acked", || lock(&state).acked.len() == 1).await;
+    shutdown.cancel();
+    run.await.expect("worker task").expect("not fatal");
+    assert_eq!(lock(&state).registrations.len(), 1);
+}
