@@ -119,10 +119,10 @@ async fn quiet_stops_fetching_but_finishes_running_jobs_and_keeps_heartbeating()
         state.command = WorkerCommand::Quiet;
         state.heartbeats.len()
     };
-    // Two heartbeats later the worker has applied the order and any FETCH sent before it
-    // has been answered (they are shorter than a heartbeat interval).
-    wait_until("two more heartbeats", || {
-        lock(&state).heartbeats.len() >= heartbeats_at_quiet + 2
+    // Three heartbeats later the worker has applied the order and any FETCH sent before
+    // it has been answered (they are shorter than a heartbeat interval).
+    wait_until("three more heartbeats", || {
+        lock(&state).heartbeats.len() >= heartbeats_at_quiet + 3
     })
     .await;
     let fetches_when_quiet = {
