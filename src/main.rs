@@ -36,8 +36,8 @@ const PING_REQUEST_ID: u32 = 1;
     name = "taskforge",
     version,
     about,
-    after_help = "Exit codes of the admin commands (queue, job, dead, org, user, subscription, \
-                  project, key, storage): 0 success; \
+    after_help = "Exit codes of the admin commands (queue, job, dead, worker, org, user, \
+                  subscription, project, key, storage): 0 success; \
                   1 the operation failed (the broker's error code is printed); 2 usage error; \
                   3 cannot reach or authenticate to the broker, or the connection was lost."
 )]
@@ -56,10 +56,12 @@ enum Command {
     Ping(PingArgs),
     /// Manages queues: create, get, list, update, delete, pause, resume, purge, stats
     Queue(cli::Admin<cli::queue::QueueCommand>),
-    /// Manages jobs: enqueue, get, list, cancel
+    /// Manages jobs: enqueue, get, list, cancel, logs, executions, results
     Job(cli::Admin<cli::job::JobCommand>),
     /// Manages dead-letter jobs: list, retry, discard
     Dead(cli::Admin<cli::dead::DeadCommand>),
+    /// Manages worker processes: list, get, quiet, terminate, assign, assignments
+    Worker(cli::Admin<cli::worker::WorkerCommand>),
     /// Manages organizations: create, get, list, update, delete
     Org(cli::Admin<cli::org::OrgCommand>),
     /// Manages users: create, get, list, update, disable, enable, set-password
@@ -120,6 +122,9 @@ fn main() -> ExitCode {
         }),
         Command::Dead(admin) => cli::run_admin(admin.options, move |client, out| {
             cli::dead::run(client, admin.command, out)
+        }),
+        Command::Worker(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::worker::run(client, admin.command, out)
         }),
         Command::Org(admin) => cli::run_admin(admin.options, move |client, out| {
             cli::org::run(client, admin.command, out)

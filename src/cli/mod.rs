@@ -7,9 +7,11 @@
 //! - `connection.rs`: where the address and credentials come from (flags, environment,
 //!   the profile file's contexts).
 //! - `output.rs`: tables for people, JSON for scripts, value formatting.
-//! - one file per noun: `queue.rs`, `job.rs`, `dead.rs` and the tenancy nouns `org.rs`,
+//! - one file per noun: `queue.rs`, `job.rs`, `dead.rs`, `worker.rs` and the tenancy nouns `org.rs`,
 //!   `user.rs`, `subscription.rs`, `project.rs`, `key.rs` speak the binary protocol through
 //!   the Rust client; `storage.rs` works offline on a data directory.
+//! - `execution.rs`: how `job logs|executions|results|get` print a job's executions, log
+//!   lines and progress, and the `job logs --follow` loop.
 //! - `tenancy.rs`: what the tenancy nouns share (enum flags, secrets from stdin or the
 //!   environment, not-found hints).
 //!
@@ -26,6 +28,7 @@
 
 pub mod connection;
 pub mod dead;
+pub mod execution;
 pub mod job;
 pub mod key;
 pub mod org;
@@ -36,6 +39,7 @@ pub mod storage;
 pub mod subscription;
 pub mod tenancy;
 pub mod user;
+pub mod worker;
 
 use std::future::Future;
 use std::process::ExitCode;

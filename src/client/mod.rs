@@ -6,11 +6,17 @@
 //! - `operations.rs`: one typed method per queue and job operation of the opcode table.
 //! - `tenancy.rs`: one typed method per tenancy operation (organizations, users,
 //!   subscriptions, projects, API keys).
+//! - `workers.rs`: one typed method per worker operation (register, heartbeat, list, get,
+//!   quiet, terminate, assign, assignments).
+//! - `executions.rs`: one typed method per execution operation (log, log tail, progress,
+//!   execution list, job results).
+//! - `call.rs`: the `call_expecting!` macro every typed method goes through.
 //! - `connection.rs`: one socket — reader and writer tasks, the map of requests waiting for
 //!   answers, request ids, the handshake.
 //! - `options.rs`: [`ClientOptions`] and [`ReconnectOptions`], with their defaults.
 //! - `error.rs`: [`ClientError`].
-//! - `worker.rs`: [`Worker`] — fetch with bounded concurrency, auto-extend, ack/fail.
+//! - `worker/`: [`Worker`] — registration and heartbeats, fetch with bounded concurrency
+//!   from the assigned queues, auto-extend, per-job logs and progress, ack/fail.
 //!
 //! # Invariants
 //! - One connection at a time per [`Client`]; every clone shares it, and every call on it is
@@ -21,12 +27,18 @@
 //!   [`ClientError::Protocol`] for its caller, and an unreadable stream closes only its
 //!   own connection.
 
+// First: the typed-method files below use its macro.
+#[macro_use]
+mod call;
+
 mod connection;
 mod error;
+mod executions;
 mod operations;
 mod options;
 mod tenancy;
 mod worker;
+mod workers;
 
 #[cfg(test)]
 mod fake_server;
@@ -47,9 +59,11 @@ pub use options::{
 };
 pub use worker::{
     JobContext, JobError, Worker, WorkerOptions, WorkerReport, FETCH_BATCH_DEFAULT,
-    FETCH_ERROR_PAUSE_MS_DEFAULT, FETCH_WAIT_MS_DEFAULT, REPORT_ATTEMPTS_MAX,
-    REPORT_RETRY_PAUSE_MS, SHUTDOWN_TIMEOUT_MS_DEFAULT, WORKER_CONCURRENCY_DEFAULT,
-    WORKER_CONCURRENCY_MAX,
+    FETCH_ERROR_PAUSE_MS_DEFAULT, FETCH_WAIT_MS_DEFAULT, HEARTBEAT_INTERVAL_MS_DEFAULT,
+    HEARTBEAT_INTERVAL_MS_MIN, LEAVING_HEARTBEAT_TIMEOUT_MS, LOG_BUFFER_LINES_MAX, LOG_LINGER_MS,
+    REPORT_ATTEMPTS_MAX, REPORT_RETRY_PAUSE_MS, SHUTDOWN_TIMEOUT_MS_DEFAULT, TERMINATED_ERROR,
+    TERMINATE_REPORT_TIMEOUT_MS, WORKER_CONCURRENCY_DEFAULT, WORKER_CONCURRENCY_MAX,
+    WORKER_NAME_DEFAULT,
 };
 
 /// An async connection to a TaskForge broker. Cheap to clone: clones share one connection,
@@ -129,8 +143,8 @@ impl Client {
         &self.inner.options
     }
 
-    /// Sends any request and waits for its response: the request timeout, or for FETCH its
-    /// wait plus the request timeout. Every typed method goes through here.
+    /// Sends any request and waits for its response: the request timeout, or for FETCH and
+    /// LOG_TAIL their wait plus the request timeout. Every typed method goes through here.
     ///
     /// An error answer is [`ClientError::Server`]; a response of the wrong type is
     /// [`ClientError::Protocol`].
@@ -172,6 +186,9 @@ impl Client {
         match request {
             Request::Fetch(fetch) => {
                 self.request_timeout() + Duration::from_millis(u64::from(fetch.wait_ms))
+            }
+            Request::LogTail(tail) => {
+                self.request_timeout() + Duration::from_millis(u64::from(tail.wait_ms))
             }
             _ => self.request_timeout(),
         }

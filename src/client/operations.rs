@@ -7,24 +7,10 @@ use taskforge_protocol::{
     DeadListRequest, EnqueueBatchRequest, EnqueueBatchResponse, EnqueueRequest, EnqueueResponse,
     ExtendRequest, ExtendResponse, FailRequest, FailResponse, FetchRequest, FetchResponse, JobId,
     JobInfo, JobListRequest, JobListResponse, JobRef, LeaseId, NewJob, Pong, QueueInfo,
-    QueueListRequest, QueueListResponse, QueueName, QueueSettings, QueueStats, QueueWrite, Request,
-    Response, Retry,
+    QueueListRequest, QueueListResponse, QueueName, QueueSettings, QueueStats, QueueWrite, Retry,
 };
 
-use super::{unexpected_response, Client, ClientError};
-
-/// Calls `$client` with `Request::$variant($body)` and unpacks `Response::$variant`.
-macro_rules! call_expecting {
-    ($client:expr, $variant:ident, $body:expr) => {
-        match $client.call(Request::$variant($body)).await? {
-            Response::$variant(response) => Ok(response),
-            other => Err(unexpected_response(
-                taskforge_protocol::Opcode::$variant.name(),
-                &other,
-            )),
-        }
-    };
-}
+use super::{Client, ClientError};
 
 fn queue_name(name: &str) -> QueueName {
     QueueName {
@@ -125,7 +111,8 @@ impl Client {
     }
 
     /// FETCH: leases up to `max_jobs` jobs, long-polling up to `wait_ms` for the first. The
-    /// request timeout starts after the wait.
+    /// request timeout starts after the wait. A registered worker names itself in
+    /// `worker_id` (its leases are then released when it is lost) and may weigh its queues.
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResponse, ClientError> {
         call_expecting!(self, Fetch, request)
     }
@@ -156,12 +143,28 @@ impl Client {
     }
 
     /// FAIL: reports a failed attempt with its error message and retry wish.
+    /// [`Client::fail_with_details`] also stores details such as a stack trace.
     pub async fn fail(
         &self,
         job_id: JobId,
         lease_id: LeaseId,
         error: impl Into<String>,
         retry: Retry,
+    ) -> Result<FailResponse, ClientError> {
+        self.fail_with_details(job_id, lease_id, error, retry, None)
+            .await
+    }
+
+    /// FAIL with `error_details` (a stack trace, say; at most
+    /// [`taskforge_protocol::limits::ERROR_DETAILS_BYTES_MAX`] bytes), kept in the
+    /// execution record beside the error message.
+    pub async fn fail_with_details(
+        &self,
+        job_id: JobId,
+        lease_id: LeaseId,
+        error: impl Into<String>,
+        retry: Retry,
+        error_details: Option<String>,
     ) -> Result<FailResponse, ClientError> {
         call_expecting!(
             self,
@@ -171,7 +174,7 @@ impl Client {
                 lease_id,
                 error: error.into(),
                 retry,
-                error_details: None
+                error_details
             }
         )
     }

@@ -10,28 +10,12 @@
 use taskforge_protocol::{
     ApiKeyCreate, ApiKeyInfo, ApiKeyList, ApiKeyRef, ApiKeyRotate, ApiKeySecret, IdPage, OrgCreate,
     OrgId, OrgList, OrgPage, OrgRef, OrgStatus, OrgUpdate, Organization, Plan, Project,
-    ProjectCreate, ProjectId, ProjectList, ProjectPage, ProjectRef, ProjectUpdate, Request,
-    Response, Role, Scope, Subscription, SubscriptionSet, User, UserCreate, UserDisable, UserId,
-    UserList, UserRef, UserSetPassword, UserUpdate,
+    ProjectCreate, ProjectId, ProjectList, ProjectPage, ProjectRef, ProjectUpdate, Role, Scope,
+    Subscription, SubscriptionSet, User, UserCreate, UserDisable, UserId, UserList, UserRef,
+    UserSetPassword, UserUpdate,
 };
 
-use super::{unexpected_response, Client, ClientError};
-
-/// Calls `$client` with `Request::$variant($body)` and unpacks `Response::$variant`.
-///
-/// The same macro as in `operations.rs`: a `macro_rules!` macro is visible only in the
-/// module that defines it (and below), so each sibling defines its own.
-macro_rules! call_expecting {
-    ($client:expr, $variant:ident, $body:expr) => {
-        match $client.call(Request::$variant($body)).await? {
-            Response::$variant(response) => Ok(response),
-            other => Err(unexpected_response(
-                taskforge_protocol::Opcode::$variant.name(),
-                &other,
-            )),
-        }
-    };
-}
+use super::{Client, ClientError};
 
 impl Client {
     /// ORG_CREATE (root only): creates an organization on a preset plan, with its

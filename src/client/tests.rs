@@ -486,3 +486,296 @@ async fn close_says_bye_and_a_later_call_reconnects() {
         .expect("a call after close connects again");
     assert_eq!(server.connections_accepted(), 2);
 }
+
+#[tokio::test]
+async fn log_tail_timeout_includes_its_wait() {
+    let server = FakeServer::start(|mut connection| async move {
+        while let Some((request_id, request)) = connection.recv().await {
+            if connection.answer_session_request(request_id, &request) {
+                continue;
+            }
+            let replier = connection.replier();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let tail = taskforge_protocol::LogTail {
+                    execution: 1,
+                    lines: Vec::new(),
+                    next_after: 3,
+                    open: true,
+                };
+                replier.respond(request_id, Response::LogTail(tail));
+            });
+        }
+    })
+    .await;
+    let mut options = test_options();
+    options.request_timeout = Duration::from_millis(100);
+    let client = Client::connect(server.address(), options)
+        .await
+        .expect("connect");
+
+    let tail = client
+        .log_tail(taskforge_protocol::LogTailRequest {
+            job_id: job_id(1),
+            execution: None,
+            lines: 10,
+            after_seq: Some(3),
+            wait_ms: 400,
+        })
+        .await
+        .expect("a follow answered within its wait is not a timeout");
+    assert_eq!(tail.next_after, 3);
+}
+
+/// The canned answer a fake broker gives each worker and execution operation.
+fn canned_answer(request: &Request) -> Response {
+    use taskforge_protocol::*;
+    let worker = WorkerInfo {
+        worker_id: 9,
+        name: "w".to_string(),
+        hostname: "h".to_string(),
+        pid: 1,
+        version: "v".to_string(),
+        labels: Vec::new(),
+        concurrency: 1,
+        state: WorkerState::Active,
+        registered_at_ms: 0,
+        last_heartbeat_at_ms: 0,
+        in_flight: 0,
+        leased_jobs: 0,
+        terminate_deadline_ms: None,
+        assignments_version: 1,
+        assignments: Vec::new(),
+    };
+    match request {
+        Request::WorkerRegister(_) => Response::WorkerRegister(worker),
+        Request::WorkerGet(_) => Response::WorkerGet(worker),
+        Request::WorkerQuiet(_) => Response::WorkerQuiet(worker),
+        Request::WorkerTerminate(_) => Response::WorkerTerminate(worker),
+        Request::WorkerAssign(_) => Response::WorkerAssign(worker),
+        Request::Heartbeat(_) => Response::Heartbeat(HeartbeatResponse {
+            command: WorkerCommand::Quiet,
+            heartbeat_interval_ms: 5_000,
+            assignments_version: 2,
+            assignments: None,
+            cancelled_jobs: Vec::new(),
+        }),
+        Request::WorkerList(_) => Response::WorkerList(WorkerList {
+            workers: vec![worker],
+            next_after: None,
+        }),
+        Request::AssignmentList(_) => Response::AssignmentList(AssignmentList {
+            assignments: Vec::new(),
+            next_after: Some(4),
+        }),
+        Request::Log(_) => Response::Log(LogResponse {
+            execution: 2,
+            first_seq: 11,
+        }),
+        Request::Progress(_) => Response::Progress(Empty {}),
+        Request::LogTail(_) => Response::LogTail(LogTail {
+            execution: 2,
+            lines: Vec::new(),
+            next_after: 0,
+            open: false,
+        }),
+        Request::ExecutionList(_) => Response::ExecutionList(ExecutionList {
+            executions: Vec::new(),
+            next_after: None,
+        }),
+        Request::JobResults(body) => Response::JobResults(JobResults {
+            job: JobResult {
+                job_id: body.job_id,
+                state: JobState::Succeeded,
+                result: Some(b"ok".to_vec()),
+            },
+            parents: Vec::new(),
+        }),
+        Request::Fail(_) => Response::Fail(FailResponse {
+            state: JobState::Dead,
+            run_at_ms: None,
+            attempts: 1,
+        }),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn worker_and_execution_methods_send_their_bodies_and_unpack_their_answers() {
+    use taskforge_protocol::*;
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&requests);
+    let server = FakeServer::start(move |mut connection| {
+        let seen = Arc::clone(&seen);
+        async move {
+            while let Some((request_id, request)) = connection.recv().await {
+                if connection.answer_session_request(request_id, &request) {
+                    continue;
+                }
+                connection.respond(request_id, canned_answer(&request));
+                seen.lock().expect("lock").push(request);
+            }
+        }
+    })
+    .await;
+    let client = Client::connect(server.address(), test_options())
+        .await
+        .expect("connect");
+    let queues = vec![QueueAssignment {
+        queue: "emails".to_string(),
+        weight: 3,
+        active: true,
+    }];
+    let register = WorkerRegister {
+        name: "w".to_string(),
+        hostname: "h".to_string(),
+        pid: 1,
+        version: "v".to_string(),
+        labels: vec![("zone".to_string(), "a".to_string())],
+        concurrency: 4,
+        queues: queues.clone(),
+    };
+    let heartbeat = Heartbeat {
+        worker_id: 9,
+        in_flight: 2,
+        assignments_version: 1,
+        leaving: false,
+    };
+    let assignments = AssignmentListRequest {
+        queue: Some("emails".to_string()),
+        worker_id: None,
+        after: None,
+        limit: 10,
+    };
+    let line = NewLogLine {
+        level: LogLevel::Info,
+        message: "hello".to_string(),
+        fields: Vec::new(),
+    };
+    let tail = LogTailRequest {
+        job_id: job_id(1),
+        execution: Some(2),
+        lines: 5,
+        after_seq: None,
+        wait_ms: 0,
+    };
+
+    let registered = client
+        .register_worker(register.clone())
+        .await
+        .expect("register");
+    assert_eq!(registered.worker_id, 9);
+    let reply = client
+        .heartbeat(heartbeat.clone())
+        .await
+        .expect("heartbeat");
+    assert_eq!(reply.command, WorkerCommand::Quiet);
+    let page = client
+        .worker_list(Some(WorkerState::Active), None, 50)
+        .await
+        .expect("list");
+    assert_eq!(page.workers.len(), 1);
+    client.worker_get(9).await.expect("get");
+    client.worker_quiet(9).await.expect("quiet");
+    client
+        .worker_terminate(9, Some(1_000))
+        .await
+        .expect("terminate");
+    client
+        .worker_assign(9, queues.clone())
+        .await
+        .expect("assign");
+    let listed = client
+        .assignment_list(assignments.clone())
+        .await
+        .expect("assignments");
+    assert_eq!(listed.next_after, Some(4));
+    let logged = client
+        .log(job_id(1), 5, vec![line.clone()])
+        .await
+        .expect("log");
+    assert_eq!((logged.execution, logged.first_seq), (2, 11));
+    client
+        .progress(job_id(1), 5, 40, "resizing")
+        .await
+        .expect("progress");
+    let read = client.log_tail(tail).await.expect("tail");
+    assert!(!read.open);
+    client
+        .execution_list(job_id(1), Some(1), 20)
+        .await
+        .expect("executions");
+    let results = client.job_results(job_id(1)).await.expect("results");
+    assert_eq!(results.job.result.as_deref(), Some(&b"ok"[..]));
+    client
+        .fail_with_details(
+            job_id(1),
+            5,
+            "boom",
+            Retry::Never,
+            Some("at line 3".to_string()),
+        )
+        .await
+        .expect("fail with details");
+    client
+        .fail(job_id(1), 5, "plain", Retry::Backoff)
+        .await
+        .expect("plain fail");
+
+    let requests = requests.lock().expect("lock").clone();
+    assert_eq!(
+        requests,
+        vec![
+            Request::WorkerRegister(register),
+            Request::Heartbeat(heartbeat),
+            Request::WorkerList(WorkerListRequest {
+                state: Some(WorkerState::Active),
+                after: None,
+                limit: 50
+            }),
+            Request::WorkerGet(WorkerRef { worker_id: 9 }),
+            Request::WorkerQuiet(WorkerRef { worker_id: 9 }),
+            Request::WorkerTerminate(WorkerTerminate {
+                worker_id: 9,
+                grace_ms: Some(1_000)
+            }),
+            Request::WorkerAssign(WorkerAssign {
+                worker_id: 9,
+                queues
+            }),
+            Request::AssignmentList(assignments),
+            Request::Log(LogRequest {
+                job_id: job_id(1),
+                lease_id: 5,
+                lines: vec![line]
+            }),
+            Request::Progress(ProgressRequest {
+                job_id: job_id(1),
+                lease_id: 5,
+                percent: 40,
+                message: "resizing".to_string()
+            }),
+            Request::LogTail(tail),
+            Request::ExecutionList(ExecutionListRequest {
+                job_id: job_id(1),
+                after: Some(1),
+                limit: 20
+            }),
+            Request::JobResults(JobRef { job_id: job_id(1) }),
+            Request::Fail(FailRequest {
+                job_id: job_id(1),
+                lease_id: 5,
+                error: "boom".to_string(),
+                retry: Retry::Never,
+                error_details: Some("at line 3".to_string())
+            }),
+            Request::Fail(FailRequest {
+                job_id: job_id(1),
+                lease_id: 5,
+                error: "plain".to_string(),
+                retry: Retry::Backoff,
+                error_details: None
+            }),
+        ]
+    );
+}
