@@ -272,13 +272,11 @@ impl Broker {
                     .to_error_body(),
             );
         }
-        // More lines may come while the execution runs; before the first delivery, while
-        // the job may still run.
-        let open = if execution == 0 {
-            !record.state.is_finished()
-        } else {
-            record.state == StateTag::Leased && execution == record.executions
-        };
+        // More lines may come while the execution runs. A job never delivered has no
+        // execution to follow yet (execution 0, closed).
+        let open = execution > 0
+            && record.state == StateTag::Leased
+            && execution == record.executions;
         let after = request.after_seq.unwrap_or(0);
         let (start, end) = keys::log_range(project_id, job_id, execution, after);
         let wanted = request.lines as usize;

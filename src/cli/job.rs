@@ -390,7 +390,7 @@ fn job_fields(job: &JobInfo) -> Vec<(&'static str, String)> {
         (
             "latest execution",
             job.latest_execution
-                .as_ref()
+                .as_deref()
                 .map_or_else(|| "-".to_string(), execution::execution_summary),
         ),
         (
@@ -468,6 +468,12 @@ mod tests {
             executions: 0,
             latest_execution: None,
             progress: None,
+            parents: Vec::new(),
+            parents_remaining: 0,
+            on_parent_failure: taskforge_protocol::ParentFailure::Cancel,
+            children: Vec::new(),
+            unique_key: None,
+            expires_at_ms: None,
         }
     }
 
@@ -527,7 +533,7 @@ mod tests {
         assert_eq!(field(&fields, "error details"), None);
 
         job.executions = 2;
-        job.latest_execution = Some(ExecutionInfo {
+        job.latest_execution = Some(Box::new(ExecutionInfo {
             execution: 2,
             attempt: 2,
             worker_id: Some(8),
@@ -539,7 +545,7 @@ mod tests {
             error: Some("boom".to_string()),
             error_details: Some("line 1\nline 2".to_string()),
             duration_ms: Some(50),
-        });
+        }));
         job.progress = Some(ProgressInfo {
             execution: 2,
             percent: 80,
