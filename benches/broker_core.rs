@@ -22,8 +22,13 @@ fn core_with_backlog(backlog: usize) -> Core {
     core.queue_create(PROJECT, "q", &QueueSettings::default(), NOW_MS)
         .expect("queue");
     for chunk in (0..backlog).collect::<Vec<_>>().chunks(BATCH_JOBS) {
-        core.enqueue(PROJECT, vec![job(); chunk.len()], &Default::default(), NOW_MS)
-            .expect("enqueue");
+        core.enqueue(
+            PROJECT,
+            vec![job(); chunk.len()],
+            &Default::default(),
+            NOW_MS,
+        )
+        .expect("enqueue");
     }
     let _ = core.take_writes();
     core
@@ -36,8 +41,13 @@ fn lifecycle(criterion: &mut Criterion) {
         bencher.iter_batched(
             || core_with_backlog(0),
             |mut core| {
-                core.enqueue(PROJECT, vec![job(); BATCH_JOBS], &Default::default(), NOW_MS)
-                    .expect("enqueue");
+                core.enqueue(
+                    PROJECT,
+                    vec![job(); BATCH_JOBS],
+                    &Default::default(),
+                    NOW_MS,
+                )
+                .expect("enqueue");
                 core
             },
             BatchSize::SmallInput,
@@ -72,8 +82,13 @@ fn lifecycle(criterion: &mut Criterion) {
                     delay_ms: Some(1_000),
                     ..job()
                 };
-                core.enqueue(PROJECT, vec![delayed; BATCH_JOBS], &Default::default(), NOW_MS)
-                    .expect("enqueue");
+                core.enqueue(
+                    PROJECT,
+                    vec![delayed; BATCH_JOBS],
+                    &Default::default(),
+                    NOW_MS,
+                )
+                .expect("enqueue");
                 core
             },
             |mut core| {
@@ -92,7 +107,8 @@ fn lifecycle(criterion: &mut Criterion) {
             let mut core = core_with_backlog(pending);
             let queue_id = core.queue_id(PROJECT, "q").expect("queue");
             bencher.iter(|| {
-                core.enqueue(PROJECT, vec![job()], &Default::default(), NOW_MS).expect("enqueue");
+                core.enqueue(PROJECT, vec![job()], &Default::default(), NOW_MS)
+                    .expect("enqueue");
                 let leased = core
                     .fetch(PROJECT, &FetchPlan::queues(vec![queue_id], 1, None), NOW_MS)
                     .expect("fetch");

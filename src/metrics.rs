@@ -418,7 +418,11 @@ impl Metrics {
         match response {
             Response::Enqueue(created) if !created.duplicate => jobs.enqueued.inc(),
             Response::EnqueueBatch(batch) => {
-                let duplicates = batch.duplicates.iter().filter(|duplicate| **duplicate).count();
+                let duplicates = batch
+                    .duplicates
+                    .iter()
+                    .filter(|duplicate| **duplicate)
+                    .count();
                 jobs.enqueued
                     .inc_by(batch.job_ids.len().saturating_sub(duplicates) as u64)
             }

@@ -201,7 +201,11 @@ impl Broker {
             }
         }
         let budget_bytes = self.limits.response_bytes_max as usize;
-        keep_within(&mut parents, budget_bytes.saturating_sub(encoded_bytes(&job)), encoded_bytes);
+        keep_within(
+            &mut parents,
+            budget_bytes.saturating_sub(encoded_bytes(&job)),
+            encoded_bytes,
+        );
         Ok(JobResults { job, parents })
     }
 
@@ -274,9 +278,8 @@ impl Broker {
         }
         // More lines may come while the execution runs. A job never delivered has no
         // execution to follow yet (execution 0, closed).
-        let open = execution > 0
-            && record.state == StateTag::Leased
-            && execution == record.executions;
+        let open =
+            execution > 0 && record.state == StateTag::Leased && execution == record.executions;
         let after = request.after_seq.unwrap_or(0);
         let (start, end) = keys::log_range(project_id, job_id, execution, after);
         let wanted = request.lines as usize;

@@ -87,6 +87,17 @@ fn restore_workers(
     })
 }
 
+/// Restores the dependency edges between live jobs (after the jobs).
+fn restore_edges(storage: &dyn Storage, core: &mut Core) -> Result<(), StorageError> {
+    let (start, end) = keys::prefix_range(keys::CHILD);
+    try_scan(storage, &start, &end, &mut |key, _| {
+        let (_, parent, child) = keys::parse_child(key)
+            .ok_or_else(|| StorageError::new("read", "malformed dependency edge key"))?;
+        core.restore_edge(parent, child);
+        Ok(true)
+    })
+}
+
 /// Counts the log lines of every running execution, so the per-execution cap holds
 /// across restarts. Bounded by the cap times the leased jobs.
 fn restore_log_lines(storage: &dyn Storage, core: &mut Core) -> Result<(), StorageError> {
@@ -149,6 +160,7 @@ pub fn rebuild(
         }
         Ok(true)
     })?;
+    restore_edges(storage, &mut core)?;
     restore_log_lines(storage, &mut core)?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok((core, report))

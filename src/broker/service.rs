@@ -14,7 +14,9 @@ use taskforge_protocol::{
 };
 
 use super::commit::State;
-use super::core::{Core, CoreError, Delivery, Failure, FetchPlan, StoredParents, PARENT_MOVED_ERROR};
+use super::core::{
+    Core, CoreError, Delivery, Failure, FetchPlan, StoredParents, PARENT_MOVED_ERROR,
+};
 use super::{principal, validate, Broker, Session};
 use crate::storage::records::{self, JobBody, JobRecord, StateTag};
 use crate::storage::{keys, StorageError};
@@ -156,7 +158,7 @@ impl Broker {
                 Ok(Response::QueueStats(stats))
             }
             Request::Enqueue(body) => {
-                validate::new_job(&body.job, &self.limits, self.now_ms())?;
+                validate::single_job(&body.job, &self.limits, self.now_ms())?;
                 let created = self.enqueue(project_id, vec![body.job]).await?;
                 let (job_id, state, duplicate) = created[0];
                 Ok(Response::Enqueue(EnqueueResponse {
@@ -382,7 +384,11 @@ impl Broker {
         self.read_job_now(project_id, job_id)
     }
 
-    pub(super) fn read_job_now(&self, project_id: ProjectId, job_id: JobId) -> Reply<Option<JobRecord>> {
+    pub(super) fn read_job_now(
+        &self,
+        project_id: ProjectId,
+        job_id: JobId,
+    ) -> Reply<Option<JobRecord>> {
         match self
             .shared
             .storage

@@ -3,8 +3,8 @@
 
 use taskforge_protocol::{
     limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, FailRequest, FetchRequest, LogRequest,
-    LogTailRequest, NewJob, ProgressRequest, QueueAssignment, QueueSettings, Request, Retry,
-    WorkerRegister,
+    LogTailRequest, NewJob, ParentRef, ProgressRequest, QueueAssignment, QueueSettings, Request,
+    Retry, WorkerRegister,
 };
 
 use super::BrokerLimits;
@@ -157,6 +157,15 @@ pub fn queue_settings(settings: &QueueSettings) -> Result<(), ErrorBody> {
     if let Some(value) = &settings.backoff {
         backoff("settings.backoff", value)?;
     }
+    if settings
+        .retention_ms
+        .is_some_and(|retention_ms| retention_ms > limits::RETENTION_MS_MAX)
+    {
+        return Err(invalid(format!(
+            "settings.retention_ms must be at most {} (0 takes the plan's)",
+            limits::RETENTION_MS_MAX
+        )));
+    }
     Ok(())
 }
 
@@ -189,7 +198,125 @@ pub fn new_job(job: &NewJob, limits_in_force: &BrokerLimits, now_ms: u64) -> Res
             limits::SCHEDULE_AHEAD_MS_MAX
         )));
     }
+    if let Some(ttl_ms) = job.ttl_ms {
+        if ttl_ms == 0 {
+            return Err(invalid("ttl_ms must be at least 1".to_owned()));
+        }
+    }
+    if job.expires_at_ms.is_some_and(|at_ms| at_ms <= now_ms) {
+        return Err(invalid("expires_at_ms is not in the future".to_owned()));
+    }
+    if let Some(unique) = &job.unique {
+        if unique.key.is_empty() || unique.key.len() > limits::UNIQUE_KEY_BYTES_MAX {
+            return Err(invalid(format!(
+                "unique key must be 1 to {} bytes",
+                limits::UNIQUE_KEY_BYTES_MAX
+            )));
+        }
+        if unique.until.is_none() && unique.window_ms.is_none() {
+            return Err(invalid(
+                "a unique key needs `until`, `window_ms` or both".to_owned(),
+            ));
+        }
+        if unique.window_ms == Some(0) {
+            return Err(invalid("unique window_ms must be at least 1".to_owned()));
+        }
+    }
+    if job.depends_on.len() > limits::PARENTS_PER_JOB_MAX {
+        return Err(invalid(format!(
+            "a job names at most {} parents, not {}",
+            limits::PARENTS_PER_JOB_MAX,
+            job.depends_on.len()
+        )));
+    }
+    for (index, parent) in job.depends_on.iter().enumerate() {
+        if job.depends_on[..index].contains(parent) {
+            return Err(invalid(format!("parent {parent:?} is named twice")));
+        }
+    }
     pairs("metadata", &job.metadata, limits::METADATA_ENTRIES_MAX)
+}
+
+/// Checks a single ENQUEUE's job: it has no batch to refer to.
+pub fn single_job(
+    job: &NewJob,
+    limits_in_force: &BrokerLimits,
+    now_ms: u64,
+) -> Result<(), ErrorBody> {
+    if job
+        .depends_on
+        .iter()
+        .any(|parent| matches!(parent, ParentRef::Batch(_)))
+    {
+        return Err(invalid(
+            "depends_on refers to a batch index, but ENQUEUE has no batch; use ENQUEUE_BATCH"
+                .to_owned(),
+        ));
+    }
+    new_job(job, limits_in_force, now_ms)
+}
+
+/// Checks the batch references of a batch: each names another job of the batch, and they
+/// form no cycle. A cycle is reported at a job on it.
+fn batch_graph(jobs: &[NewJob]) -> Result<(), ErrorBody> {
+    let batch_parents = |job: &NewJob| -> Vec<usize> {
+        job.depends_on
+            .iter()
+            .filter_map(|parent| match parent {
+                ParentRef::Batch(index) => Some(*index as usize),
+                ParentRef::Job(_) => None,
+            })
+            .collect()
+    };
+    let mut waiting_on = Vec::with_capacity(jobs.len());
+    let mut children = vec![Vec::new(); jobs.len()];
+    for (index, job) in jobs.iter().enumerate() {
+        let parents = batch_parents(job);
+        for parent in &parents {
+            if *parent >= jobs.len() || *parent == index {
+                return Err(invalid(format!(
+                    "jobs[{index}] depends on batch index {parent}, which is not another job of the batch"
+                ))
+                .with_details(ErrorDetails::BatchItem {
+                    index: index as u32,
+                }));
+            }
+            children[*parent].push(index);
+        }
+        waiting_on.push(parents.len());
+    }
+    // Kahn's algorithm: whatever cannot be ordered is on a cycle or behind one.
+    let mut ready: Vec<usize> = (0..jobs.len())
+        .filter(|index| waiting_on[*index] == 0)
+        .collect();
+    while let Some(index) = ready.pop() {
+        for child in &children[index] {
+            waiting_on[*child] -= 1;
+            if waiting_on[*child] == 0 {
+                ready.push(*child);
+            }
+        }
+    }
+    let Some(mut on_cycle) = (0..jobs.len()).find(|index| waiting_on[*index] > 0) else {
+        return Ok(());
+    };
+    // Walking up unordered parents from an unordered job must come back round: the
+    // first job seen twice is on a cycle.
+    let mut seen = vec![false; jobs.len()];
+    while !seen[on_cycle] {
+        seen[on_cycle] = true;
+        on_cycle = batch_parents(&jobs[on_cycle])
+            .into_iter()
+            .find(|parent| waiting_on[*parent] > 0)
+            .unwrap_or(on_cycle);
+    }
+    Err(
+        invalid(format!("jobs[{on_cycle}] is on a dependency cycle")).with_details(
+            ErrorDetails::BatchItem {
+                index: on_cycle as u32,
+            },
+        ),
+    )
 }
 
 /// Checks string pairs (metadata, labels): a bounded count and size, unique keys.
@@ -357,7 +484,7 @@ pub fn batch(
             })
         })?;
     }
-    Ok(())
+    batch_graph(jobs)
 }
 
 /// Checks FETCH parameters.
@@ -466,6 +593,61 @@ mod tests {
         assert!(queue_name("").is_err());
         assert!(queue_name("with space").is_err());
         assert!(queue_name(&"a".repeat(limits::QUEUE_NAME_BYTES_MAX + 1)).is_err());
+    }
+
+    fn batch_job(parents: &[u32]) -> NewJob {
+        NewJob {
+            queue: "q".into(),
+            depends_on: parents
+                .iter()
+                .map(|index| ParentRef::Batch(*index))
+                .collect(),
+            ..NewJob::default()
+        }
+    }
+
+    fn cycle_member(jobs: &[NewJob]) -> Option<u32> {
+        match batch_graph(jobs) {
+            Ok(()) => None,
+            Err(error) => match error.details {
+                ErrorDetails::BatchItem { index } => Some(index),
+                other => panic!("unexpected details {other:?}"),
+            },
+        }
+    }
+
+    #[test]
+    fn batch_graphs_refuse_cycles_at_a_job_on_the_cycle() {
+        // A diamond is fine.
+        assert_eq!(
+            cycle_member(&[
+                batch_job(&[]),
+                batch_job(&[0]),
+                batch_job(&[0]),
+                batch_job(&[1, 2])
+            ]),
+            None
+        );
+        // 1 -> 2 -> 3 -> 1, with 4 hanging behind the cycle and 0 outside it.
+        let jobs = [
+            batch_job(&[]),
+            batch_job(&[3]),
+            batch_job(&[1]),
+            batch_job(&[2]),
+            batch_job(&[3, 0]),
+        ];
+        let member = cycle_member(&jobs).expect("a cycle");
+        assert!([1, 2, 3].contains(&member), "{member} is not on the cycle");
+        assert_eq!(
+            cycle_member(&[batch_job(&[0])]),
+            Some(0),
+            "a job depending on itself"
+        );
+        assert_eq!(
+            cycle_member(&[batch_job(&[5])]),
+            Some(0),
+            "an index outside the batch"
+        );
     }
 
     #[test]

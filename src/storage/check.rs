@@ -426,7 +426,10 @@ fn check_edges(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), St
     storage.scan(&start, &end, &mut |key, _| {
         count += 1;
         if keys::parse_child(key).is_none() {
-            problems.push(format!("dependency edge key {} is malformed", hex::encode(key)));
+            problems.push(format!(
+                "dependency edge key {} is malformed",
+                hex::encode(key)
+            ));
         }
         true
     })?;
@@ -517,9 +520,15 @@ mod tests {
             ..NewJob::default()
         };
         let created = core
-            .enqueue(1, vec![job.clone(), job.clone()], &Default::default(), now_ms)
+            .enqueue(
+                1,
+                vec![job.clone(), job.clone()],
+                &Default::default(),
+                now_ms,
+            )
             .expect("enqueue");
-        core.enqueue(2, vec![job], &Default::default(), now_ms).expect("enqueue");
+        core.enqueue(2, vec![job], &Default::default(), now_ms)
+            .expect("enqueue");
         let storage = MemoryStorage::new();
         let (writes, _) = core.take_writes();
         storage.apply(&writes).expect("apply");

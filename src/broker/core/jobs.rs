@@ -144,23 +144,23 @@ impl Core {
                 .depends_on
                 .iter()
                 .map(|parent| match parent {
-                    ParentRef::Job(parent_id) => (
-                        *parent_id,
-                        statuses.next().unwrap_or(ParentStatus::Live),
-                    ),
+                    ParentRef::Job(parent_id) => {
+                        (*parent_id, statuses.next().unwrap_or(ParentStatus::Live))
+                    }
                     ParentRef::Batch(parent_index) => {
                         (ids[*parent_index as usize], ParentStatus::Live)
                     }
                 })
                 .collect();
             let job_id = ids[index];
-            if let Some((parent, status)) = parents
-                .iter()
-                .find(|(_, status)| status.dooms(job.on_parent_failure))
-            {
-                if let ParentStatus::Finished(tag) = status {
-                    doomed.push((job_id, *parent, *tag));
+            let dooming = parents.iter().find_map(|(parent, status)| match status {
+                ParentStatus::Finished(tag) if status.dooms(job.on_parent_failure) => {
+                    Some((*parent, *tag))
                 }
+                _ => None,
+            });
+            if let Some((parent, tag)) = dooming {
+                doomed.push((job_id, parent, tag));
             }
             self.create_job(project_id, queue_ids[index], job_id, job, &parents, now_ms);
         }
@@ -643,7 +643,13 @@ impl Core {
     }
 
     /// Moves a live job to a final state, drops it from memory, and settles its children.
-    pub(super) fn finish(&mut self, job_id: JobId, tag: StateTag, error: Option<String>, now_ms: u64) {
+    pub(super) fn finish(
+        &mut self,
+        job_id: JobId,
+        tag: StateTag,
+        error: Option<String>,
+        now_ms: u64,
+    ) {
         let Some(mut record) = self.jobs.remove(&job_id) else {
             return;
         };

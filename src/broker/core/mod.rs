@@ -198,7 +198,10 @@ impl QueueState {
         let in_flight_ok = defaults
             .in_flight_max
             .is_none_or(|max| self.counts[StateTag::Leased as usize] < u64::from(max));
-        in_flight_ok && self.refill_tokens(now_ms).is_none_or(|tokens| tokens >= 1.0)
+        in_flight_ok
+            && self
+                .refill_tokens(now_ms)
+                .is_none_or(|tokens| tokens >= 1.0)
     }
 
     /// Takes one delivery if the flow limits allow it.
@@ -748,6 +751,8 @@ impl Core {
     }
 }
 
+#[cfg(test)]
+mod dag_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

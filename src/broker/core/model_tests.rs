@@ -113,7 +113,9 @@ fn run_seed(seed: u64) {
                     })
                     .collect();
                 let delays: Vec<u64> = jobs.iter().map(|job| job.delay_ms.unwrap_or(0)).collect();
-                let created = core.enqueue(PROJECT, jobs, &Default::default(), now_ms).expect(&context);
+                let created = core
+                    .enqueue(PROJECT, jobs, &Default::default(), now_ms)
+                    .expect(&context);
                 for (enqueued, delay_ms) in created.into_iter().zip(delays) {
                     let job_id = enqueued.job_id;
                     model.jobs.insert(

@@ -69,7 +69,13 @@ impl Core {
     }
 
     /// Makes `job_id` the holder of its unique key.
-    pub(super) fn hold_unique(&mut self, queue_id: u64, job_id: JobId, key: &UniqueKey, now_ms: u64) {
+    pub(super) fn hold_unique(
+        &mut self,
+        queue_id: u64,
+        job_id: JobId,
+        key: &UniqueKey,
+        now_ms: u64,
+    ) {
         self.unique
             .insert((queue_id, key.key.clone()), Hold::new(job_id, now_ms, key));
         if self.unique.len() >= UNIQUE_PRUNE_MIN.max(2 * self.unique_pruned_len) {
@@ -78,7 +84,13 @@ impl Core {
     }
 
     /// Drops the hold of a job that just finished, unless its window still runs.
-    pub(super) fn release_unique(&mut self, queue_id: u64, job_id: JobId, key: &UniqueKey, now_ms: u64) {
+    pub(super) fn release_unique(
+        &mut self,
+        queue_id: u64,
+        job_id: JobId,
+        key: &UniqueKey,
+        now_ms: u64,
+    ) {
         let map_key = (queue_id, key.key.clone());
         let lapsed = self
             .unique
@@ -90,7 +102,13 @@ impl Core {
     }
 
     /// Restores the hold of a stored job that may still hold its key.
-    pub(super) fn restore_unique(&mut self, queue_id: u64, job_id: JobId, record: &JobRecord, now_ms: u64) {
+    pub(super) fn restore_unique(
+        &mut self,
+        queue_id: u64,
+        job_id: JobId,
+        record: &JobRecord,
+        now_ms: u64,
+    ) {
         let Some(key) = &record.unique else {
             return;
         };
