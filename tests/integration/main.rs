@@ -15,4 +15,5 @@ mod quotas;
 mod restart;
 mod support;
 mod tenancy;
+mod worker_runtime;
 mod workers;
