@@ -828,3 +828,101 @@ async fn user_commands_take_passwords_from_stdin_or_the_environment_only() {
     assert!(gone.contains("NOT_FOUND"), "{gone}");
     assert!(gone.contains("taskforge org list"), "{gone}");
 }
+
+#[tokio::test]
+async fn worker_and_execution_commands_show_what_workers_did() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+    cli.ok(&["queue", "create", "work"]).await;
+    cli.ok(&["queue", "create", "spare"]).await;
+    let client = server.client().await;
+    let worker = client
+        .register_worker(taskforge_protocol::WorkerRegister {
+            name: "cli-worker".into(),
+            hostname: "host-1".into(),
+            pid: 99,
+            version: "2.0".into(),
+            labels: Vec::new(),
+            concurrency: 1,
+            queues: vec![taskforge_protocol::QueueAssignment {
+                queue: "work".into(),
+                weight: 1,
+                active: true,
+            }],
+        })
+        .await
+        .expect("register");
+    let worker_id = worker.worker_id.to_string();
+    let job_id = client
+        .enqueue(job("work", b"x"))
+        .await
+        .expect("enqueue")
+        .job_id;
+    let leased = client
+        .fetch(FetchRequest {
+            queues: vec!["work".into()],
+            max_jobs: 1,
+            wait_ms: 0,
+            lease_ms: None,
+            worker_id: Some(worker.worker_id),
+            weights: Vec::new(),
+        })
+        .await
+        .expect("fetch")
+        .jobs
+        .remove(0);
+    client
+        .log(
+            job_id,
+            leased.lease_id,
+            vec![taskforge_protocol::NewLogLine {
+                level: taskforge_protocol::LogLevel::Warn,
+                message: "disk almost full".into(),
+                fields: Vec::new(),
+            }],
+        )
+        .await
+        .expect("log");
+    client
+        .ack(job_id, leased.lease_id, Some(b"42".to_vec()))
+        .await
+        .expect("ack");
+
+    let listed = cli.json(&["worker", "list"]).await;
+    assert_eq!(listed["workers"][0]["name"], "cli-worker");
+    assert!(cli.ok(&["worker", "list"]).await.contains("cli-worker"));
+    let assigned = cli
+        .json(&[
+            "worker", "assign", &worker_id, "--queue", "spare:3", "--queue", "work",
+        ])
+        .await;
+    assert_eq!(assigned["assignments_version"], 2);
+    assert_eq!(assigned["assignments"][0]["queue"], "spare");
+    assert_eq!(assigned["assignments"][0]["weight"], 3);
+    let by_queue = cli
+        .json(&["worker", "assignments", "--queue", "spare"])
+        .await;
+    assert_eq!(by_queue["assignments"][0]["worker_id"], worker.worker_id);
+    assert_eq!(
+        cli.json(&["worker", "quiet", &worker_id]).await["state"],
+        "quiet"
+    );
+    let terminating = cli
+        .json(&["worker", "terminate", &worker_id, "--grace", "5s"])
+        .await;
+    assert_eq!(terminating["state"], "terminating");
+
+    let executions = cli.json(&["job", "executions", &job_id.to_string()]).await;
+    assert_eq!(executions["executions"][0]["outcome"], "succeeded");
+    assert_eq!(executions["executions"][0]["worker_id"], worker.worker_id);
+    let logs = cli.ok(&["job", "logs", &job_id.to_string()]).await;
+    assert!(
+        logs.contains("disk almost full") && logs.contains("warn"),
+        "{logs}"
+    );
+    let results = cli.json(&["job", "results", &job_id.to_string()]).await;
+    assert_eq!(results["job"]["result"], serde_json::json!(b"42"));
+
+    let missing = cli.fails(1, &["worker", "get", "999"]).await;
+    assert!(missing.contains("not found"), "{missing}");
+}
