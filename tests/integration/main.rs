@@ -5,6 +5,7 @@ mod admin_http;
 mod bad_input;
 mod cli;
 mod crash;
+mod dependencies;
 mod faults;
 mod hostile;
 mod lifecycle;
