@@ -28,7 +28,9 @@ use taskforge_protocol::limits::{
     REQUESTS_IN_FLIGHT_MAX_DEFAULT, RESULT_BYTES_MAX_DEFAULT,
 };
 
-use crate::broker::core::{Settings as CoreSettings, WORKER_RETENTION_MS_DEFAULT};
+use crate::broker::core::{
+    Settings as CoreSettings, RETENTION_MS_DEFAULT, WORKER_RETENTION_MS_DEFAULT,
+};
 use crate::broker::{BrokerConfig, BrokerLimits, FsyncPolicy};
 
 /// Default TCP address of the protocol listener outside production: loopback only, so a
@@ -223,6 +225,8 @@ pub struct BrokerSettings {
     pub worker_retention_ms: u64,
     /// Most log lines one execution may write.
     pub log_lines_per_execution_max: u32,
+    /// How long finished jobs are kept when neither their queue nor a plan says, in ms.
+    pub retention_ms_default: u64,
     /// sled's page cache.
     pub cache_capacity_bytes: u64,
     /// Period of sled's own background flush; 0 turns it off.
@@ -324,6 +328,8 @@ settings! {
         "How long lost and stopped workers stay listed, in ms";
     "broker.log_lines_per_execution_max" "TASKFORGE_LOG_LINES_PER_EXECUTION_MAX" "log-lines-per-execution-max" Integer
         "Most log lines one job execution may write";
+    "broker.retention_ms_default" "TASKFORGE_RETENTION_MS_DEFAULT" "retention-ms-default" Integer
+        "How long finished jobs are kept when neither queue nor plan says, in ms";
     "broker.cache_capacity_bytes" "TASKFORGE_CACHE_CAPACITY_BYTES" "cache-capacity-bytes" Integer
         "sled page cache, in bytes";
     "broker.sled_flush_every_ms" "TASKFORGE_SLED_FLUSH_EVERY_MS" "sled-flush-every-ms" Integer
@@ -494,6 +500,7 @@ impl Config {
                 heartbeat_timeout_ms: u64::from(HEARTBEAT_TIMEOUT_MS_DEFAULT),
                 worker_retention_ms: WORKER_RETENTION_MS_DEFAULT,
                 log_lines_per_execution_max: LOG_LINES_PER_EXECUTION_MAX_DEFAULT,
+                retention_ms_default: RETENTION_MS_DEFAULT,
                 cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
                 sled_flush_every_ms: SLED_FLUSH_EVERY_MS_DEFAULT,
                 root_token: None,
@@ -604,6 +611,7 @@ impl Config {
             ("broker.batch_jobs_max", u64::from(broker.batch_jobs_max)),
             ("broker.heartbeat_timeout_ms", broker.heartbeat_timeout_ms),
             ("broker.worker_retention_ms", broker.worker_retention_ms),
+            ("broker.retention_ms_default", broker.retention_ms_default),
             (
                 "broker.log_lines_per_execution_max",
                 u64::from(broker.log_lines_per_execution_max),
@@ -730,6 +738,7 @@ impl Config {
                 heartbeat_timeout_ms: self.broker.heartbeat_timeout_ms,
                 worker_retention_ms: self.broker.worker_retention_ms,
                 log_lines_per_execution_max: self.broker.log_lines_per_execution_max,
+                retention_ms_default: self.broker.retention_ms_default,
             },
         })
     }

@@ -8,6 +8,7 @@ pub mod core;
 mod history;
 pub mod principal;
 pub mod recovery;
+mod retention;
 mod service;
 mod tenancy;
 pub mod validate;
@@ -167,8 +168,11 @@ pub struct Broker {
     dummy_password_hash: std::sync::OnceLock<String>,
     /// The committer thread, joined at shutdown.
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The timer task, awaited at shutdown so nothing holds storage afterwards.
-    timers: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The timer and retention tasks, awaited at shutdown so nothing holds storage
+    /// afterwards.
+    timers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Where the retention sweep goes on from, per queue and finished state.
+    retention_cursors: Mutex<retention::Cursors>,
     /// What the start-up recovery found and how long it took, for the metrics.
     recovery: recovery::RecoveryReport,
 }
@@ -240,12 +244,14 @@ impl Broker {
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS_CONCURRENT_MAX),
             dummy_password_hash: std::sync::OnceLock::new(),
             committer: Mutex::new(Some(committer)),
-            timers: Mutex::new(None),
+            timers: Mutex::new(Vec::new()),
+            retention_cursors: Mutex::new(HashMap::new()),
             recovery: report,
         });
         let timers = tokio::spawn(Arc::clone(&broker).run_timers());
+        let retention = tokio::spawn(Arc::clone(&broker).run_retention());
         if let Ok(mut slot) = broker.timers.lock() {
-            *slot = Some(timers);
+            *slot = vec![timers, retention];
         }
         Ok(broker)
     }
@@ -434,12 +440,12 @@ impl Broker {
             state.waiter_senders.clear();
             self.shared.work.notify_all();
         }
-        let timers = match self.timers.lock() {
-            Ok(mut guard) => guard.take(),
-            Err(_) => None,
+        let tasks = match self.timers.lock() {
+            Ok(mut guard) => std::mem::take(&mut *guard),
+            Err(_) => Vec::new(),
         };
-        if let Some(timers) = timers {
-            let _ = timers.await;
+        for task in tasks {
+            let _ = task.await;
         }
         let handle = match self.committer.lock() {
             Ok(mut guard) => guard.take(),

@@ -738,7 +738,7 @@ impl Broker {
     }
 
     /// Job ids of a queue in one stored state, after `after`, at most `limit`.
-    fn scan_index(
+    pub(super) fn scan_index(
         &self,
         queue_id: u64,
         tag: StateTag,

@@ -14,6 +14,7 @@ mod pipelining;
 mod power_loss;
 mod quotas;
 mod restart;
+mod retention;
 mod support;
 mod tenancy;
 mod worker_runtime;

@@ -6,6 +6,17 @@ use taskforge_protocol::{JobCounts, ProjectId, WorkerState};
 
 use super::Core;
 
+/// A queue the retention sweep visits, with its effective retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionTarget {
+    /// The queue.
+    pub queue_id: u64,
+    /// Its project.
+    pub project_id: ProjectId,
+    /// How long its finished jobs are kept.
+    pub retention_ms: u64,
+}
+
 /// One queue's depth by state, as the metrics export it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSnapshot {
@@ -41,6 +52,28 @@ impl Core {
             (left.project_id, &left.name).cmp(&(right.project_id, &right.name))
         });
         snapshots
+    }
+
+    /// Queues holding finished jobs, with their retention: the queue's own, else the
+    /// plan's, else the broker's default.
+    pub fn retention_targets(&self) -> Vec<RetentionTarget> {
+        self.queues
+            .iter()
+            .filter(|(_, queue)| queue.counts[2..].iter().any(|count| *count > 0))
+            .map(|(queue_id, queue)| RetentionTarget {
+                queue_id: *queue_id,
+                project_id: queue.project_id,
+                retention_ms: queue
+                    .record
+                    .defaults
+                    .retention_ms
+                    .or_else(|| {
+                        self.plan_of(queue.project_id)
+                            .map(|(limits, _)| limits.retention_ms)
+                    })
+                    .unwrap_or(self.settings.retention_ms_default),
+            })
+            .collect()
     }
 
     /// Registered workers per project and state (states with none are left out).

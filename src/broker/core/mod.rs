@@ -43,7 +43,12 @@ pub struct Settings {
     pub worker_retention_ms: u64,
     /// Most log lines one execution may write.
     pub log_lines_per_execution_max: u32,
+    /// How long finished jobs are kept when neither their queue nor a plan says.
+    pub retention_ms_default: u64,
 }
+
+/// Finished jobs are kept this long by default (seven days).
+pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// How long lost and stopped workers stay listed by default (one hour).
 pub const WORKER_RETENTION_MS_DEFAULT: u64 = 60 * 60 * 1000;
@@ -57,6 +62,7 @@ impl Default for Settings {
             worker_retention_ms: WORKER_RETENTION_MS_DEFAULT,
             log_lines_per_execution_max:
                 taskforge_protocol::limits::LOG_LINES_PER_EXECUTION_MAX_DEFAULT,
+            retention_ms_default: RETENTION_MS_DEFAULT,
         }
     }
 }
