@@ -8,6 +8,7 @@ use taskforge::client::Client;
 use taskforge_protocol::limits::{LIST_LIMIT_MAX, LOG_TAIL_LINES_MAX};
 use taskforge_protocol::{
     JobId, JobInfo, JobListRequest, JobListResponse, JobState, LogTailRequest, NewJob,
+    ParentFailure, ParentRef, UniqueKey, UniqueUntil,
 };
 
 use super::execution;
@@ -54,6 +55,24 @@ pub enum JobCommand {
         /// Metadata entry (repeatable)
         #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_metadata)]
         metadata: Vec<(String, String)>,
+        /// A job that must succeed first (repeatable)
+        #[arg(long = "depends-on", value_name = "ID")]
+        depends_on: Vec<JobId>,
+        /// Run even when a parent ends dead, cancelled or expired (default: cancel)
+        #[arg(long)]
+        run_if_parent_fails: bool,
+        /// Unique key: an equal key in the queue returns the existing job
+        #[arg(long, value_name = "KEY")]
+        unique_key: Option<String>,
+        /// How long the unique key holds: until the job `started` or `finished`
+        #[arg(long, value_name = "STATE", requires = "unique_key", value_parser = parse_unique_until)]
+        unique_until: Option<UniqueUntil>,
+        /// The unique key also holds this long after enqueue, in ms
+        #[arg(long, value_name = "MS", requires = "unique_key")]
+        unique_window_ms: Option<u64>,
+        /// Expire unless started within this many ms
+        #[arg(long, value_name = "MS")]
+        ttl_ms: Option<u64>,
     },
     /// Shows everything about one job
     Get {
@@ -120,6 +139,14 @@ pub enum JobCommand {
 }
 
 /// Parses `KEY=VALUE`.
+fn parse_unique_until(text: &str) -> Result<UniqueUntil, String> {
+    match text {
+        "started" => Ok(UniqueUntil::Started),
+        "finished" => Ok(UniqueUntil::Finished),
+        _ => Err(format!("{text:?} is not `started` or `finished`")),
+    }
+}
+
 fn parse_metadata(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
@@ -172,6 +199,12 @@ pub async fn run(client: Client, command: JobCommand, out: Output) -> Result<(),
             max_attempts,
             lease_ms,
             metadata,
+            depends_on,
+            run_if_parent_fails,
+            unique_key,
+            unique_until,
+            unique_window_ms,
+            ttl_ms,
         } => {
             let payload = read_payload(
                 payload,
@@ -188,6 +221,20 @@ pub async fn run(client: Client, command: JobCommand, out: Output) -> Result<(),
                 backoff: None,
                 lease_ms,
                 metadata,
+                depends_on: depends_on.into_iter().map(ParentRef::Job).collect(),
+                on_parent_failure: if run_if_parent_fails {
+                    ParentFailure::Run
+                } else {
+                    ParentFailure::Cancel
+                },
+                unique: unique_key.map(|key| UniqueKey {
+                    key,
+                    // A key alone holds until the job finishes.
+                    until: unique_until
+                        .or(unique_window_ms.is_none().then_some(UniqueUntil::Finished)),
+                    window_ms: unique_window_ms,
+                }),
+                ttl_ms,
                 ..NewJob::default()
             };
             let created = client.enqueue(job).await?;
@@ -350,6 +397,18 @@ fn print_job(job: &JobInfo) {
 }
 
 /// What `job get` shows, field by field.
+/// Job ids on one line, or `-`.
+fn ids(job_ids: &[JobId]) -> String {
+    if job_ids.is_empty() {
+        return "-".to_string();
+    }
+    job_ids
+        .iter()
+        .map(JobId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn job_fields(job: &JobInfo) -> Vec<(&'static str, String)> {
     let backoff = &job.backoff;
     let metadata = if job.metadata.is_empty() {
@@ -399,6 +458,21 @@ fn job_fields(job: &JobInfo) -> Vec<(&'static str, String)> {
                 .as_ref()
                 .map_or_else(|| "-".to_string(), execution::progress_summary),
         ),
+        ("parents", ids(&job.parents)),
+        (
+            "waiting on",
+            format!(
+                "{} parents (if one fails: {})",
+                job.parents_remaining,
+                match job.on_parent_failure {
+                    ParentFailure::Cancel => "cancel",
+                    ParentFailure::Run => "run",
+                }
+            ),
+        ),
+        ("children", ids(&job.children)),
+        ("unique key", output::optional(job.unique_key.as_deref())),
+        ("expires", output::optional_time(job.expires_at_ms)),
         ("payload", output::bytes(&job.payload)),
         (
             "result",

@@ -105,6 +105,15 @@ pub struct SettingsArgs {
     /// Random spread of a retry delay, in percent of it
     #[arg(long, value_name = "PERCENT")]
     pub backoff_jitter_percent: Option<u8>,
+    /// How long finished jobs are kept, in ms (0: the plan's retention)
+    #[arg(long, value_name = "MS")]
+    pub retention_ms: Option<u64>,
+    /// Most jobs leased at once (0: no limit)
+    #[arg(long, value_name = "JOBS")]
+    pub in_flight_max: Option<u32>,
+    /// Most deliveries per second (0: no limit)
+    #[arg(long, value_name = "JOBS")]
+    pub deliveries_per_second: Option<u32>,
 }
 
 impl SettingsArgs {
@@ -129,7 +138,9 @@ impl SettingsArgs {
             max_attempts: self.max_attempts,
             backoff,
             lease_ms: self.lease_ms,
-            ..QueueSettings::default()
+            retention_ms: self.retention_ms,
+            in_flight_max: self.in_flight_max,
+            deliveries_per_second: self.deliveries_per_second,
         }
     }
 }

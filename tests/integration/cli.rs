@@ -926,3 +926,72 @@ async fn worker_and_execution_commands_show_what_workers_did() {
     let missing = cli.fails(1, &["worker", "get", "999"]).await;
     assert!(missing.contains("not found"), "{missing}");
 }
+
+#[tokio::test]
+async fn job_enqueue_takes_parents_unique_keys_and_ttl_and_queues_take_flow_limits() {
+    let server = TestServer::start().await;
+    let cli = Cli::for_server(&server);
+    let queue = cli
+        .json(&[
+            "queue",
+            "create",
+            "flow",
+            "--in-flight-max",
+            "2",
+            "--deliveries-per-second",
+            "50",
+            "--retention-ms",
+            "60000",
+        ])
+        .await;
+    assert_eq!(queue["defaults"]["in_flight_max"], 2);
+    assert_eq!(queue["defaults"]["deliveries_per_second"], 50);
+    assert_eq!(queue["defaults"]["retention_ms"], 60000);
+    let parent = cli
+        .json(&[
+            "job",
+            "enqueue",
+            "flow",
+            "--payload",
+            "p",
+            "--unique-key",
+            "only-one",
+        ])
+        .await;
+    let again = cli
+        .json(&[
+            "job",
+            "enqueue",
+            "flow",
+            "--payload",
+            "p",
+            "--unique-key",
+            "only-one",
+        ])
+        .await;
+    assert_eq!(again["job_id"], parent["job_id"]);
+    assert_eq!(again["duplicate"], true);
+    let parent_id = parent["job_id"].as_str().expect("id");
+    let child = cli
+        .json(&[
+            "job",
+            "enqueue",
+            "flow",
+            "--payload",
+            "c",
+            "--depends-on",
+            parent_id,
+            "--run-if-parent-fails",
+            "--ttl-ms",
+            "600000",
+        ])
+        .await;
+    assert_eq!(child["state"], "blocked");
+    let shown = cli
+        .ok(&["job", "get", child["job_id"].as_str().expect("id")])
+        .await;
+    assert!(
+        shown.contains(parent_id) && shown.contains("if one fails: run"),
+        "{shown}"
+    );
+}
