@@ -171,8 +171,9 @@ pub struct JobRecord {
     pub on_parent_failure: ParentFailure,
     /// It expires unless started by then.
     pub expires_at_ms: Option<u64>,
-    /// Its unique key, kept so that the key's hold is rebuilt after a restart.
-    pub unique: Option<UniqueKey>,
+    /// Its unique key, kept so that the key's hold is rebuilt after a restart. Boxed so
+    /// that the many jobs without one pay a pointer, not the key, in memory.
+    pub unique: Option<Box<UniqueKey>>,
 }
 
 impl JobRecord {
@@ -241,6 +242,17 @@ mod tests {
         wrong[0] = 99;
         assert!(decode::<JobBody>("body", &wrong).is_err());
         assert!(decode::<JobBody>("body", &[]).is_err());
+    }
+
+    #[test]
+    fn a_live_job_record_stays_small_in_memory() {
+        // Every pending job holds one of these in memory (plus its map entry): the memory
+        // bar per pending job depends on it. Optional parts are boxed or small.
+        assert!(
+            std::mem::size_of::<JobRecord>() <= 192,
+            "JobRecord grew to {} bytes",
+            std::mem::size_of::<JobRecord>()
+        );
     }
 
     #[test]

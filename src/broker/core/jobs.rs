@@ -297,7 +297,7 @@ impl Core {
             parents_remaining,
             on_parent_failure: job.on_parent_failure,
             expires_at_ms,
-            unique: job.unique,
+            unique: job.unique.map(Box::new),
         };
         for (parent, status) in parents {
             self.writes.push(Write::Put(
