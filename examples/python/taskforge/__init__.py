@@ -45,6 +45,9 @@ from .messages import (
     NewJob,
     NewLogLine,
     OrgStatus,
+    ParentFailure,
+    ParentInBatch,
+    ParentJob,
     Password,
     Plan,
     PlanLimits,
@@ -60,7 +63,10 @@ from .messages import (
     Scope,
     SubscriptionStatus,
     TerminateCommand,
+    UniqueKey,
+    UniqueUntil,
     WorkerState,
+    parent_ref,
 )
 
 __all__ = [
@@ -88,6 +94,9 @@ __all__ = [
     "NewLogLine",
     "NotFound",
     "OrgStatus",
+    "ParentFailure",
+    "ParentInBatch",
+    "ParentJob",
     "Password",
     "Plan",
     "PlanLimits",
@@ -110,6 +119,9 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnknownOpcode",
+    "UniqueKey",
+    "UniqueUntil",
     "UnsupportedVersion",
     "WorkerState",
+    "parent_ref",
 ]

@@ -65,6 +65,7 @@ from .messages import (
     NewLogLine,
     Opcode,
     OrgCreate,
+    ParentFailure,
     OrgPage,
     OrgRef,
     OrgUpdate,
@@ -91,6 +92,7 @@ from .messages import (
     WorkerRef,
     WorkerRegister,
     WorkerTerminate,
+    parent_ref,
 )
 
 #: This library's name and version, sent in HELLO for the broker's logs.
@@ -375,14 +377,46 @@ class Client:
 
     # --- Queues ----------------------------------------------------------------------
 
-    def queue_create(self, name, priority=None, max_attempts=None, backoff=None, lease_ms=None):
-        """Creates a queue; unset settings take the broker defaults. Returns ``QueueInfo``."""
-        settings = QueueSettings(priority, max_attempts, backoff, lease_ms)
+    def queue_create(
+        self,
+        name,
+        priority=None,
+        max_attempts=None,
+        backoff=None,
+        lease_ms=None,
+        retention_ms=None,
+        in_flight_max=None,
+        deliveries_per_second=None,
+    ):
+        """Creates a queue; unset settings take the broker defaults. Returns ``QueueInfo``.
+
+        The flow limits (PROTOCOL.md §6.15): ``in_flight_max`` jobs leased at once,
+        ``deliveries_per_second`` deliveries a second; ``retention_ms`` is how long its
+        finished jobs are kept (``None``: the plan's retention)."""
+        settings = QueueSettings(
+            priority, max_attempts, backoff, lease_ms,
+            retention_ms, in_flight_max, deliveries_per_second,
+        )
         return self.call(Opcode.QUEUE_CREATE, QueueWrite(name, settings))
 
-    def queue_update(self, name, priority=None, max_attempts=None, backoff=None, lease_ms=None):
-        """Changes a queue's defaults; unset settings stay. Returns ``QueueInfo``."""
-        settings = QueueSettings(priority, max_attempts, backoff, lease_ms)
+    def queue_update(
+        self,
+        name,
+        priority=None,
+        max_attempts=None,
+        backoff=None,
+        lease_ms=None,
+        retention_ms=None,
+        in_flight_max=None,
+        deliveries_per_second=None,
+    ):
+        """Changes a queue's defaults; unset settings stay. A 0 for ``retention_ms``,
+        ``in_flight_max`` or ``deliveries_per_second`` removes that limit (retention: back
+        to the plan's). Returns ``QueueInfo``."""
+        settings = QueueSettings(
+            priority, max_attempts, backoff, lease_ms,
+            retention_ms, in_flight_max, deliveries_per_second,
+        )
         return self.call(Opcode.QUEUE_UPDATE, QueueWrite(name, settings))
 
     def queue_get(self, name):
@@ -427,10 +461,23 @@ class Client:
         backoff=None,
         lease_ms=None,
         metadata=(),
+        depends_on=(),
+        on_parent_failure=ParentFailure.CANCEL,
+        unique=None,
+        expires_at_ms=None,
+        ttl_ms=None,
     ):
         """Enqueues one job. ``payload`` is bytes; ``metadata`` is ``(key, value)`` pairs or a
         ``dict``. Options left ``None`` take the queue's defaults. Returns
-        ``EnqueueResponse`` (``job_id``, ``state``)."""
+        ``EnqueueResponse`` (``job_id``, ``state``, ``duplicate``).
+
+        ``depends_on`` names existing jobs (ids) that must succeed first; the job is
+        ``blocked`` until then, and ``on_parent_failure`` (``ParentFailure.CANCEL`` or
+        ``RUN``) says what happens if one ends dead, cancelled or expired (PROTOCOL.md
+        §6.12). ``unique`` is a ``UniqueKey``: while a job of this queue holds the key, the
+        reply is that job with ``duplicate`` true and nothing is created (§6.13). The job
+        expires unless a worker takes it by ``expires_at_ms`` (ms since the Unix epoch) or
+        within ``ttl_ms`` of now, whichever comes first (§6.14)."""
         job = NewJob(
             queue=queue,
             payload=bytes(payload),
@@ -441,12 +488,23 @@ class Client:
             backoff=backoff,
             lease_ms=lease_ms,
             metadata=_pairs(metadata),
+            depends_on=[parent_ref(parent) for parent in depends_on],
+            on_parent_failure=ParentFailure(on_parent_failure),
+            unique=unique,
+            expires_at_ms=expires_at_ms,
+            ttl_ms=ttl_ms,
         )
         return self.call(Opcode.ENQUEUE, EnqueueRequest(job))
 
     def enqueue_batch(self, jobs):
-        """Enqueues ``NewJob`` values atomically (all or none). Returns their ids in order."""
-        return self.call(Opcode.ENQUEUE_BATCH, EnqueueBatchRequest(list(jobs))).job_ids
+        """Enqueues ``NewJob`` values atomically (all or none). Returns
+        ``EnqueueBatchResponse``: ``job_ids`` in request order and ``duplicates``, true for
+        each job whose unique key matched (its id is then the holder's).
+
+        A job of the batch may depend on an earlier or later one by position:
+        ``depends_on=[ParentInBatch(0)]`` (or ``parent_ref(0)``). A batch whose positions
+        form a cycle is refused whole with ``InvalidArgument``."""
+        return self.call(Opcode.ENQUEUE_BATCH, EnqueueBatchRequest(list(jobs)))
 
     def fetch(self, queues, max_jobs=1, wait_ms=0, lease_ms=None, worker_id=None, weights=()):
         """Leases up to ``max_jobs`` ready jobs from ``queues`` (a name or a list, in order

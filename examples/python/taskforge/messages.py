@@ -9,8 +9,8 @@ opcode carries.
 Python representations: ``JobId`` is :class:`uuid.UUID`; ``bytes`` fields are ``bytes``;
 ``Option`` is ``None`` or the value; metadata is a list of ``(key, value)`` string tuples;
 field-less enums are :class:`enum.IntEnum` members; enums with fields (``Credentials``,
-``Retry``, ``ErrorDetails``, ``WorkerCommand``) are one dataclass per variant. Times are
-``int`` milliseconds since the Unix epoch.
+``Retry``, ``ErrorDetails``, ``WorkerCommand``, ``ParentRef``) are one dataclass per
+variant. Times are ``int`` milliseconds since the Unix epoch.
 """
 
 import dataclasses
@@ -213,7 +213,23 @@ class LogLevel(enum.IntEnum):
     WARN = 3
     ERROR = 4
 
+class ParentFailure(enum.IntEnum):
+    """What a child does when a parent ends dead, cancelled or expired (PROTOCOL.md §6.12)."""
+
+    CANCEL = 0
+    RUN = 1
+
+
+class UniqueUntil(enum.IntEnum):
+    """How long a unique key holds by its holder's state (PROTOCOL.md §6.13)."""
+
+    STARTED = 0
+    FINISHED = 1
+
+
 JOB_STATE = Enum(JobState)
+PARENT_FAILURE = Enum(ParentFailure)
+UNIQUE_UNTIL = Enum(UniqueUntil)
 PRINCIPAL_KIND = Enum(PrincipalKind)
 ORG_STATUS = Enum(OrgStatus)
 ROLE = Enum(Role)
@@ -423,6 +439,48 @@ WORKER_COMMAND = Union(
 )
 
 
+@dataclasses.dataclass
+class ParentJob:
+    """ParentRef variant 0: an existing job of the session's project (any queue)."""
+
+    job_id: UUID = wire(JOB_ID)
+
+
+@dataclasses.dataclass
+class ParentInBatch:
+    """ParentRef variant 1: the job at ``index`` (0-based) of the same ENQUEUE_BATCH."""
+
+    index: int = wire(U32)
+
+
+#: A parent a new job names in ``depends_on``. The variant names are the index's (snake
+#: case) JSON names.
+PARENT_REF = Union(
+    "ParentRef",
+    [
+        Variant("job", ParentJob, newtype=True),
+        Variant("batch", ParentInBatch, newtype=True),
+    ],
+)
+
+
+def parent_ref(parent):
+    """A ``depends_on`` entry from a convenient value: a :class:`uuid.UUID` (or its text) is
+    an existing job, an ``int`` a position in the same batch; ``ParentJob`` and
+    ``ParentInBatch`` values are kept."""
+    if isinstance(parent, (ParentJob, ParentInBatch)):
+        return parent
+    if isinstance(parent, bool):
+        raise TypeError("a parent is a job id or a batch index, not %r" % (parent,))
+    if isinstance(parent, int):
+        return ParentInBatch(parent)
+    if isinstance(parent, str):
+        return ParentJob(UUID(parent))
+    if isinstance(parent, UUID):
+        return ParentJob(parent)
+    raise TypeError("a parent is a job id or a batch index, not %r" % (parent,))
+
+
 # --- Shared structs (PROTOCOL.md §4.3) ---------------------------------------------------
 
 
@@ -446,22 +504,43 @@ BACKOFF = Struct(Backoff)
 
 @dataclasses.dataclass
 class QueueSettings:
-    """Queue settings: ``None`` is the broker default on create, "unchanged" on update."""
+    """Queue settings: ``None`` is the broker default on create, "unchanged" on update.
+
+    For ``retention_ms``, ``in_flight_max`` and ``deliveries_per_second``, 0 removes the
+    limit (retention: back to the plan's)."""
 
     priority: Optional[int] = wire(Option(I32), default=None)
     max_attempts: Optional[int] = wire(Option(U32), default=None)
     backoff: Optional[Backoff] = wire(Option(BACKOFF), default=None)
     lease_ms: Optional[int] = wire(Option(U32), default=None)
+    retention_ms: Optional[int] = wire(Option(U64), default=None)
+    in_flight_max: Optional[int] = wire(Option(U32), default=None)
+    deliveries_per_second: Optional[int] = wire(Option(U32), default=None)
 
 
 @dataclasses.dataclass
 class QueueDefaults:
-    """A queue's effective defaults."""
+    """A queue's effective defaults; a flow limit of ``None`` is no limit, a
+    ``retention_ms`` of ``None`` the plan's retention."""
 
     priority: int = wire(I32)
     max_attempts: int = wire(U32)
     backoff: Backoff = wire(BACKOFF)
     lease_ms: int = wire(U32)
+    retention_ms: Optional[int] = wire(Option(U64), default=None)
+    in_flight_max: Optional[int] = wire(Option(U32), default=None)
+    deliveries_per_second: Optional[int] = wire(Option(U32), default=None)
+
+
+@dataclasses.dataclass
+class UniqueKey:
+    """A unique key (PROTOCOL.md §6.13): while it holds, enqueueing the same ``key`` in the
+    same queue returns the holder instead of a new job. It holds while ``until`` holds or
+    while the holder is younger than ``window_ms``; set at least one."""
+
+    key: str = wire(STRING)
+    until: Optional[UniqueUntil] = wire(Option(UNIQUE_UNTIL), default=None)
+    window_ms: Optional[int] = wire(Option(U64), default=None)
 
 
 @dataclasses.dataclass
@@ -491,7 +570,10 @@ class QueueInfo:
 
 @dataclasses.dataclass
 class NewJob:
-    """A job to enqueue. Only ``queue`` and ``payload`` are required."""
+    """A job to enqueue. Only ``queue`` and ``payload`` are required.
+
+    ``depends_on`` holds ``ParentJob`` and ``ParentInBatch`` values (see :func:`parent_ref`);
+    the job stays ``blocked`` until they have succeeded (PROTOCOL.md §6.12)."""
 
     queue: str = wire(STRING)
     payload: bytes = wire(BYTES)
@@ -502,6 +584,11 @@ class NewJob:
     backoff: Optional[Backoff] = wire(Option(BACKOFF), default=None)
     lease_ms: Optional[int] = wire(Option(U32), default=None)
     metadata: List[Tuple[str, str]] = wire(METADATA, default_factory=list)
+    depends_on: list = wire(Seq(PARENT_REF), default_factory=list)
+    on_parent_failure: ParentFailure = wire(PARENT_FAILURE, default=ParentFailure.CANCEL)
+    unique: Optional[UniqueKey] = wire(Option(Struct(UniqueKey)), default=None)
+    expires_at_ms: Optional[int] = wire(Option(U64), default=None)
+    ttl_ms: Optional[int] = wire(Option(U64), default=None)
 
 
 @dataclasses.dataclass
@@ -652,6 +739,12 @@ class JobInfo:
     executions: int = wire(U32)
     latest_execution: Optional[ExecutionInfo] = wire(Option(Struct(ExecutionInfo)))
     progress: Optional[ProgressInfo] = wire(Option(Struct(ProgressInfo)))
+    parents: List[UUID] = wire(Seq(JOB_ID), default_factory=list)
+    parents_remaining: int = wire(U32, default=0)
+    on_parent_failure: ParentFailure = wire(PARENT_FAILURE, default=ParentFailure.CANCEL)
+    children: List[UUID] = wire(Seq(JOB_ID), default_factory=list)
+    unique_key: Optional[str] = wire(Option(STRING), default=None)
+    expires_at_ms: Optional[int] = wire(Option(U64), default=None)
 
 
 @dataclasses.dataclass
@@ -888,10 +981,12 @@ class EnqueueRequest:
 
 @dataclasses.dataclass
 class EnqueueResponse:
-    """ENQUEUE response."""
+    """ENQUEUE response. ``duplicate`` is true when a unique key matched: ``job_id`` and
+    ``state`` are then the existing job's, and nothing was created."""
 
     job_id: UUID = wire(JOB_ID)
     state: JobState = wire(JOB_STATE)
+    duplicate: bool = wire(BOOL, default=False)
 
 
 @dataclasses.dataclass
@@ -903,9 +998,11 @@ class EnqueueBatchRequest:
 
 @dataclasses.dataclass
 class EnqueueBatchResponse:
-    """ENQUEUE_BATCH response: the new ids in request order."""
+    """ENQUEUE_BATCH response: the ids in request order, and per job whether a unique key
+    matched (the id is then the existing job's, or an earlier job's of the batch)."""
 
     job_ids: List[UUID] = wire(Seq(JOB_ID))
+    duplicates: List[bool] = wire(Seq(BOOL), default_factory=list)
 
 
 @dataclasses.dataclass

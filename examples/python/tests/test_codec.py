@@ -94,6 +94,21 @@ WORKED_EXAMPLES = [
         messages.Backoff(initial_ms=1000, factor_percent=200, max_ms=3600000, jitter_percent=20),
         "fbe803c8fc80ee360014",
     ),
+    (
+        messages.PARENT_REF,
+        messages.ParentJob(uuid.UUID("00010203-0405-0607-0809-0a0b0c0d0e0f")),
+        "00000102030405060708090a0b0c0d0e0f",
+    ),
+    (messages.PARENT_REF, messages.ParentInBatch(0), "0100"),
+    (messages.PARENT_REF, messages.ParentInBatch(300), "01fb2c01"),
+    (messages.PARENT_FAILURE, messages.ParentFailure.CANCEL, "00"),
+    (messages.PARENT_FAILURE, messages.ParentFailure.RUN, "01"),
+    (messages.UNIQUE_UNTIL, messages.UniqueUntil.FINISHED, "01"),
+    (
+        messages.struct_type(messages.UniqueKey),
+        messages.UniqueKey("inv-7", messages.UniqueUntil.STARTED, 60000),
+        "05696e762d37010001fb60ea",
+    ),
     (JOB_ID, uuid.UUID("00010203-0405-0607-0809-0a0b0c0d0e0f"), "000102030405060708090a0b0c0d0e0f"),
     (messages.struct_type(messages.Empty), messages.Empty(), ""),
 ]

@@ -237,10 +237,12 @@ class RoundTripTest(LiveServerTest):
     def test_batches_extend_cancel_and_job_lists(self):
         client = self.connect()
         client.queue_create("batch", lease_ms=5000)
-        ids = client.enqueue_batch(
+        enqueued = client.enqueue_batch(
             [NewJob("batch", b"a"), NewJob("batch", b"b", delay_ms=60000)]
         )
+        ids = enqueued.job_ids
         self.assertEqual(len(ids), 2)
+        self.assertEqual(enqueued.duplicates, [False, False])
         jobs = client.fetch(["batch"], max_jobs=10)
         self.assertEqual([job.job_id for job in jobs], ids[:1])
 
@@ -267,7 +269,7 @@ class RoundTripTest(LiveServerTest):
         client = self.connect()
         client.queue_create("bulk")
         jobs = [NewJob("bulk", b"%d" % index) for index in range(150)]
-        ids = client.enqueue_batch(jobs)
+        ids = client.enqueue_batch(jobs).job_ids
         leased = client.fetch("bulk", max_jobs=150)
         self.assertEqual([job.job_id for job in leased], ids)
         outcomes = client.ack_batch([AckRequest(job.job_id, job.lease_id) for job in leased])

@@ -39,6 +39,8 @@ LOWER_CASE_ENUMS = (
     messages.WorkerState,
     messages.ExecutionOutcome,
     messages.LogLevel,
+    messages.ParentFailure,
+    messages.UniqueUntil,
 )
 
 

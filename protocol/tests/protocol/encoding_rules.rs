@@ -186,6 +186,23 @@ fn worked_examples() -> Vec<String> {
             "fb e8 03 c8 fc 80 ee 36 00 14",
         ),
         example(
+            "ParentRef::Job(JobId(000102030405060708090a0b0c0d0e0f))",
+            "ParentRef",
+            ParentRef::Job(JobId([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])),
+            "00 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f",
+        ),
+        example("ParentRef::Batch(0)", "ParentRef", ParentRef::Batch(0), "01 00"),
+        example("ParentRef::Batch(300)", "ParentRef", ParentRef::Batch(300), "01 fb 2c 01"),
+        example("ParentFailure::Cancel", "ParentFailure", ParentFailure::Cancel, "00"),
+        example("ParentFailure::Run", "ParentFailure", ParentFailure::Run, "01"),
+        example("UniqueUntil::Finished", "UniqueUntil", UniqueUntil::Finished, "01"),
+        example(
+            "UniqueKey { key: \"inv-7\", until: Some(UniqueUntil::Started), window_ms: Some(60000) }",
+            "UniqueKey",
+            UniqueKey { key: "inv-7".to_owned(), until: Some(UniqueUntil::Started), window_ms: Some(60_000) },
+            "05 69 6e 76 2d 37 01 00 01 fb 60 ea",
+        ),
+        example(
             "JobId(000102030405060708090a0b0c0d0e0f)",
             "JobId",
             JobId([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]),
@@ -389,9 +406,63 @@ fn fetch_fail_and_job_get_bodies_must_carry_the_worker_fields() {
         executions: 0,
         latest_execution: None,
         progress: None,
+        parents: Vec::new(),
+        parents_remaining: 0,
+        on_parent_failure: ParentFailure::Cancel,
+        children: Vec::new(),
+        unique_key: None,
+        expires_at_ms: None,
     };
     let bytes = encoded(&job);
-    assert_eq!(spaced_hex(&bytes[bytes.len() - 3..]), "00 00 00");
+    // executions .. progress, then the six dependency fields.
+    assert_eq!(
+        spaced_hex(&bytes[bytes.len() - 9..]),
+        "00 00 00 00 00 00 00 00 00"
+    );
     assert_eq!(decoded::<JobInfo>(&bytes), Ok(job));
-    assert!(decoded::<JobInfo>(&bytes[..bytes.len() - 3]).is_err());
+    assert!(decoded::<JobInfo>(&bytes[..bytes.len() - 9]).is_err());
+}
+
+#[test]
+fn enqueue_queue_and_job_get_bodies_must_carry_the_dependency_fields() {
+    // The dependency, unique-key, expiry and flow-limit fields were added within version 1
+    // before its first release, inside `NewJob`, `QueueSettings` and `QueueDefaults` (types
+    // nested in other bodies) and at the end of `EnqueueResponse`, `EnqueueBatchResponse`
+    // and `JobInfo`. PROTOCOL.md §12 says they are part of every version 1 body: a body that
+    // stops before them does not decode.
+    let minimal = NewJob {
+        queue: "q".to_owned(),
+        ..NewJob::default()
+    };
+    let bytes = encoded(&minimal);
+    // queue, payload, six `None`s, no metadata; then no parents, `Cancel`, and three `None`s.
+    assert_eq!(
+        spaced_hex(&bytes),
+        "01 71 00 00 00 00 00 00 00 00 00 00 00 00 00"
+    );
+    assert_eq!(decoded::<NewJob>(&bytes), Ok(minimal));
+    assert!(decoded::<NewJob>(&bytes[..bytes.len() - 5]).is_err());
+
+    let settings = QueueSettings::default();
+    let bytes = encoded(&settings);
+    assert_eq!(spaced_hex(&bytes), "00 00 00 00 00 00 00");
+    assert!(decoded::<QueueSettings>(&bytes[..4]).is_err());
+
+    let response = EnqueueResponse {
+        job_id: JobId([0; 16]),
+        state: JobState::Blocked,
+        duplicate: true,
+    };
+    let bytes = encoded(&response);
+    assert_eq!(spaced_hex(&bytes[16..]), "01 01");
+    assert_eq!(decoded::<EnqueueResponse>(&bytes), Ok(response));
+    assert!(decoded::<EnqueueResponse>(&bytes[..17]).is_err());
+
+    let batch = EnqueueBatchResponse {
+        job_ids: vec![JobId([0; 16])],
+        duplicates: vec![false],
+    };
+    let bytes = encoded(&batch);
+    assert_eq!(spaced_hex(&bytes[17..]), "01 00");
+    assert!(decoded::<EnqueueBatchResponse>(&bytes[..17]).is_err());
 }

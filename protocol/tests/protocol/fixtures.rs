@@ -14,6 +14,7 @@ use taskforge_protocol::frame::write_frame_header;
 use taskforge_protocol::limits::*;
 use taskforge_protocol::*;
 
+use crate::dependency_fixtures::{dependency_error_vectors, dependency_vectors};
 use crate::tenancy_fixtures::{
     api_key_secret, tenancy_error_vectors, tenancy_vectors, KEY_ID_PRODUCER, ORG_ACME, ORG_GLOBEX,
     PROJECT_BILLING, PROJECT_DEFAULT, PROJECT_INDEXER,
@@ -100,19 +101,22 @@ impl Vector {
     }
 }
 
-/// Every vector: per opcode in table order, then per error code in numeric order, then the
-/// further error frames of tenancy (auth, quotas, rate limits) and of workers and
-/// executions.
+/// Every vector: per opcode in table order (with the dependency, unique-key, expiry and
+/// flow-limit variants after each operation's own), then per error code in numeric order,
+/// then the further error frames of tenancy (auth, quotas, rate limits), of workers and
+/// executions, and of dependencies.
 pub fn all_vectors() -> Vec<Vector> {
     let mut vectors = Vec::new();
     for opcode in Opcode::ALL {
         vectors.extend(opcode_vectors(*opcode));
+        vectors.extend(dependency_vectors(*opcode));
     }
     for code in ErrorCode::ALL {
         vectors.push(error_vector(code));
     }
     vectors.extend(tenancy_error_vectors());
     vectors.extend(worker_error_vectors());
+    vectors.extend(dependency_error_vectors());
     vectors
 }
 
@@ -208,6 +212,9 @@ fn emails_queue(paused: bool) -> QueueInfo {
             max_attempts: 25,
             backoff: custom_backoff(),
             lease_ms: 60_000,
+            retention_ms: None,
+            in_flight_max: None,
+            deliveries_per_second: None,
         },
         paused,
         created_at_ms: NOW_MS - 86_400_000,
@@ -223,6 +230,9 @@ fn reports_queue() -> QueueInfo {
             max_attempts: MAX_ATTEMPTS_DEFAULT,
             backoff: default_backoff(),
             lease_ms: LEASE_MS_DEFAULT,
+            retention_ms: None,
+            in_flight_max: None,
+            deliveries_per_second: None,
         },
         paused: false,
         created_at_ms: NOW_MS - 3_600_000,
@@ -241,6 +251,7 @@ fn full_new_job() -> NewJob {
         backoff: Some(custom_backoff()),
         lease_ms: Some(120_000),
         metadata: pairs(&[("tenant", "acme"), ("trace_id", "4bf92f3577b34da6")]),
+        ..NewJob::default()
     }
 }
 
@@ -435,6 +446,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                         max_attempts: Some(25),
                         backoff: Some(custom_backoff()),
                         lease_ms: Some(60_000),
+                        ..QueueSettings::default()
                     },
                 }),
             ),
@@ -508,6 +520,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                         max_attempts: None,
                         backoff: None,
                         lease_ms: Some(300_000),
+                        ..QueueSettings::default()
                     },
                 }),
             ),
@@ -629,6 +642,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                         backoff: Some(default_backoff()),
                         lease_ms: Some(LEASE_MS_MAX),
                         metadata: Vec::new(),
+                        ..NewJob::default()
                     },
                 }),
             ),
@@ -638,6 +652,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                 Response::Enqueue(EnqueueResponse {
                     job_id: job_id(1),
                     state: JobState::Scheduled,
+                    duplicate: false,
                 }),
             ),
             response(
@@ -646,6 +661,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                 Response::Enqueue(EnqueueResponse {
                     job_id: job_id(2),
                     state: JobState::Ready,
+                    duplicate: false,
                 }),
             ),
         ],
@@ -671,6 +687,7 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                 None,
                 Response::EnqueueBatch(EnqueueBatchResponse {
                     job_ids: vec![job_id(3), job_id(4), job_id(5)],
+                    duplicates: vec![false; 3],
                 }),
             ),
         ],
@@ -926,6 +943,12 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     executions: 2,
                     latest_execution: Some(Box::new(succeeded_execution())),
                     progress: Some(progress(100, "done")),
+                    parents: Vec::new(),
+                    parents_remaining: 0,
+                    on_parent_failure: ParentFailure::Cancel,
+                    children: Vec::new(),
+                    unique_key: None,
+                    expires_at_ms: None,
                 }),
             ),
             response(
@@ -963,6 +986,12 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                         execution: 1,
                         ..progress(40, "rendered 4 of 10 pages")
                     }),
+                    parents: Vec::new(),
+                    parents_remaining: 0,
+                    on_parent_failure: ParentFailure::Cancel,
+                    children: Vec::new(),
+                    unique_key: None,
+                    expires_at_ms: None,
                 }),
             ),
             response(
@@ -990,6 +1019,12 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
                     executions: 0,
                     latest_execution: None,
                     progress: None,
+                    parents: Vec::new(),
+                    parents_remaining: 0,
+                    on_parent_failure: ParentFailure::Cancel,
+                    children: Vec::new(),
+                    unique_key: None,
+                    expires_at_ms: None,
                 }),
             ),
         ],

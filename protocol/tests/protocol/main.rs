@@ -2,8 +2,8 @@
 //! faster than one per file).
 //!
 //! - `encoding_rules`: the bincode rules PROTOCOL.md states, checked against real bytes.
-//! - `vectors` (with `fixtures`, `tenancy_fixtures` and `worker_fixtures`): the golden
-//!   frames in `protocol/vectors/`, both directions.
+//! - `vectors` (with `fixtures`, `tenancy_fixtures`, `worker_fixtures` and
+//!   `dependency_fixtures`): the golden frames in `protocol/vectors/`, both directions.
 //! - `spec_document`: PROTOCOL.md covers every opcode, error code and limit.
 //! - `properties`: proptest round trips and no-panic decoding of arbitrary input.
 //! - `hostile`: hostile length fields are refused without allocating.
@@ -11,7 +11,11 @@
 //! - `tenancy_rules`: the tenancy vectors follow the formats and rules PROTOCOL.md states.
 //! - `size_classes`: legitimate bodies at the protocol's limits fit the decode byte limit.
 //! - `worker_rules`: the worker and execution vectors follow the rules PROTOCOL.md states.
+//! - `dependency_rules`: every job, queue and enqueue reply in the vectors follows the rules
+//!   PROTOCOL.md states for dependencies, unique keys, expiry and flow limits.
 
+mod dependency_fixtures;
+mod dependency_rules;
 mod encoding_rules;
 mod fixtures;
 mod hostile;

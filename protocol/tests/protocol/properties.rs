@@ -83,13 +83,58 @@ fn arb_queue_settings() -> impl Strategy<Value = QueueSettings> {
         proptest::option::of(arb_u32()),
         proptest::option::of(arb_backoff()),
         proptest::option::of(arb_u32()),
+        proptest::option::of(arb_u64()),
+        proptest::option::of(arb_u32()),
+        proptest::option::of(arb_u32()),
     )
         .prop_map(
-            |(priority, max_attempts, backoff, lease_ms)| QueueSettings {
+            |(
                 priority,
                 max_attempts,
                 backoff,
                 lease_ms,
+                retention_ms,
+                in_flight_max,
+                deliveries_per_second,
+            )| QueueSettings {
+                priority,
+                max_attempts,
+                backoff,
+                lease_ms,
+                retention_ms,
+                in_flight_max,
+                deliveries_per_second,
+            },
+        )
+}
+
+fn arb_queue_defaults() -> impl Strategy<Value = QueueDefaults> {
+    (
+        arb_i32(),
+        arb_u32(),
+        arb_backoff(),
+        arb_u32(),
+        proptest::option::of(arb_u64()),
+        proptest::option::of(arb_u32()),
+        proptest::option::of(arb_u32()),
+    )
+        .prop_map(
+            |(
+                priority,
+                max_attempts,
+                backoff,
+                lease_ms,
+                retention_ms,
+                in_flight_max,
+                deliveries_per_second,
+            )| QueueDefaults {
+                priority,
+                max_attempts,
+                backoff,
+                lease_ms,
+                retention_ms,
+                in_flight_max,
+                deliveries_per_second,
             },
         )
 }
@@ -110,31 +155,51 @@ fn arb_job_counts() -> impl Strategy<Value = JobCounts> {
 fn arb_queue_info() -> impl Strategy<Value = QueueInfo> {
     (
         arb_text(),
-        (arb_i32(), arb_u32(), arb_backoff(), arb_u32()),
+        arb_queue_defaults(),
         any::<bool>(),
         arb_u64(),
         arb_job_counts(),
     )
         .prop_map(
-            |(name, (priority, max_attempts, backoff, lease_ms), paused, created_at_ms, counts)| {
-                QueueInfo {
-                    name,
-                    defaults: QueueDefaults {
-                        priority,
-                        max_attempts,
-                        backoff,
-                        lease_ms,
-                    },
-                    paused,
-                    created_at_ms,
-                    counts,
-                }
+            |(name, defaults, paused, created_at_ms, counts)| QueueInfo {
+                name,
+                defaults,
+                paused,
+                created_at_ms,
+                counts,
             },
         )
 }
 
-fn arb_new_job() -> impl Strategy<Value = NewJob> {
+fn arb_parent_ref() -> impl Strategy<Value = ParentRef> {
+    prop_oneof![
+        arb_job_id().prop_map(ParentRef::Job),
+        arb_u32().prop_map(ParentRef::Batch),
+    ]
+}
+
+fn arb_parent_failure() -> impl Strategy<Value = ParentFailure> {
+    prop::sample::select(vec![ParentFailure::Cancel, ParentFailure::Run])
+}
+
+fn arb_unique_key() -> impl Strategy<Value = UniqueKey> {
     (
+        arb_text(),
+        proptest::option::of(prop::sample::select(vec![
+            UniqueUntil::Started,
+            UniqueUntil::Finished,
+        ])),
+        proptest::option::of(arb_u64()),
+    )
+        .prop_map(|(key, until, window_ms)| UniqueKey {
+            key,
+            until,
+            window_ms,
+        })
+}
+
+fn arb_new_job() -> impl Strategy<Value = NewJob> {
+    let settings = (
         arb_text(),
         arb_bytes(),
         proptest::option::of(arb_i32()),
@@ -144,30 +209,45 @@ fn arb_new_job() -> impl Strategy<Value = NewJob> {
         proptest::option::of(arb_backoff()),
         proptest::option::of(arb_u32()),
         arb_metadata(),
+    );
+    let flow = (
+        prop::collection::vec(arb_parent_ref(), 0..4),
+        arb_parent_failure(),
+        proptest::option::of(arb_unique_key()),
+        proptest::option::of(arb_u64()),
+        proptest::option::of(arb_u64()),
+    );
+    (settings, flow).prop_map(
+        |(
+            (
+                queue,
+                payload,
+                priority,
+                run_at_ms,
+                delay_ms,
+                max_attempts,
+                backoff,
+                lease_ms,
+                metadata,
+            ),
+            (depends_on, on_parent_failure, unique, expires_at_ms, ttl_ms),
+        )| NewJob {
+            queue,
+            payload,
+            priority,
+            run_at_ms,
+            delay_ms,
+            max_attempts,
+            backoff,
+            lease_ms,
+            metadata,
+            depends_on,
+            on_parent_failure,
+            unique,
+            expires_at_ms,
+            ttl_ms,
+        },
     )
-        .prop_map(
-            |(
-                queue,
-                payload,
-                priority,
-                run_at_ms,
-                delay_ms,
-                max_attempts,
-                backoff,
-                lease_ms,
-                metadata,
-            )| NewJob {
-                queue,
-                payload,
-                priority,
-                run_at_ms,
-                delay_ms,
-                max_attempts,
-                backoff,
-                lease_ms,
-                metadata,
-            },
-        )
 }
 
 fn arb_leased_job() -> impl Strategy<Value = LeasedJob> {
@@ -237,13 +317,22 @@ fn arb_job_info() -> impl Strategy<Value = JobInfo> {
         proptest::option::of(arb_execution_info()),
         proptest::option::of(arb_progress_info()),
     );
-    (identity, settings, times, outcome, executions).prop_map(
+    let dependencies = (
+        prop::collection::vec(arb_job_id(), 0..4),
+        arb_u32(),
+        arb_parent_failure(),
+        prop::collection::vec(arb_job_id(), 0..4),
+        proptest::option::of(arb_text()),
+        proptest::option::of(arb_u64()),
+    );
+    (identity, settings, times, outcome, executions, dependencies).prop_map(
         |(
             (job_id, queue, state, priority, payload, metadata),
             (attempts, max_attempts, backoff, lease_ms),
             (created_at_ms, run_at_ms, updated_at_ms, finished_at_ms, lease_deadline_ms),
             (cancel_requested, last_error, result),
             (executions, latest_execution, progress),
+            (parents, parents_remaining, on_parent_failure, children, unique_key, expires_at_ms),
         )| JobInfo {
             job_id,
             queue,
@@ -266,6 +355,12 @@ fn arb_job_info() -> impl Strategy<Value = JobInfo> {
             executions,
             latest_execution: latest_execution.map(Box::new),
             progress,
+            parents,
+            parents_remaining,
+            on_parent_failure,
+            children,
+            unique_key,
+            expires_at_ms,
         },
     )
 }
@@ -1433,11 +1528,26 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
                 })
             })
             .boxed(),
-        Opcode::Enqueue => (arb_job_id(), arb_job_state())
-            .prop_map(|(job_id, state)| Response::Enqueue(EnqueueResponse { job_id, state }))
+        Opcode::Enqueue => (arb_job_id(), arb_job_state(), any::<bool>())
+            .prop_map(|(job_id, state, duplicate)| {
+                Response::Enqueue(EnqueueResponse {
+                    job_id,
+                    state,
+                    duplicate,
+                })
+            })
             .boxed(),
-        Opcode::EnqueueBatch => prop::collection::vec(arb_job_id(), 0..5)
-            .prop_map(|job_ids| Response::EnqueueBatch(EnqueueBatchResponse { job_ids }))
+        // The lists are drawn separately: a decoder must not assume they have one length.
+        Opcode::EnqueueBatch => (
+            prop::collection::vec(arb_job_id(), 0..5),
+            prop::collection::vec(any::<bool>(), 0..5),
+        )
+            .prop_map(|(job_ids, duplicates)| {
+                Response::EnqueueBatch(EnqueueBatchResponse {
+                    job_ids,
+                    duplicates,
+                })
+            })
             .boxed(),
         Opcode::Fetch => prop::collection::vec(arb_leased_job(), 0..4)
             .prop_map(|jobs| Response::Fetch(FetchResponse { jobs }))

@@ -9,7 +9,7 @@ use std::mem::size_of;
 use bytes::BytesMut;
 use taskforge_protocol::limits::{
     ACK_BATCH_MAX, BATCH_JOBS_MAX_DEFAULT, FETCH_JOBS_MAX, FETCH_QUEUES_MAX, LIST_LIMIT_MAX,
-    LOG_LINES_PER_REQUEST_MAX, LOG_TAIL_LINES_MAX,
+    LOG_LINES_PER_REQUEST_MAX, LOG_TAIL_LINES_MAX, PARENTS_PER_JOB_MAX,
 };
 use taskforge_protocol::*;
 
@@ -35,16 +35,17 @@ fn assert_response_round_trips(response: Response) {
 /// memory: the ratio is what that list claims per body byte.
 #[test]
 fn every_list_item_claims_at_most_the_factor_per_body_byte() {
-    let items: [(&str, usize, usize); 17] = [
-        // queue "", payload [], six `None` options, no metadata.
-        ("NewJob", size_of::<NewJob>(), 9),
+    let items: [(&str, usize, usize); 19] = [
+        // queue "", payload [], six `None` options, no metadata, no parents, `Cancel`,
+        // three `None` options.
+        ("NewJob", size_of::<NewJob>(), 14),
         // job id, lease id, `None` result.
         ("AckRequest", size_of::<AckRequest>(), 18),
         ("Option<ErrorBody>", size_of::<Option<ErrorBody>>(), 1),
         // job id, then nine one-byte fields.
         ("LeasedJob", size_of::<LeasedJob>(), 25),
-        // name "", defaults (7 bytes), paused, created_at, eight counts.
-        ("QueueInfo", size_of::<QueueInfo>(), 18),
+        // name "", defaults (10 bytes), paused, created_at, eight counts.
+        ("QueueInfo", size_of::<QueueInfo>(), 21),
         // job id, then nine one-byte fields.
         ("JobSummary", size_of::<JobSummary>(), 25),
         ("JobId", size_of::<JobId>(), 16),
@@ -66,6 +67,10 @@ fn every_list_item_claims_at_most_the_factor_per_body_byte() {
         ("LogLine", size_of::<LogLine>(), 5),
         // job id, state, `None` result.
         ("JobResult", size_of::<JobResult>(), 18),
+        // `Batch(0)`: variant index and a one-byte index.
+        ("ParentRef", size_of::<ParentRef>(), 2),
+        // ENQUEUE_BATCH `duplicates`.
+        ("bool", size_of::<bool>(), 1),
     ];
     for (name, memory_bytes, wire_bytes_min) in items {
         assert!(
@@ -87,6 +92,34 @@ fn a_full_enqueue_batch_of_small_jobs_decodes() {
             jobs: (0..jobs).map(job).collect(),
         }));
     }
+}
+
+#[test]
+fn a_full_batch_of_children_with_the_most_parents_decodes() {
+    // Every job after the first hundred names the hundred jobs before it, by batch index:
+    // the most parent references a batch of the default size can carry. Its reply lists an
+    // id and a duplicate flag per job.
+    let job = |index: usize| NewJob {
+        queue: "q".to_string(),
+        depends_on: (index.saturating_sub(PARENTS_PER_JOB_MAX)..index)
+            .map(|parent| ParentRef::Batch(u32::try_from(parent).expect("a small index")))
+            .collect(),
+        ..NewJob::default()
+    };
+    let jobs = BATCH_JOBS_MAX_DEFAULT as usize;
+    assert_request_round_trips(Request::EnqueueBatch(EnqueueBatchRequest {
+        jobs: (0..jobs).map(job).collect(),
+    }));
+    assert_response_round_trips(Response::EnqueueBatch(EnqueueBatchResponse {
+        job_ids: vec![JobId([6; 16]); jobs],
+        duplicates: vec![false; jobs],
+    }));
+    let parent = NewJob {
+        queue: "q".to_string(),
+        depends_on: vec![ParentRef::Job(JobId([7; 16])); PARENTS_PER_JOB_MAX],
+        ..NewJob::default()
+    };
+    assert_request_round_trips(Request::Enqueue(EnqueueRequest { job: parent }));
 }
 
 #[test]

@@ -193,6 +193,10 @@ fn limit_values() -> Vec<(&'static str, u64)> {
             "WORKER_TERMINATE_GRACE_MS_DEFAULT",
             u64::from(WORKER_TERMINATE_GRACE_MS_DEFAULT),
         ),
+        ("PARENTS_PER_JOB_MAX", PARENTS_PER_JOB_MAX as u64),
+        ("CHILDREN_SHOWN_MAX", CHILDREN_SHOWN_MAX as u64),
+        ("UNIQUE_KEY_BYTES_MAX", UNIQUE_KEY_BYTES_MAX as u64),
+        ("RETENTION_MS_MAX", RETENTION_MS_MAX),
     ]
 }
 

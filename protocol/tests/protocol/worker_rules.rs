@@ -379,9 +379,11 @@ fn every_worker_and_execution_enum_variant_has_a_vector() {
             Message::Response(Response::ExecutionList(list)) => {
                 list.executions.iter().for_each(&mut note_execution)
             }
-            Message::Response(Response::JobGet(job)) => {
-                job.latest_execution.as_deref().into_iter().for_each(&mut note_execution)
-            }
+            Message::Response(Response::JobGet(job)) => job
+                .latest_execution
+                .as_deref()
+                .into_iter()
+                .for_each(&mut note_execution),
             _ => {}
         }
     }
