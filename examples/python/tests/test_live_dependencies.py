@@ -146,12 +146,9 @@ class LiveDependencyTest(LiveServerTest):
         counts = client.queue_stats("hooks").counts
         self.assertEqual((counts.ready, counts.expired), (0, 1))
 
-    @unittest.expectedFailure
     def test_a_batch_whose_parents_form_a_cycle_is_refused_whole(self):
-        # PROTOCOL.md §6.12 and the design notes: INVALID_ARGUMENT naming a job on the cycle,
-        # with its BatchItem index, and nothing stored. The broker does not check this yet
-        # (it stores the batch and its jobs stay blocked for ever): remove the decorator
-        # when it does.
+        # PROTOCOL.md §6.12: INVALID_ARGUMENT naming a job on the cycle, with its BatchItem
+        # index, and nothing stored.
         client = self.connect()
         client.queue_create("loop")
         with self.assertRaises(InvalidArgument) as caught:
