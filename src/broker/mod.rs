@@ -5,9 +5,11 @@
 pub mod backoff;
 pub mod commit;
 pub mod core;
+pub mod cron;
 mod history;
 pub mod principal;
 pub mod recovery;
+mod schedules;
 mod service;
 mod tenancy;
 pub mod validate;

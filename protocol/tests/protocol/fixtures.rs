@@ -18,6 +18,7 @@ use crate::tenancy_fixtures::{
     api_key_secret, tenancy_error_vectors, tenancy_vectors, KEY_ID_PRODUCER, ORG_ACME, ORG_GLOBEX,
     PROJECT_BILLING, PROJECT_DEFAULT, PROJECT_INDEXER,
 };
+use crate::schedule_fixtures::{schedule_error_vectors, schedule_vectors};
 use crate::worker_fixtures::{
     progress, running_execution, succeeded_execution, worker_error_vectors, worker_vectors,
     STACK_TRACE, WORKER_BILLING,
@@ -113,6 +114,7 @@ pub fn all_vectors() -> Vec<Vector> {
     }
     vectors.extend(tenancy_error_vectors());
     vectors.extend(worker_error_vectors());
+    vectors.extend(schedule_error_vectors());
     vectors
 }
 
@@ -1122,6 +1124,13 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
         | Opcode::WorkerTerminate
         | Opcode::WorkerAssign
         | Opcode::AssignmentList => worker_vectors(opcode),
+        Opcode::ScheduleCreate
+        | Opcode::ScheduleGet
+        | Opcode::ScheduleList
+        | Opcode::ScheduleUpdate
+        | Opcode::ScheduleDelete
+        | Opcode::SchedulePause
+        | Opcode::ScheduleResume => schedule_vectors(opcode),
         Opcode::DeadDiscard => vec![
             request(
                 0x303,

@@ -11,12 +11,14 @@
 //! - `tenancy_rules`: the tenancy vectors follow the formats and rules PROTOCOL.md states.
 //! - `size_classes`: legitimate bodies at the protocol's limits fit the decode byte limit.
 //! - `worker_rules`: the worker and execution vectors follow the rules PROTOCOL.md states.
+//! - `schedule_fixtures`: the values behind the schedule vectors (0x05xx).
 
 mod encoding_rules;
 mod fixtures;
 mod hostile;
 mod job_id_text;
 mod properties;
+mod schedule_fixtures;
 mod size_classes;
 mod spec_document;
 mod tenancy_fixtures;

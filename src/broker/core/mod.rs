@@ -16,6 +16,7 @@ mod jobs;
 pub mod metrics;
 mod queues;
 mod quotas;
+mod schedules;
 pub mod tenants;
 mod workers;
 
@@ -239,6 +240,8 @@ pub struct Core {
     worker_timers: BinaryHeap<Reverse<(u64, taskforge_protocol::WorkerId)>>,
     /// Next worker id.
     worker_id_next: taskforge_protocol::WorkerId,
+    /// Cron schedules and their fire-time timers.
+    schedules: schedules::Schedules,
     /// Lines logged by each running execution that logged any.
     log_lines: HashMap<JobId, u32>,
     /// Jobs whose log or execution changed since the last [`Core::take_log_events`].
@@ -280,6 +283,7 @@ impl Core {
             workers: BTreeMap::new(),
             worker_timers: BinaryHeap::new(),
             worker_id_next: 1,
+            schedules: schedules::Schedules::default(),
             log_lines: HashMap::new(),
             log_events: Vec::new(),
             settings,
@@ -369,10 +373,11 @@ impl Core {
     pub fn next_timer_at(&self) -> Option<u64> {
         let job_timer = self.timers.peek().map(|Reverse((at_ms, _, _))| *at_ms);
         let worker_timer = self.worker_timers.peek().map(|Reverse((at_ms, _))| *at_ms);
-        match (job_timer, worker_timer) {
-            (Some(job_ms), Some(worker_ms)) => Some(job_ms.min(worker_ms)),
-            (job_timer, worker_timer) => job_timer.or(worker_timer),
-        }
+        let schedule_timer = self.schedules.next_timer_at();
+        [job_timer, worker_timer, schedule_timer]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// True (once) when a timer earlier than the previous earliest was added.
@@ -395,7 +400,8 @@ impl Core {
         self.jobs.len()
     }
 
-    /// Fires every timer due at `now_ms`: promotes scheduled jobs and expires leases.
+    /// Fires every timer due at `now_ms`: promotes scheduled jobs, expires leases, loses
+    /// silent workers and fires cron schedules.
     pub fn advance(&mut self, now_ms: u64) {
         while let Some(Reverse((at_ms, kind, job_id))) = self.timers.peek().copied() {
             if at_ms > now_ms {
@@ -426,6 +432,7 @@ impl Core {
             }
         }
         self.advance_workers(now_ms);
+        self.advance_schedules(now_ms);
         self.dispatch_waiters(now_ms);
     }
 
