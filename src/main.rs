@@ -36,7 +36,7 @@ const PING_REQUEST_ID: u32 = 1;
     name = "taskforge",
     version,
     about,
-    after_help = "Exit codes of the admin commands (queue, job, dead, org, user, subscription, \
+    after_help = "Exit codes of the admin commands (queue, job, dead, schedule, org, user, subscription, \
                   project, key, storage): 0 success; \
                   1 the operation failed (the broker's error code is printed); 2 usage error; \
                   3 cannot reach or authenticate to the broker, or the connection was lost."
@@ -60,6 +60,8 @@ enum Command {
     Job(cli::Admin<cli::job::JobCommand>),
     /// Manages dead-letter jobs: list, retry, discard
     Dead(cli::Admin<cli::dead::DeadCommand>),
+    /// Manages cron schedules: create, get, list, update, delete, pause, resume
+    Schedule(cli::Admin<cli::schedule::ScheduleCommand>),
     /// Manages organizations: create, get, list, update, delete
     Org(cli::Admin<cli::org::OrgCommand>),
     /// Manages users: create, get, list, update, disable, enable, set-password
@@ -120,6 +122,9 @@ fn main() -> ExitCode {
         }),
         Command::Dead(admin) => cli::run_admin(admin.options, move |client, out| {
             cli::dead::run(client, admin.command, out)
+        }),
+        Command::Schedule(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::schedule::run(client, admin.command, out)
         }),
         Command::Org(admin) => cli::run_admin(admin.options, move |client, out| {
             cli::org::run(client, admin.command, out)

@@ -7,7 +7,7 @@
 //! - `connection.rs`: where the address and credentials come from (flags, environment,
 //!   the profile file's contexts).
 //! - `output.rs`: tables for people, JSON for scripts, value formatting.
-//! - one file per noun: `queue.rs`, `job.rs`, `dead.rs` and the tenancy nouns `org.rs`,
+//! - one file per noun: `queue.rs`, `job.rs`, `dead.rs`, `schedule.rs` and the tenancy nouns `org.rs`,
 //!   `user.rs`, `subscription.rs`, `project.rs`, `key.rs` speak the binary protocol through
 //!   the Rust client; `storage.rs` works offline on a data directory.
 //! - `tenancy.rs`: what the tenancy nouns share (enum flags, secrets from stdin or the
@@ -32,6 +32,7 @@ pub mod org;
 pub mod output;
 pub mod project;
 pub mod queue;
+pub mod schedule;
 pub mod storage;
 pub mod subscription;
 pub mod tenancy;

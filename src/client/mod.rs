@@ -6,6 +6,7 @@
 //! - `operations.rs`: one typed method per queue and job operation of the opcode table.
 //! - `tenancy.rs`: one typed method per tenancy operation (organizations, users,
 //!   subscriptions, projects, API keys).
+//! - `schedules.rs`: one typed method per cron schedule operation.
 //! - `connection.rs`: one socket — reader and writer tasks, the map of requests waiting for
 //!   answers, request ids, the handshake.
 //! - `options.rs`: [`ClientOptions`] and [`ReconnectOptions`], with their defaults.
@@ -25,6 +26,7 @@ mod connection;
 mod error;
 mod operations;
 mod options;
+mod schedules;
 mod tenancy;
 mod worker;
 
