@@ -13,6 +13,7 @@ mod pipelining;
 mod power_loss;
 mod quotas;
 mod restart;
+mod schedules;
 mod support;
 mod tenancy;
 mod workers;
