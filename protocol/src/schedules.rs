@@ -70,19 +70,32 @@ impl MissedRunPolicy {
 /// How a request names a schedule: by id or by its name in the project.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ScheduleRef {
+pub enum ScheduleKey {
     /// By id.
     Id(ScheduleId),
     /// By name.
     Name(String),
 }
 
-impl std::fmt::Display for ScheduleRef {
+impl std::fmt::Display for ScheduleKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ScheduleRef::Id(id) => write!(f, "{id}"),
-            ScheduleRef::Name(name) => write!(f, "{name:?}"),
+            ScheduleKey::Id(id) => write!(f, "{id}"),
+            ScheduleKey::Name(name) => write!(f, "{name:?}"),
         }
+    }
+}
+
+/// A request naming one schedule (SCHEDULE_GET, DELETE, PAUSE, RESUME).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ScheduleRef {
+    /// The schedule.
+    pub schedule: ScheduleKey,
+}
+
+impl From<ScheduleKey> for ScheduleRef {
+    fn from(schedule: ScheduleKey) -> ScheduleRef {
+        ScheduleRef { schedule }
     }
 }
 
@@ -114,7 +127,7 @@ pub struct ScheduleCreate {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct ScheduleUpdate {
     /// The schedule.
-    pub schedule: ScheduleRef,
+    pub schedule: ScheduleKey,
     /// A new name.
     pub name: Option<String>,
     /// A new cron expression; the next fire time is computed again from now.

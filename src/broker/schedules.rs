@@ -36,9 +36,9 @@ impl Broker {
                 Ok(Response::ScheduleCreate(info))
             }
             Request::ScheduleGet(body) => {
-                validate::schedule_ref(&body)?;
+                validate::schedule_key(&body.schedule)?;
                 Ok(Response::ScheduleGet(
-                    self.mutate(|core, _| core.schedule_get(project_id, &body))
+                    self.mutate(|core, _| core.schedule_get(project_id, &body.schedule))
                         .await?,
                 ))
             }
@@ -92,9 +92,9 @@ impl Broker {
                 Ok(Response::ScheduleUpdate(info))
             }
             Request::ScheduleDelete(body) => {
-                validate::schedule_ref(&body)?;
+                validate::schedule_key(&body.schedule)?;
                 let info = self
-                    .mutate(|core, _| core.schedule_delete(project_id, &body))
+                    .mutate(|core, _| core.schedule_delete(project_id, &body.schedule))
                     .await?;
                 tracing::info!(
                     project_id,
@@ -106,9 +106,9 @@ impl Broker {
                 Ok(Response::ScheduleDelete(Default::default()))
             }
             Request::SchedulePause(body) => {
-                validate::schedule_ref(&body)?;
+                validate::schedule_key(&body.schedule)?;
                 let info = self
-                    .mutate(|core, now_ms| core.schedule_set_paused(project_id, &body, true, now_ms))
+                    .mutate(|core, now_ms| core.schedule_set_paused(project_id, &body.schedule, true, now_ms))
                     .await?;
                 tracing::info!(
                     project_id,
@@ -119,10 +119,10 @@ impl Broker {
                 Ok(Response::SchedulePause(info))
             }
             Request::ScheduleResume(body) => {
-                validate::schedule_ref(&body)?;
+                validate::schedule_key(&body.schedule)?;
                 let info = self
                     .mutate(|core, now_ms| {
-                        core.schedule_set_paused(project_id, &body, false, now_ms)
+                        core.schedule_set_paused(project_id, &body.schedule, false, now_ms)
                     })
                     .await?;
                 tracing::info!(

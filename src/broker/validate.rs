@@ -4,7 +4,7 @@
 use taskforge_protocol::{
     limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, FailRequest, FetchRequest, LogRequest,
     LogTailRequest, NewJob, ProgressRequest, QueueAssignment, QueueSettings, Request, Retry,
-    ScheduleCreate, ScheduleRef, ScheduleUpdate, WorkerRegister, FIRE_AT_METADATA_KEY,
+    ScheduleCreate, ScheduleKey, ScheduleUpdate, WorkerRegister, FIRE_AT_METADATA_KEY,
     SCHEDULE_ID_METADATA_KEY,
 };
 
@@ -477,10 +477,10 @@ pub fn schedule_name(field: &str, name: &str) -> Result<(), ErrorBody> {
 }
 
 /// Checks how a request names a schedule.
-pub fn schedule_ref(schedule: &ScheduleRef) -> Result<(), ErrorBody> {
+pub fn schedule_key(schedule: &ScheduleKey) -> Result<(), ErrorBody> {
     match schedule {
-        ScheduleRef::Id(_) => Ok(()),
-        ScheduleRef::Name(name) => schedule_name("schedule name", name),
+        ScheduleKey::Id(_) => Ok(()),
+        ScheduleKey::Name(name) => schedule_name("schedule name", name),
     }
 }
 
@@ -584,7 +584,7 @@ pub fn schedule_update(
     limits_in_force: &BrokerLimits,
     now_ms: u64,
 ) -> Result<(), ErrorBody> {
-    schedule_ref(&request.schedule)?;
+    schedule_key(&request.schedule)?;
     if let Some(name) = &request.name {
         schedule_name("name", name)?;
     }

@@ -11,7 +11,7 @@ use taskforge::client::Client;
 use taskforge_protocol::limits::{LIST_LIMIT_MAX, SCHEDULE_PAYLOAD_BYTES_MAX};
 use taskforge_protocol::{
     MissedRunPolicy, NewJob, OverlapPolicy, ScheduleCreate, ScheduleInfo, ScheduleList,
-    ScheduleRef, ScheduleUpdate,
+    ScheduleKey, ScheduleUpdate,
 };
 
 use super::output::{self, Output};
@@ -241,10 +241,10 @@ fn read_payload(
 }
 
 /// A schedule named on the command line: all digits is an id, anything else a name.
-pub fn schedule_ref(text: &str) -> ScheduleRef {
+pub fn schedule_key(text: &str) -> ScheduleKey {
     match text.parse::<u64>() {
-        Ok(id) if text.bytes().all(|byte| byte.is_ascii_digit()) => ScheduleRef::Id(id),
-        _ => ScheduleRef::Name(text.to_string()),
+        Ok(id) if text.bytes().all(|byte| byte.is_ascii_digit()) => ScheduleKey::Id(id),
+        _ => ScheduleKey::Name(text.to_string()),
     }
 }
 
@@ -283,7 +283,7 @@ pub async fn run(client: Client, command: ScheduleCommand, out: Output) -> Resul
             })
         }
         ScheduleCommand::Get { schedule } => {
-            let info = client.schedule_get(schedule_ref(&schedule)).await?;
+            let info = client.schedule_get(schedule_key(&schedule)).await?;
             out.print(&info, print_schedule)
         }
         ScheduleCommand::List {
@@ -309,7 +309,7 @@ pub async fn run(client: Client, command: ScheduleCommand, out: Output) -> Resul
             missed_runs,
             template,
         } => {
-            let schedule = schedule_ref(&schedule);
+            let schedule = schedule_key(&schedule);
             let template = if template.is_set() {
                 let current = client.schedule_get(schedule.clone()).await?;
                 let mut base = current.template;
@@ -338,17 +338,17 @@ pub async fn run(client: Client, command: ScheduleCommand, out: Output) -> Resul
             })
         }
         ScheduleCommand::Delete { schedule } => {
-            client.schedule_delete(schedule_ref(&schedule)).await?;
+            client.schedule_delete(schedule_key(&schedule)).await?;
             out.print(&serde_json::json!({ "deleted": schedule }), |_| {
                 println!("schedule {schedule} deleted")
             })
         }
         ScheduleCommand::Pause { schedule } => {
-            let info = client.schedule_pause(schedule_ref(&schedule)).await?;
+            let info = client.schedule_pause(schedule_key(&schedule)).await?;
             out.print(&info, |info| println!("schedule {} paused", info.name))
         }
         ScheduleCommand::Resume { schedule } => {
-            let info = client.schedule_resume(schedule_ref(&schedule)).await?;
+            let info = client.schedule_resume(schedule_key(&schedule)).await?;
             out.print(&info, |info| {
                 println!(
                     "schedule {} resumed; next fire {}",
@@ -436,15 +436,15 @@ mod tests {
 
     #[test]
     fn digits_name_an_id_and_anything_else_a_name() {
-        assert_eq!(schedule_ref("42"), ScheduleRef::Id(42));
+        assert_eq!(schedule_key("42"), ScheduleKey::Id(42));
         assert_eq!(
-            schedule_ref("nightly"),
-            ScheduleRef::Name("nightly".to_string())
+            schedule_key("nightly"),
+            ScheduleKey::Name("nightly".to_string())
         );
-        assert_eq!(schedule_ref("+42"), ScheduleRef::Name("+42".to_string()));
+        assert_eq!(schedule_key("+42"), ScheduleKey::Name("+42".to_string()));
         assert_eq!(
-            schedule_ref("2024-cleanup"),
-            ScheduleRef::Name("2024-cleanup".to_string())
+            schedule_key("2024-cleanup"),
+            ScheduleKey::Name("2024-cleanup".to_string())
         );
     }
 

@@ -4,7 +4,7 @@
 
 use taskforge_protocol::{
     Request, Response, ScheduleCreate, ScheduleId, ScheduleInfo, ScheduleList,
-    ScheduleListRequest, ScheduleRef, ScheduleUpdate,
+    ScheduleKey, ScheduleListRequest, ScheduleRef, ScheduleUpdate,
 };
 
 use super::{unexpected_response, Client, ClientError};
@@ -34,8 +34,8 @@ impl Client {
     }
 
     /// SCHEDULE_GET: reads a schedule by id or name.
-    pub async fn schedule_get(&self, schedule: ScheduleRef) -> Result<ScheduleInfo, ClientError> {
-        call_expecting!(self, ScheduleGet, schedule)
+    pub async fn schedule_get(&self, schedule: ScheduleKey) -> Result<ScheduleInfo, ClientError> {
+        call_expecting!(self, ScheduleGet, ScheduleRef::from(schedule))
     }
 
     /// SCHEDULE_LIST: one page of schedules in id order (only those of `queue`, if given),
@@ -66,20 +66,20 @@ impl Client {
     }
 
     /// SCHEDULE_DELETE: deletes a schedule; the jobs it enqueued stay.
-    pub async fn schedule_delete(&self, schedule: ScheduleRef) -> Result<(), ClientError> {
-        call_expecting!(self, ScheduleDelete, schedule).map(|_| ())
+    pub async fn schedule_delete(&self, schedule: ScheduleKey) -> Result<(), ClientError> {
+        call_expecting!(self, ScheduleDelete, ScheduleRef::from(schedule)).map(|_| ())
     }
 
     /// SCHEDULE_PAUSE: stops a schedule from firing.
-    pub async fn schedule_pause(&self, schedule: ScheduleRef) -> Result<ScheduleInfo, ClientError> {
-        call_expecting!(self, SchedulePause, schedule)
+    pub async fn schedule_pause(&self, schedule: ScheduleKey) -> Result<ScheduleInfo, ClientError> {
+        call_expecting!(self, SchedulePause, ScheduleRef::from(schedule))
     }
 
     /// SCHEDULE_RESUME: lets a paused schedule fire again from its next fire time after now.
     pub async fn schedule_resume(
         &self,
-        schedule: ScheduleRef,
+        schedule: ScheduleKey,
     ) -> Result<ScheduleInfo, ClientError> {
-        call_expecting!(self, ScheduleResume, schedule)
+        call_expecting!(self, ScheduleResume, ScheduleRef::from(schedule))
     }
 }

@@ -8,7 +8,7 @@ use assert_cmd::Command;
 use taskforge::client::{Client, ClientError};
 use taskforge_protocol::{
     ErrorCode, FetchRequest, LeasedJob, MissedRunPolicy, NewJob, OverlapPolicy, QueueSettings,
-    Scope, ScheduleCreate, ScheduleInfo, ScheduleRef, ScheduleUpdate, FIRE_AT_METADATA_KEY,
+    Scope, ScheduleCreate, ScheduleInfo, ScheduleKey, ScheduleUpdate, FIRE_AT_METADATA_KEY,
     SCHEDULE_ID_METADATA_KEY,
 };
 
@@ -51,8 +51,8 @@ fn schedule(
     }
 }
 
-fn named(name: &str) -> ScheduleRef {
-    ScheduleRef::Name(name.into())
+fn named(name: &str) -> ScheduleKey {
+    ScheduleKey::Name(name.into())
 }
 
 /// A manual-clock server with queue `cron`, the clock set to `start_ms`.
@@ -414,7 +414,7 @@ async fn paused_schedules_do_not_fire_and_resume_from_now() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(get(&client, "paused").await.fired_count, 0);
     let resumed = client
-        .schedule_resume(ScheduleRef::Id(created.schedule_id))
+        .schedule_resume(ScheduleKey::Id(created.schedule_id))
         .await
         .expect("resume");
     assert!(!resumed.paused);
@@ -589,7 +589,7 @@ async fn another_projects_key_cannot_see_the_schedule_and_scopes_apply() {
         ))
         .await
         .expect("create");
-    for schedule_ref in [ScheduleRef::Id(created.schedule_id), named("secret")] {
+    for schedule_ref in [ScheduleKey::Id(created.schedule_id), named("secret")] {
         assert_eq!(
             code(b.schedule_get(schedule_ref.clone()).await),
             ErrorCode::NotFound

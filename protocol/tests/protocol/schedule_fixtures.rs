@@ -5,7 +5,7 @@
 //! night's job is still running and running once after downtime. Schedule 300 (a
 //! three-byte varint id), `digest`, sends an email digest every 15 minutes in UTC into
 //! `emails`; it was paused after a fire time was skipped because the plan's pending-job
-//! quota was full. Every variant of `OverlapPolicy`, `MissedRunPolicy` and `ScheduleRef`
+//! quota was full. Every variant of `OverlapPolicy`, `MissedRunPolicy` and `ScheduleKey`
 //! appears in some vector.
 
 use taskforge_protocol::limits::*;
@@ -149,12 +149,12 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
             request(
                 0x510,
                 None,
-                Request::ScheduleGet(ScheduleRef::Id(SCHEDULE_NIGHTLY)),
+                Request::ScheduleGet(ScheduleRef::from(ScheduleKey::Id(SCHEDULE_NIGHTLY))),
             ),
             request(
                 0x511,
                 Some("name"),
-                Request::ScheduleGet(ScheduleRef::Name(text("digest"))),
+                Request::ScheduleGet(ScheduleRef::from(ScheduleKey::Name(text("digest")))),
             ),
             response(0x510, None, Response::ScheduleGet(nightly_running())),
             response(0x511, Some("paused"), Response::ScheduleGet(digest_paused())),
@@ -200,7 +200,7 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
                 0x530,
                 None,
                 Request::ScheduleUpdate(ScheduleUpdate {
-                    schedule: ScheduleRef::Name(text("nightly-report")),
+                    schedule: ScheduleKey::Name(text("nightly-report")),
                     name: None,
                     cron: Some(text("0 0 3 * * MON-FRI")),
                     time_zone: Some(text("America/New_York")),
@@ -214,7 +214,7 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
                 0x531,
                 Some("template"),
                 Request::ScheduleUpdate(ScheduleUpdate {
-                    schedule: ScheduleRef::Id(SCHEDULE_DIGEST),
+                    schedule: ScheduleKey::Id(SCHEDULE_DIGEST),
                     name: Some(text("digest-v2")),
                     cron: None,
                     time_zone: None,
@@ -246,7 +246,7 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
             request(
                 0x540,
                 None,
-                Request::ScheduleDelete(ScheduleRef::Name(text("digest"))),
+                Request::ScheduleDelete(ScheduleRef::from(ScheduleKey::Name(text("digest")))),
             ),
             response(0x540, None, Response::ScheduleDelete(Empty {})),
         ],
@@ -254,7 +254,7 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
             request(
                 0x550,
                 None,
-                Request::SchedulePause(ScheduleRef::Id(SCHEDULE_DIGEST)),
+                Request::SchedulePause(ScheduleRef::from(ScheduleKey::Id(SCHEDULE_DIGEST))),
             ),
             response(0x550, None, Response::SchedulePause(digest_paused())),
         ],
@@ -262,7 +262,7 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
             request(
                 0x560,
                 None,
-                Request::ScheduleResume(ScheduleRef::Id(SCHEDULE_DIGEST)),
+                Request::ScheduleResume(ScheduleRef::from(ScheduleKey::Id(SCHEDULE_DIGEST))),
             ),
             response(
                 0x560,

@@ -14,10 +14,10 @@ fn arb_missed() -> impl Strategy<Value = MissedRunPolicy> {
     prop::sample::select(vec![MissedRunPolicy::RunOnce, MissedRunPolicy::Skip])
 }
 
-fn arb_schedule_ref() -> impl Strategy<Value = ScheduleRef> {
+fn arb_schedule_key() -> impl Strategy<Value = ScheduleKey> {
     prop_oneof![
-        arb_u64().prop_map(ScheduleRef::Id),
-        arb_text().prop_map(ScheduleRef::Name),
+        arb_u64().prop_map(ScheduleKey::Id),
+        arb_text().prop_map(ScheduleKey::Name),
     ]
 }
 
@@ -108,7 +108,8 @@ pub fn arb_schedule_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
                 },
             )
             .boxed(),
-        Opcode::ScheduleGet => arb_schedule_ref().prop_map(Request::ScheduleGet).boxed(),
+        Opcode::ScheduleGet => arb_schedule_key()
+            .prop_map(|schedule| Request::ScheduleGet(ScheduleRef { schedule })).boxed(),
         Opcode::ScheduleList => (
             proptest::option::of(arb_text()),
             proptest::option::of(arb_u64()),
@@ -123,7 +124,7 @@ pub fn arb_schedule_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
             })
             .boxed(),
         Opcode::ScheduleUpdate => (
-            arb_schedule_ref(),
+            arb_schedule_key(),
             (
                 proptest::option::of(arb_text()),
                 proptest::option::of(arb_text()),
@@ -149,9 +150,12 @@ pub fn arb_schedule_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
                 },
             )
             .boxed(),
-        Opcode::ScheduleDelete => arb_schedule_ref().prop_map(Request::ScheduleDelete).boxed(),
-        Opcode::SchedulePause => arb_schedule_ref().prop_map(Request::SchedulePause).boxed(),
-        Opcode::ScheduleResume => arb_schedule_ref().prop_map(Request::ScheduleResume).boxed(),
+        Opcode::ScheduleDelete => arb_schedule_key()
+            .prop_map(|schedule| Request::ScheduleDelete(ScheduleRef { schedule })).boxed(),
+        Opcode::SchedulePause => arb_schedule_key()
+            .prop_map(|schedule| Request::SchedulePause(ScheduleRef { schedule })).boxed(),
+        Opcode::ScheduleResume => arb_schedule_key()
+            .prop_map(|schedule| Request::ScheduleResume(ScheduleRef { schedule })).boxed(),
         other => unreachable!("{} is not a schedule operation", other.name()),
     }
 }

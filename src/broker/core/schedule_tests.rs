@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use taskforge_protocol::{
     MissedRunPolicy, NewJob, OverlapPolicy, ProjectId, ScheduleCreate, ScheduleInfo,
-    ScheduleRef, ScheduleUpdate, FIRE_AT_METADATA_KEY, SCHEDULE_ID_METADATA_KEY,
+    ScheduleKey, ScheduleUpdate, FIRE_AT_METADATA_KEY, SCHEDULE_ID_METADATA_KEY,
 };
 
 use super::super::{Core, CoreError, FetchPlan, Settings};
@@ -52,8 +52,8 @@ fn create(cron: &str, zone: &str, overlap: OverlapPolicy, missed: MissedRunPolic
     }
 }
 
-fn by_name() -> ScheduleRef {
-    ScheduleRef::Name("nightly".into())
+fn by_name() -> ScheduleKey {
+    ScheduleKey::Name("nightly".into())
 }
 
 fn info(core: &Core) -> ScheduleInfo {
@@ -405,7 +405,7 @@ fn updates_retime_rename_and_check_the_template_queue() {
     other.name = "other".into();
     core.schedule_create(PROJECT, other, t0).expect("create");
     let blank = ScheduleUpdate {
-        schedule: ScheduleRef::Id(created.schedule_id),
+        schedule: ScheduleKey::Id(created.schedule_id),
         name: None,
         cron: None,
         time_zone: None,
@@ -456,7 +456,7 @@ fn updates_retime_rename_and_check_the_template_queue() {
     // The old hourly timer is stale: only the new time fires.
     core.advance(t0 + 30_000);
     let fired = core
-        .schedule_get(PROJECT, &ScheduleRef::Name("every-minute".into()))
+        .schedule_get(PROJECT, &ScheduleKey::Name("every-minute".into()))
         .expect("renamed");
     assert_eq!(fired.fired_count, 1);
     assert_eq!(fired.next_fire_at_ms, Some(t0 + 90_000));
@@ -519,7 +519,7 @@ fn another_project_sees_nothing_and_targeted_queues_cannot_be_deleted() {
             t0,
         )
         .expect("create");
-    let by_id = ScheduleRef::Id(created.schedule_id);
+    let by_id = ScheduleKey::Id(created.schedule_id);
     for schedule in [&by_id, &by_name()] {
         assert!(matches!(
             core.schedule_get(OTHER_PROJECT, schedule),

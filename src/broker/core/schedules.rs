@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use taskforge_protocol::{
     limits, JobId, MissedRunPolicy, NewJob, OverlapPolicy, ProjectId, ScheduleCreate, ScheduleId,
-    ScheduleInfo, ScheduleRef, ScheduleUpdate, FIRE_AT_METADATA_KEY, SCHEDULE_ID_METADATA_KEY,
+    ScheduleInfo, ScheduleKey, ScheduleUpdate, FIRE_AT_METADATA_KEY, SCHEDULE_ID_METADATA_KEY,
 };
 
 use super::{Core, CoreError};
@@ -58,7 +58,7 @@ impl Schedules {
     }
 }
 
-fn not_found(schedule: &ScheduleRef) -> CoreError {
+fn not_found(schedule: &ScheduleKey) -> CoreError {
     CoreError::NotFound(format!("schedule {schedule} not found"))
 }
 
@@ -232,7 +232,7 @@ impl Core {
     pub fn schedule_get(
         &self,
         project_id: ProjectId,
-        schedule: &ScheduleRef,
+        schedule: &ScheduleKey,
     ) -> Result<ScheduleInfo, CoreError> {
         let schedule_id = self.schedule_id_of(project_id, schedule)?;
         Ok(self.schedules.by_id[&schedule_id].info.clone())
@@ -359,7 +359,7 @@ impl Core {
     pub fn schedule_delete(
         &mut self,
         project_id: ProjectId,
-        schedule: &ScheduleRef,
+        schedule: &ScheduleKey,
     ) -> Result<ScheduleInfo, CoreError> {
         let schedule_id = self.schedule_id_of(project_id, schedule)?;
         let removed = self
@@ -381,7 +381,7 @@ impl Core {
     pub fn schedule_set_paused(
         &mut self,
         project_id: ProjectId,
-        schedule: &ScheduleRef,
+        schedule: &ScheduleKey,
         paused: bool,
         now_ms: u64,
     ) -> Result<ScheduleInfo, CoreError> {
@@ -533,16 +533,16 @@ impl Core {
     fn schedule_id_of(
         &self,
         project_id: ProjectId,
-        schedule: &ScheduleRef,
+        schedule: &ScheduleKey,
     ) -> Result<ScheduleId, CoreError> {
         let found = match schedule {
-            ScheduleRef::Id(schedule_id) => self
+            ScheduleKey::Id(schedule_id) => self
                 .schedules
                 .by_id
                 .get(schedule_id)
                 .filter(|entry| entry.project_id == project_id)
                 .map(|_| *schedule_id),
-            ScheduleRef::Name(name) => self
+            ScheduleKey::Name(name) => self
                 .schedules
                 .names
                 .get(&project_id)
