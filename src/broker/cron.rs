@@ -121,7 +121,9 @@ mod tests {
             "cron"
         );
         assert_eq!(
-            CronSpec::parse("0 * * * * *", "Mars/Olympus").unwrap_err().field,
+            CronSpec::parse("0 * * * * *", "Mars/Olympus")
+                .unwrap_err()
+                .field,
             "time_zone"
         );
         assert_eq!(

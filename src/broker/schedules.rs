@@ -49,12 +49,14 @@ impl Broker {
                 let limit = validate::list_limit(body.limit)?;
                 let (mut schedules, mut next_after) = self
                     .mutate(|core, _| {
-                        Ok(core.schedule_list(
-                            project_id,
-                            body.queue.as_deref(),
-                            body.after,
-                            limit,
-                        ))
+                        Ok(
+                            core.schedule_list(
+                                project_id,
+                                body.queue.as_deref(),
+                                body.after,
+                                limit,
+                            ),
+                        )
                     })
                     .await?;
                 if keep_within(
@@ -108,7 +110,9 @@ impl Broker {
             Request::SchedulePause(body) => {
                 validate::schedule_key(&body.schedule)?;
                 let info = self
-                    .mutate(|core, now_ms| core.schedule_set_paused(project_id, &body.schedule, true, now_ms))
+                    .mutate(|core, now_ms| {
+                        core.schedule_set_paused(project_id, &body.schedule, true, now_ms)
+                    })
                     .await?;
                 tracing::info!(
                     project_id,

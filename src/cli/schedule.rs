@@ -10,8 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use taskforge::client::Client;
 use taskforge_protocol::limits::{LIST_LIMIT_MAX, SCHEDULE_PAYLOAD_BYTES_MAX};
 use taskforge_protocol::{
-    MissedRunPolicy, NewJob, OverlapPolicy, ScheduleCreate, ScheduleInfo, ScheduleList,
-    ScheduleKey, ScheduleUpdate,
+    MissedRunPolicy, NewJob, OverlapPolicy, ScheduleCreate, ScheduleInfo, ScheduleKey,
+    ScheduleList, ScheduleUpdate,
 };
 
 use super::output::{self, Output};
@@ -362,7 +362,15 @@ pub async fn run(client: Client, command: ScheduleCommand, out: Output) -> Resul
 
 fn print_page(page: &ScheduleList) {
     let mut table = output::table(&[
-        "ID", "NAME", "CRON", "ZONE", "QUEUE", "PAUSED", "NEXT FIRE", "FIRED", "SKIPPED",
+        "ID",
+        "NAME",
+        "CRON",
+        "ZONE",
+        "QUEUE",
+        "PAUSED",
+        "NEXT FIRE",
+        "FIRED",
+        "SKIPPED",
     ]);
     for info in &page.schedules {
         table.add_row(vec![
@@ -408,7 +416,10 @@ fn print_schedule(info: &ScheduleInfo) {
         ("last job", output::optional(info.last_job_id)),
         ("fired", info.fired_count.to_string()),
         ("skipped", info.skipped_count.to_string()),
-        ("last skipped", output::optional_time(info.last_skipped_at_ms)),
+        (
+            "last skipped",
+            output::optional_time(info.last_skipped_at_ms),
+        ),
         (
             "last skip reason",
             output::optional(info.last_skip_reason.as_deref()),
@@ -418,7 +429,10 @@ fn print_schedule(info: &ScheduleInfo) {
         ("payload", output::bytes(&template.payload)),
         ("priority", output::optional(template.priority)),
         ("max attempts", output::optional(template.max_attempts)),
-        ("lease", output::optional(template.lease_ms.map(|ms| format!("{ms} ms")))),
+        (
+            "lease",
+            output::optional(template.lease_ms.map(|ms| format!("{ms} ms"))),
+        ),
         (
             "metadata",
             if metadata.is_empty() {

@@ -3,8 +3,8 @@
 //! the matching response.
 
 use taskforge_protocol::{
-    Request, Response, ScheduleCreate, ScheduleId, ScheduleInfo, ScheduleList,
-    ScheduleKey, ScheduleListRequest, ScheduleRef, ScheduleUpdate,
+    Request, Response, ScheduleCreate, ScheduleId, ScheduleInfo, ScheduleKey, ScheduleList,
+    ScheduleListRequest, ScheduleRef, ScheduleUpdate,
 };
 
 use super::{unexpected_response, Client, ClientError};

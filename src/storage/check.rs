@@ -227,7 +227,9 @@ fn check_schedules(
         };
         let name = &info.name;
         if let Err(error) = crate::broker::cron::CronSpec::parse(&info.cron, &info.time_zone) {
-            problems.push(format!("schedule {name:?} of project {project_id}: {error}"));
+            problems.push(format!(
+                "schedule {name:?} of project {project_id}: {error}"
+            ));
         }
         if info.template.queue != info.queue {
             problems.push(format!(

@@ -8,7 +8,7 @@ use assert_cmd::Command;
 use taskforge::client::{Client, ClientError};
 use taskforge_protocol::{
     ErrorCode, FetchRequest, LeasedJob, MissedRunPolicy, NewJob, OverlapPolicy, QueueSettings,
-    Scope, ScheduleCreate, ScheduleInfo, ScheduleKey, ScheduleUpdate, FIRE_AT_METADATA_KEY,
+    ScheduleCreate, ScheduleInfo, ScheduleKey, ScheduleUpdate, Scope, FIRE_AT_METADATA_KEY,
     SCHEDULE_ID_METADATA_KEY,
 };
 
@@ -99,7 +99,10 @@ async fn fire_times_until(
         for name in names {
             let info = get(client, name).await;
             if let Some(next_ms) = info.next_fire_at_ms.filter(|next_ms| *next_ms <= until_ms) {
-                if earliest.as_ref().is_none_or(|(best_ms, _, _)| next_ms < *best_ms) {
+                if earliest
+                    .as_ref()
+                    .is_none_or(|(best_ms, _, _)| next_ms < *best_ms)
+                {
                     earliest = Some((next_ms, name, info));
                 }
             }
@@ -234,7 +237,13 @@ async fn fire_times_follow_europe_berlin_at_spring_forward() {
         .await
         .expect("resume");
     assert_eq!(
-        fire_times_until(&server, &client, &["hourly"], utc_ms("2027-03-28T02:00:00Z")).await,
+        fire_times_until(
+            &server,
+            &client,
+            &["hourly"],
+            utc_ms("2027-03-28T02:00:00Z")
+        )
+        .await,
         [
             "hourly@2027-03-28T00:00:00Z", // 01:00 CET
             "hourly@2027-03-28T01:00:00Z", // 03:00 CEST
@@ -290,7 +299,10 @@ async fn fire_times_follow_europe_berlin_at_fall_back() {
 async fn overlap_skip_waits_for_the_previous_job_and_allow_does_not() {
     let start_ms = utc_ms("2027-02-01T10:00:00Z");
     let (server, client) = server_at(start_ms).await;
-    for (name, overlap) in [("skip", OverlapPolicy::Skip), ("allow", OverlapPolicy::Allow)] {
+    for (name, overlap) in [
+        ("skip", OverlapPolicy::Skip),
+        ("allow", OverlapPolicy::Allow),
+    ] {
         client
             .schedule_create(schedule(
                 name,
@@ -318,7 +330,10 @@ async fn overlap_skip_waits_for_the_previous_job_and_allow_does_not() {
     assert_eq!((allow.fired_count, allow.skipped_count), (2, 0));
     // Finish every job: the next fire time enqueues again for both.
     for job in fetch_all(&client).await {
-        client.ack(job.job_id, job.lease_id, None).await.expect("ack");
+        client
+            .ack(job.job_id, job.lease_id, None)
+            .await
+            .expect("ack");
     }
     set_clock(&server, start_ms + 180_000);
     for name in ["skip", "allow"] {
@@ -511,11 +526,7 @@ async fn bad_expressions_zones_names_and_templates_are_invalid_argument() {
             other => panic!("{field}: expected a refusal, got {other:?}"),
         };
         assert_eq!(body.error_code(), ErrorCode::InvalidArgument, "{field}");
-        assert!(
-            body.message.starts_with(field),
-            "{field}: {}",
-            body.message
-        );
+        assert!(body.message.starts_with(field), "{field}: {}", body.message);
     }
     let mut missing_queue = valid.clone();
     missing_queue.queue = "nope".into();
@@ -697,7 +708,15 @@ async fn the_cli_manages_schedules() {
     assert_eq!(listed["schedules"].as_array().map(Vec::len), Some(1));
     let updated = cli_json(
         &server,
-        &["schedule", "update", &id, "--cron", "0 0 3 * * *", "--priority", "7"],
+        &[
+            "schedule",
+            "update",
+            &id,
+            "--cron",
+            "0 0 3 * * *",
+            "--priority",
+            "7",
+        ],
     )
     .await;
     assert_eq!(updated["cron"], "0 0 3 * * *");

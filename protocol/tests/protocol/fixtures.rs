@@ -14,11 +14,11 @@ use taskforge_protocol::frame::write_frame_header;
 use taskforge_protocol::limits::*;
 use taskforge_protocol::*;
 
+use crate::schedule_fixtures::{schedule_error_vectors, schedule_vectors};
 use crate::tenancy_fixtures::{
     api_key_secret, tenancy_error_vectors, tenancy_vectors, KEY_ID_PRODUCER, ORG_ACME, ORG_GLOBEX,
     PROJECT_BILLING, PROJECT_DEFAULT, PROJECT_INDEXER,
 };
-use crate::schedule_fixtures::{schedule_error_vectors, schedule_vectors};
 use crate::worker_fixtures::{
     progress, running_execution, succeeded_execution, worker_error_vectors, worker_vectors,
     STACK_TRACE, WORKER_BILLING,

@@ -142,7 +142,11 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
     match opcode {
         Opcode::ScheduleCreate => vec![
             request(0x500, None, Request::ScheduleCreate(nightly_create())),
-            request(0x501, Some("paused"), Request::ScheduleCreate(digest_create())),
+            request(
+                0x501,
+                Some("paused"),
+                Request::ScheduleCreate(digest_create()),
+            ),
             response(0x500, None, Response::ScheduleCreate(nightly_new())),
         ],
         Opcode::ScheduleGet => vec![
@@ -157,7 +161,11 @@ pub fn schedule_vectors(opcode: Opcode) -> Vec<Vector> {
                 Request::ScheduleGet(ScheduleRef::from(ScheduleKey::Name(text("digest")))),
             ),
             response(0x510, None, Response::ScheduleGet(nightly_running())),
-            response(0x511, Some("paused"), Response::ScheduleGet(digest_paused())),
+            response(
+                0x511,
+                Some("paused"),
+                Response::ScheduleGet(digest_paused()),
+            ),
         ],
         Opcode::ScheduleList => vec![
             request(

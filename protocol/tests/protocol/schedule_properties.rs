@@ -109,7 +109,8 @@ pub fn arb_schedule_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
             )
             .boxed(),
         Opcode::ScheduleGet => arb_schedule_key()
-            .prop_map(|schedule| Request::ScheduleGet(ScheduleRef { schedule })).boxed(),
+            .prop_map(|schedule| Request::ScheduleGet(ScheduleRef { schedule }))
+            .boxed(),
         Opcode::ScheduleList => (
             proptest::option::of(arb_text()),
             proptest::option::of(arb_u64()),
@@ -151,11 +152,14 @@ pub fn arb_schedule_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
             )
             .boxed(),
         Opcode::ScheduleDelete => arb_schedule_key()
-            .prop_map(|schedule| Request::ScheduleDelete(ScheduleRef { schedule })).boxed(),
+            .prop_map(|schedule| Request::ScheduleDelete(ScheduleRef { schedule }))
+            .boxed(),
         Opcode::SchedulePause => arb_schedule_key()
-            .prop_map(|schedule| Request::SchedulePause(ScheduleRef { schedule })).boxed(),
+            .prop_map(|schedule| Request::SchedulePause(ScheduleRef { schedule }))
+            .boxed(),
         Opcode::ScheduleResume => arb_schedule_key()
-            .prop_map(|schedule| Request::ScheduleResume(ScheduleRef { schedule })).boxed(),
+            .prop_map(|schedule| Request::ScheduleResume(ScheduleRef { schedule }))
+            .boxed(),
         other => unreachable!("{} is not a schedule operation", other.name()),
     }
 }
@@ -182,7 +186,9 @@ pub fn arb_schedule_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
             .prop_map(Response::ScheduleUpdate)
             .boxed(),
         Opcode::ScheduleDelete => Just(Response::ScheduleDelete(Empty {})).boxed(),
-        Opcode::SchedulePause => arb_schedule_info().prop_map(Response::SchedulePause).boxed(),
+        Opcode::SchedulePause => arb_schedule_info()
+            .prop_map(Response::SchedulePause)
+            .boxed(),
         Opcode::ScheduleResume => arb_schedule_info()
             .prop_map(Response::ScheduleResume)
             .boxed(),

@@ -193,9 +193,15 @@ fn limit_values() -> Vec<(&'static str, u64)> {
             "WORKER_TERMINATE_GRACE_MS_DEFAULT",
             u64::from(WORKER_TERMINATE_GRACE_MS_DEFAULT),
         ),
-        ("SCHEDULES_PER_PROJECT_MAX", SCHEDULES_PER_PROJECT_MAX as u64),
+        (
+            "SCHEDULES_PER_PROJECT_MAX",
+            SCHEDULES_PER_PROJECT_MAX as u64,
+        ),
         ("SCHEDULE_NAME_BYTES_MAX", SCHEDULE_NAME_BYTES_MAX as u64),
-        ("CRON_EXPRESSION_BYTES_MAX", CRON_EXPRESSION_BYTES_MAX as u64),
+        (
+            "CRON_EXPRESSION_BYTES_MAX",
+            CRON_EXPRESSION_BYTES_MAX as u64,
+        ),
         ("TIME_ZONE_BYTES_MAX", TIME_ZONE_BYTES_MAX as u64),
         (
             "SCHEDULE_PAYLOAD_BYTES_MAX",

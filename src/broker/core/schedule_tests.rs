@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use taskforge_protocol::{
-    MissedRunPolicy, NewJob, OverlapPolicy, ProjectId, ScheduleCreate, ScheduleInfo,
-    ScheduleKey, ScheduleUpdate, FIRE_AT_METADATA_KEY, SCHEDULE_ID_METADATA_KEY,
+    MissedRunPolicy, NewJob, OverlapPolicy, ProjectId, ScheduleCreate, ScheduleInfo, ScheduleKey,
+    ScheduleUpdate, FIRE_AT_METADATA_KEY, SCHEDULE_ID_METADATA_KEY,
 };
 
 use super::super::{Core, CoreError, FetchPlan, Settings};
@@ -34,7 +34,12 @@ fn core_at(now_ms: u64) -> Core {
     core
 }
 
-fn create(cron: &str, zone: &str, overlap: OverlapPolicy, missed: MissedRunPolicy) -> ScheduleCreate {
+fn create(
+    cron: &str,
+    zone: &str,
+    overlap: OverlapPolicy,
+    missed: MissedRunPolicy,
+) -> ScheduleCreate {
     ScheduleCreate {
         name: "nightly".into(),
         cron: cron.into(),
@@ -120,11 +125,19 @@ fn fires_at_each_fire_time_with_the_schedule_and_fire_time_in_metadata() {
     let created = core
         .schedule_create(
             PROJECT,
-            create("*/10 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+            create(
+                "*/10 * * * * *",
+                "UTC",
+                OverlapPolicy::Allow,
+                MissedRunPolicy::Skip,
+            ),
             t0,
         )
         .expect("create");
-    assert_eq!(created.next_fire_at_ms, Some(utc_ms("2026-01-05T09:00:10Z")));
+    assert_eq!(
+        created.next_fire_at_ms,
+        Some(utc_ms("2026-01-05T09:00:10Z"))
+    );
     assert_eq!(core.next_timer_at(), created.next_fire_at_ms);
     let _ = core.take_writes();
     core.advance(utc_ms("2026-01-05T09:00:09.999Z"));
@@ -170,7 +183,12 @@ fn a_late_timer_fires_once_and_moves_to_the_next_time_after_now() {
     let mut core = core_at(t0);
     core.schedule_create(
         PROJECT,
-        create("* * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+        create(
+            "* * * * * *",
+            "UTC",
+            OverlapPolicy::Allow,
+            MissedRunPolicy::Skip,
+        ),
         t0,
     )
     .expect("create");
@@ -187,7 +205,12 @@ fn berlin_spring_forward_moves_a_time_in_the_gap_to_just_after_it() {
     let mut core = core_at(t0);
     core.schedule_create(
         PROJECT,
-        create("0 30 2 * * *", "Europe/Berlin", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+        create(
+            "0 30 2 * * *",
+            "Europe/Berlin",
+            OverlapPolicy::Allow,
+            MissedRunPolicy::Skip,
+        ),
         t0,
     )
     .expect("create");
@@ -209,7 +232,12 @@ fn berlin_fall_back_fires_an_hourly_schedule_every_real_hour() {
     let mut core = core_at(t0);
     core.schedule_create(
         PROJECT,
-        create("0 0 * * * *", "Europe/Berlin", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+        create(
+            "0 0 * * * *",
+            "Europe/Berlin",
+            OverlapPolicy::Allow,
+            MissedRunPolicy::Skip,
+        ),
         t0,
     )
     .expect("create");
@@ -274,7 +302,12 @@ fn run_once_enqueues_exactly_one_job_for_fire_times_missed_while_down() {
     let mut core = core_at(t0);
     core.schedule_create(
         PROJECT,
-        create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::RunOnce),
+        create(
+            "0 * * * * *",
+            "UTC",
+            OverlapPolicy::Allow,
+            MissedRunPolicy::RunOnce,
+        ),
         t0,
     )
     .expect("create");
@@ -283,7 +316,11 @@ fn run_once_enqueues_exactly_one_job_for_fire_times_missed_while_down() {
     let up_ms = t0 + 330_000;
     let mut core = restart(&mut core, &storage, up_ms);
     let restored = info(&core);
-    assert_eq!(restored.next_fire_at_ms, Some(t0 + 120_000), "the first missed time");
+    assert_eq!(
+        restored.next_fire_at_ms,
+        Some(t0 + 120_000),
+        "the first missed time"
+    );
     assert!(core.next_timer_at().is_some_and(|at_ms| at_ms <= up_ms));
     core.advance(up_ms);
     let after = info(&core);
@@ -309,7 +346,12 @@ fn skip_waits_for_the_next_fire_time_after_downtime() {
     let mut core = core_at(t0);
     core.schedule_create(
         PROJECT,
-        create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+        create(
+            "0 * * * * *",
+            "UTC",
+            OverlapPolicy::Allow,
+            MissedRunPolicy::Skip,
+        ),
         t0,
     )
     .expect("create");
@@ -347,7 +389,11 @@ fn a_restart_right_after_a_fire_does_not_fire_it_again() {
         let mut core = restart(&mut core, &storage, t0 + 60_001);
         core.advance(t0 + 60_001);
         let after = info(&core);
-        assert_eq!((after.fired_count, after.skipped_count), (1, 0), "{missed:?}");
+        assert_eq!(
+            (after.fired_count, after.skipped_count),
+            (1, 0),
+            "{missed:?}"
+        );
         assert_eq!(core.live_jobs(), 1);
         assert_eq!(after.next_fire_at_ms, Some(t0 + 120_000));
     }
@@ -359,7 +405,12 @@ fn paused_schedules_do_not_fire_and_resume_without_catching_up() {
     let mut core = core_at(t0);
     core.schedule_create(
         PROJECT,
-        create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::RunOnce),
+        create(
+            "0 * * * * *",
+            "UTC",
+            OverlapPolicy::Allow,
+            MissedRunPolicy::RunOnce,
+        ),
         t0,
     )
     .expect("create");
@@ -397,11 +448,21 @@ fn updates_retime_rename_and_check_the_template_queue() {
     let created = core
         .schedule_create(
             PROJECT,
-            create("0 0 * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+            create(
+                "0 0 * * * *",
+                "UTC",
+                OverlapPolicy::Allow,
+                MissedRunPolicy::Skip,
+            ),
             t0,
         )
         .expect("create");
-    let mut other = create("0 0 * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip);
+    let mut other = create(
+        "0 0 * * * *",
+        "UTC",
+        OverlapPolicy::Allow,
+        MissedRunPolicy::Skip,
+    );
     other.name = "other".into();
     core.schedule_create(PROJECT, other, t0).expect("create");
     let blank = ScheduleUpdate {
@@ -466,29 +527,54 @@ fn updates_retime_rename_and_check_the_template_queue() {
 fn bad_expressions_zones_and_names_are_refused() {
     let t0 = utc_ms("2026-01-05T09:00:00Z");
     let mut core = core_at(t0);
-    let bad_cron = create("* * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip);
+    let bad_cron = create(
+        "* * * * *",
+        "UTC",
+        OverlapPolicy::Allow,
+        MissedRunPolicy::Skip,
+    );
     assert!(matches!(
         core.schedule_create(PROJECT, bad_cron, t0),
         Err(CoreError::InvalidArgument(message)) if message.starts_with("cron")
     ));
-    let bad_zone = create("0 * * * * *", "Moon/Base", OverlapPolicy::Allow, MissedRunPolicy::Skip);
+    let bad_zone = create(
+        "0 * * * * *",
+        "Moon/Base",
+        OverlapPolicy::Allow,
+        MissedRunPolicy::Skip,
+    );
     assert!(matches!(
         core.schedule_create(PROJECT, bad_zone, t0),
         Err(CoreError::InvalidArgument(message)) if message.starts_with("time_zone")
     ));
-    let past = create("0 0 0 1 1 * 2020", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip);
+    let past = create(
+        "0 0 0 1 1 * 2020",
+        "UTC",
+        OverlapPolicy::Allow,
+        MissedRunPolicy::Skip,
+    );
     assert!(matches!(
         core.schedule_create(PROJECT, past, t0),
         Err(CoreError::InvalidArgument(message)) if message.contains("no fire time")
     ));
-    let mut missing_queue = create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip);
+    let mut missing_queue = create(
+        "0 * * * * *",
+        "UTC",
+        OverlapPolicy::Allow,
+        MissedRunPolicy::Skip,
+    );
     missing_queue.queue = "nope".into();
     missing_queue.template.queue = "nope".into();
     assert!(matches!(
         core.schedule_create(PROJECT, missing_queue, t0),
         Err(CoreError::NotFound(_))
     ));
-    let good = create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip);
+    let good = create(
+        "0 * * * * *",
+        "UTC",
+        OverlapPolicy::Allow,
+        MissedRunPolicy::Skip,
+    );
     core.schedule_create(PROJECT, good.clone(), t0)
         .expect("create");
     assert!(matches!(
@@ -499,7 +585,9 @@ fn bad_expressions_zones_and_names_are_refused() {
     assert_eq!(
         writes
             .iter()
-            .filter(|write| matches!(write, Write::Put(key, _) if key.first() == Some(&keys::SCHEDULE)))
+            .filter(
+                |write| matches!(write, Write::Put(key, _) if key.first() == Some(&keys::SCHEDULE))
+            )
             .count(),
         1,
         "refusals store nothing"
@@ -515,7 +603,12 @@ fn another_project_sees_nothing_and_targeted_queues_cannot_be_deleted() {
     let created = core
         .schedule_create(
             PROJECT,
-            create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+            create(
+                "0 * * * * *",
+                "UTC",
+                OverlapPolicy::Allow,
+                MissedRunPolicy::Skip,
+            ),
             t0,
         )
         .expect("create");
@@ -534,7 +627,10 @@ fn another_project_sees_nothing_and_targeted_queues_cannot_be_deleted() {
             Err(CoreError::NotFound(_))
         ));
     }
-    assert!(core.schedule_list(OTHER_PROJECT, None, None, 10).0.is_empty());
+    assert!(core
+        .schedule_list(OTHER_PROJECT, None, None, 10)
+        .0
+        .is_empty());
     assert_eq!(core.schedule_list(PROJECT, None, None, 10).0.len(), 1);
     // The other project's queue of the same name can go; this project's cannot.
     core.queue_delete(OTHER_PROJECT, "reports").expect("delete");
@@ -557,7 +653,12 @@ fn schedule_ids_survive_restarts_and_are_never_reused() {
     let first = core
         .schedule_create(
             PROJECT,
-            create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+            create(
+                "0 * * * * *",
+                "UTC",
+                OverlapPolicy::Allow,
+                MissedRunPolicy::Skip,
+            ),
             t0,
         )
         .expect("create");
@@ -566,7 +667,12 @@ fn schedule_ids_survive_restarts_and_are_never_reused() {
     let second = core
         .schedule_create(
             PROJECT,
-            create("0 * * * * *", "UTC", OverlapPolicy::Allow, MissedRunPolicy::Skip),
+            create(
+                "0 * * * * *",
+                "UTC",
+                OverlapPolicy::Allow,
+                MissedRunPolicy::Skip,
+            ),
             t0 + 1,
         )
         .expect("create");

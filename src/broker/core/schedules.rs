@@ -290,7 +290,10 @@ impl Core {
                 )));
             }
         }
-        let queue = update.queue.clone().unwrap_or_else(|| current.queue.clone());
+        let queue = update
+            .queue
+            .clone()
+            .unwrap_or_else(|| current.queue.clone());
         if queue != current.queue {
             self.queue_id(project_id, &queue)?;
         }
@@ -307,7 +310,9 @@ impl Core {
         template.queue = queue.clone();
         let retimed = update.cron.is_some() || update.time_zone.is_some();
         let cron = update.cron.unwrap_or_else(|| current.cron.clone());
-        let time_zone = update.time_zone.unwrap_or_else(|| current.time_zone.clone());
+        let time_zone = update
+            .time_zone
+            .unwrap_or_else(|| current.time_zone.clone());
         let new_spec = if retimed {
             let spec = parse_spec(&cron, &time_zone)?;
             if spec.next_after(now_ms).is_none() {
@@ -435,9 +440,13 @@ impl Core {
                 break;
             }
             self.schedules.timers.pop();
-            let due = self.schedules.by_id.get(&schedule_id).is_some_and(|schedule| {
-                !schedule.info.paused && schedule.info.next_fire_at_ms == Some(at_ms)
-            });
+            let due = self
+                .schedules
+                .by_id
+                .get(&schedule_id)
+                .is_some_and(|schedule| {
+                    !schedule.info.paused && schedule.info.next_fire_at_ms == Some(at_ms)
+                });
             if due {
                 self.fire_schedule(schedule_id, at_ms, now_ms);
             }
