@@ -6,12 +6,14 @@
 //!
 //! Daylight-saving time, as croner 4.0.3 computes it (searches move in real time, and the
 //! zone's offset is applied to every candidate wall-clock time):
-//! - **Gap (spring forward).** A fixed-time expression (only numbers in its second, minute
-//!   and hour fields, e.g. `0 30 2 * * *`) whose wall-clock time does not exist that day fires
+//! - **Gap (spring forward).** A fixed-time expression (one single number in each of its
+//!   second, minute and hour fields, e.g. `0 30 2 * * *`) whose wall-clock time does not
+//!   exist that day fires
 //!   once, at the first valid time after the gap (03:00 in Europe/Berlin on 2026-03-29).
-//!   Expressions with a wildcard or step in those fields skip the times inside the gap.
+//!   Expressions with a wildcard, list, range or step in those fields skip the times inside
+//!   the gap.
 //! - **Overlap (fall back).** A fixed-time expression whose time occurs twice fires once, at
-//!   the first occurrence. Expressions with a wildcard or step in those fields fire at every
+//!   the first occurrence. Expressions with a wildcard, list, range or step there fire at every
 //!   matching wall-clock time of both passes, so an hourly schedule fires every real hour
 //!   (02:00 CEST and 02:00 CET in Europe/Berlin on 2026-10-25).
 

@@ -568,7 +568,7 @@ impl Core {
             .schedules
             .by_id
             .get(&schedule_id)
-            .filter(|schedule| !schedule.info.paused)
+            .filter(|schedule| !schedule.info.paused && schedule.spec.is_some())
             .and_then(|schedule| schedule.info.next_fire_at_ms)
         else {
             return;
