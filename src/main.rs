@@ -36,8 +36,8 @@ const PING_REQUEST_ID: u32 = 1;
     name = "taskforge",
     version,
     about,
-    after_help = "Exit codes of the admin commands (queue, job, dead, worker, org, user, \
-                  subscription, project, key, storage): 0 success; \
+    after_help = "Exit codes of the admin commands (queue, job, dead, worker, schedule, org, \
+                  user, subscription, project, key, storage): 0 success; \
                   1 the operation failed (the broker's error code is printed); 2 usage error; \
                   3 cannot reach or authenticate to the broker, or the connection was lost."
 )]
@@ -62,6 +62,8 @@ enum Command {
     Dead(cli::Admin<cli::dead::DeadCommand>),
     /// Manages worker processes: list, get, quiet, terminate, assign, assignments
     Worker(cli::Admin<cli::worker::WorkerCommand>),
+    /// Manages cron schedules: create, get, list, update, delete, pause, resume
+    Schedule(cli::Admin<cli::schedule::ScheduleCommand>),
     /// Manages organizations: create, get, list, update, delete
     Org(cli::Admin<cli::org::OrgCommand>),
     /// Manages users: create, get, list, update, disable, enable, set-password
@@ -125,6 +127,9 @@ fn main() -> ExitCode {
         }),
         Command::Worker(admin) => cli::run_admin(admin.options, move |client, out| {
             cli::worker::run(client, admin.command, out)
+        }),
+        Command::Schedule(admin) => cli::run_admin(admin.options, move |client, out| {
+            cli::schedule::run(client, admin.command, out)
         }),
         Command::Org(admin) => cli::run_admin(admin.options, move |client, out| {
             cli::org::run(client, admin.command, out)

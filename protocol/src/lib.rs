@@ -13,6 +13,7 @@
 //!   body encoding with a decode byte limit.
 //! - `types.rs`: ids, job and queue views shared by several messages.
 //! - `tenancy.rs`: organizations, users, subscriptions, projects and API keys.
+//! - `schedules.rs`: cron schedules (0x05xx).
 //! - `error.rs`: [`ErrorCode`] and [`ErrorBody`].
 //! - `limits.rs`: every limit, with its unit in its name.
 
@@ -23,6 +24,7 @@ pub mod executions;
 pub mod frame;
 pub mod limits;
 pub mod message;
+pub mod schedules;
 pub mod tenancy;
 pub mod types;
 pub mod workers;
@@ -31,6 +33,7 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetails};
 pub use executions::*;
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use message::*;
+pub use schedules::*;
 pub use tenancy::*;
 pub use types::*;
 pub use workers::*;

@@ -200,6 +200,31 @@ pub const UNIQUE_KEY_BYTES_MAX: usize = 256;
 
 /// Longest retention a queue may set (one year).
 pub const RETENTION_MS_MAX: u64 = 366 * 24 * 60 * 60 * 1000;
+/// Most schedules one project may have; SCHEDULE_CREATE beyond it gets QUOTA_EXCEEDED
+/// (`schedules_per_project`).
+pub const SCHEDULES_PER_PROJECT_MAX: usize = 1_000;
+
+/// Longest schedule name, in bytes. Names use `[A-Za-z0-9._:-]` and are not all digits (so
+/// a name never reads as an id).
+pub const SCHEDULE_NAME_BYTES_MAX: usize = 128;
+
+/// Longest cron expression, in bytes.
+pub const CRON_EXPRESSION_BYTES_MAX: usize = 256;
+
+/// Longest time zone name, in bytes (the longest IANA name is 32).
+pub const TIME_ZONE_BYTES_MAX: usize = 64;
+
+/// Largest payload of a schedule's job template. Templates stay in memory for as long as
+/// their schedule exists, so they are held to less than a job.
+pub const SCHEDULE_PAYLOAD_BYTES_MAX: u32 = 64 * 1024;
+
+/// Most metadata entries of a schedule's job template: the broker adds two
+/// (`taskforge.schedule_id`, `taskforge.fire_at_ms`) to each job it enqueues.
+pub const SCHEDULE_METADATA_ENTRIES_MAX: usize = METADATA_ENTRIES_MAX - 2;
+
+/// Most bytes of metadata keys plus values of a schedule's job template, leaving room for
+/// the two entries the broker adds.
+pub const SCHEDULE_METADATA_BYTES_MAX: usize = METADATA_BYTES_MAX - 128;
 
 const _: () = assert!(HANDSHAKE_FRAME_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT);
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_CEILING);
@@ -214,3 +239,4 @@ const _: () =
 const _: () =
     assert!(3 + API_KEY_ID_HEX_DIGITS + 1 + API_KEY_SECRET_HEX_DIGITS <= CREDENTIAL_BYTES_MAX);
 const _: () = assert!(API_KEY_ROTATE_GRACE_MS_DEFAULT <= API_KEY_ROTATE_GRACE_MS_MAX);
+const _: () = assert!(SCHEDULE_PAYLOAD_BYTES_MAX <= PAYLOAD_BYTES_MAX_DEFAULT);

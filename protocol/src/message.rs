@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorBody;
 use crate::executions::*;
 use crate::limits::FRAME_BYTES_CEILING;
+use crate::schedules::*;
 use crate::tenancy::*;
 use crate::types::*;
 use crate::workers::*;
@@ -669,6 +670,20 @@ operations! {
     0x0406 WorkerAssign "WORKER_ASSIGN" (WorkerAssign) -> WorkerInfo;
     /// Lists queue-worker assignments.
     0x0407 AssignmentList "ASSIGNMENT_LIST" (AssignmentListRequest) -> AssignmentList;
+    /// Creates a cron schedule.
+    0x0500 ScheduleCreate "SCHEDULE_CREATE" (ScheduleCreate) -> ScheduleInfo;
+    /// Reads a schedule.
+    0x0501 ScheduleGet "SCHEDULE_GET" (ScheduleRef) -> ScheduleInfo;
+    /// Lists a project's schedules.
+    0x0502 ScheduleList "SCHEDULE_LIST" (ScheduleListRequest) -> ScheduleList;
+    /// Changes a schedule.
+    0x0503 ScheduleUpdate "SCHEDULE_UPDATE" (ScheduleUpdate) -> ScheduleInfo;
+    /// Deletes a schedule.
+    0x0504 ScheduleDelete "SCHEDULE_DELETE" (ScheduleRef) -> Empty;
+    /// Stops a schedule from firing.
+    0x0505 SchedulePause "SCHEDULE_PAUSE" (ScheduleRef) -> ScheduleInfo;
+    /// Lets a paused schedule fire again, from its next fire time after now.
+    0x0506 ScheduleResume "SCHEDULE_RESUME" (ScheduleRef) -> ScheduleInfo;
     /// Creates an organization with its subscription (root only).
     0x0600 OrgCreate "ORG_CREATE" (OrgCreate) -> Organization;
     /// Reads an organization.

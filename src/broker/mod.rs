@@ -5,10 +5,12 @@
 pub mod backoff;
 pub mod commit;
 pub mod core;
+pub mod cron;
 mod history;
 pub mod principal;
 pub mod recovery;
 mod retention;
+mod schedules;
 mod service;
 mod tenancy;
 pub mod validate;

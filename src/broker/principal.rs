@@ -158,7 +158,12 @@ fn scopes_accepted(request: &Request) -> Option<&'static [Scope]> {
         | Request::DeadDiscard(_)
         | Request::WorkerQuiet(_)
         | Request::WorkerTerminate(_)
-        | Request::WorkerAssign(_) => Some(&[Scope::Manage]),
+        | Request::WorkerAssign(_)
+        | Request::ScheduleCreate(_)
+        | Request::ScheduleUpdate(_)
+        | Request::ScheduleDelete(_)
+        | Request::SchedulePause(_)
+        | Request::ScheduleResume(_) => Some(&[Scope::Manage]),
         Request::QueueGet(_)
         | Request::QueueList(_)
         | Request::QueueStats(_)
@@ -169,7 +174,9 @@ fn scopes_accepted(request: &Request) -> Option<&'static [Scope]> {
         | Request::ExecutionList(_)
         | Request::WorkerList(_)
         | Request::WorkerGet(_)
-        | Request::AssignmentList(_) => Some(&[Scope::Read]),
+        | Request::AssignmentList(_)
+        | Request::ScheduleGet(_)
+        | Request::ScheduleList(_) => Some(&[Scope::Read]),
         // A fan-in job's handler reads its parents' results with its worker's key.
         Request::JobResults(_) => Some(&[Scope::Read, Scope::Consume]),
         _ => None,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::storage::keys;
 use crate::storage::records::{self, ApiKeyRecord, JobRecord, QueueRecord, UserRecord};
 use crate::storage::{try_scan, Storage, StorageError};
-use taskforge_protocol::{Project, WorkerInfo};
+use taskforge_protocol::{Project, ScheduleInfo, WorkerInfo};
 
 use super::core::tenants::OrgEntry;
 use super::core::{Core, Settings};
@@ -98,6 +98,31 @@ fn restore_edges(storage: &dyn Storage, core: &mut Core) -> Result<(), StorageEr
     })
 }
 
+/// Restores cron schedules and the schedule id counter. Each schedule's missed-run policy
+/// is applied here, comparing its stored next fire time with `now_ms`
+/// ([`Core::restore_schedule`]).
+fn restore_schedules(
+    storage: &dyn Storage,
+    core: &mut Core,
+    now_ms: u64,
+) -> Result<(), StorageError> {
+    core.restore_schedule_id_next(read_counter(storage, keys::META_SCHEDULE_ID_NEXT)?);
+    let (start, end) = keys::prefix_range(keys::SCHEDULE);
+    try_scan(storage, &start, &end, &mut |key, value| {
+        let project_id = key
+            .get(1..9)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StorageError::new("read", "schedule key too short"))?;
+        core.restore_schedule(
+            project_id,
+            records::decode::<ScheduleInfo>("schedule", value)?,
+            now_ms,
+        );
+        Ok(true)
+    })
+}
+
 /// Counts the log lines of every running execution, so the per-execution cap holds
 /// across restarts. Bounded by the cap times the leased jobs.
 fn restore_log_lines(storage: &dyn Storage, core: &mut Core) -> Result<(), StorageError> {
@@ -161,6 +186,7 @@ pub fn rebuild(
         Ok(true)
     })?;
     restore_edges(storage, &mut core)?;
+    restore_schedules(storage, &mut core, now_ms)?;
     restore_log_lines(storage, &mut core)?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok((core, report))

@@ -301,6 +301,13 @@ impl Broker {
             | Request::WorkerTerminate(_)
             | Request::WorkerAssign(_)
             | Request::AssignmentList(_)) => self.handle_workers(project_id, request).await,
+            request @ (Request::ScheduleCreate(_)
+            | Request::ScheduleGet(_)
+            | Request::ScheduleList(_)
+            | Request::ScheduleUpdate(_)
+            | Request::ScheduleDelete(_)
+            | Request::SchedulePause(_)
+            | Request::ScheduleResume(_)) => self.handle_schedules(project_id, request).await,
         }
     }
 

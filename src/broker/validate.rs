@@ -4,7 +4,8 @@
 use taskforge_protocol::{
     limits, Backoff, ErrorBody, ErrorCode, ErrorDetails, FailRequest, FetchRequest, LogRequest,
     LogTailRequest, NewJob, ParentRef, ProgressRequest, QueueAssignment, QueueSettings, Request,
-    Retry, WorkerRegister,
+    Retry, ScheduleCreate, ScheduleKey, ScheduleUpdate, WorkerRegister, FIRE_AT_METADATA_KEY,
+    SCHEDULE_ID_METADATA_KEY,
 };
 
 use super::BrokerLimits;
@@ -583,6 +584,159 @@ pub fn list_limit(limit: u32) -> Result<usize, ErrorBody> {
     Ok(limit as usize)
 }
 
+// --- Schedules (SCHEDULE_*) ------------------------------------------------------------
+
+/// Checks a schedule name: 1..=`SCHEDULE_NAME_BYTES_MAX` bytes of `[A-Za-z0-9._:-]`, not
+/// all digits (so that a name never reads as an id).
+pub fn schedule_name(field: &str, name: &str) -> Result<(), ErrorBody> {
+    let valid_chars = name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"._:-".contains(&byte));
+    let all_digits = name.bytes().all(|byte| byte.is_ascii_digit());
+    if name.is_empty() || name.len() > limits::SCHEDULE_NAME_BYTES_MAX || !valid_chars || all_digits
+    {
+        return Err(invalid(format!(
+            "{field} {name:?} must be 1 to {} bytes of A-Z a-z 0-9 . _ : -, not all digits",
+            limits::SCHEDULE_NAME_BYTES_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Checks how a request names a schedule.
+pub fn schedule_key(schedule: &ScheduleKey) -> Result<(), ErrorBody> {
+    match schedule {
+        ScheduleKey::Id(_) => Ok(()),
+        ScheduleKey::Name(name) => schedule_name("schedule name", name),
+    }
+}
+
+/// Checks a cron expression's size and syntax (a seconds field is required).
+pub fn cron_expression(cron: &str) -> Result<(), ErrorBody> {
+    text("cron", cron, limits::CRON_EXPRESSION_BYTES_MAX)?;
+    super::cron::parse_cron(cron)
+        .map(|_| ())
+        .map_err(|error| invalid(error.to_string()))
+}
+
+/// Checks a time zone name: an IANA name the broker knows.
+pub fn time_zone(name: &str) -> Result<(), ErrorBody> {
+    text("time_zone", name, limits::TIME_ZONE_BYTES_MAX)?;
+    super::cron::parse_zone(name)
+        .map(|_| ())
+        .map_err(|error| invalid(error.to_string()))
+}
+
+/// Checks a schedule's job template: a valid job for `queue` with no run time of its own,
+/// a payload within `SCHEDULE_PAYLOAD_BYTES_MAX`, and room in its metadata for the two
+/// entries the broker adds (whose keys it must not use).
+pub fn schedule_template(
+    template: &NewJob,
+    queue: &str,
+    limits_in_force: &BrokerLimits,
+    now_ms: u64,
+) -> Result<(), ErrorBody> {
+    if template.queue != queue {
+        return Err(invalid(format!(
+            "template.queue {:?} must equal queue {queue:?}",
+            template.queue
+        )));
+    }
+    if template.run_at_ms.is_some() || template.delay_ms.is_some() {
+        return Err(invalid(
+            "template.run_at_ms and template.delay_ms must be unset: a schedule's jobs run at \
+             their fire times"
+                .to_owned(),
+        ));
+    }
+    if !template.depends_on.is_empty() || template.expires_at_ms.is_some() {
+        return Err(invalid(
+            "template.depends_on and template.expires_at_ms must be unset: every run is a new \
+             job (use template.ttl_ms for an expiry relative to each run)"
+                .to_owned(),
+        ));
+    }
+    let payload_max = limits_in_force
+        .payload_bytes_max
+        .min(limits::SCHEDULE_PAYLOAD_BYTES_MAX);
+    if template.payload.len() > payload_max as usize {
+        return Err(invalid(format!(
+            "template.payload of {} bytes is over the {payload_max}-byte limit of schedules",
+            template.payload.len()
+        )));
+    }
+    new_job(template, limits_in_force, now_ms)
+        .map_err(|error| invalid(format!("template: {}", error.message)))?;
+    if template.metadata.len() > limits::SCHEDULE_METADATA_ENTRIES_MAX {
+        return Err(invalid(format!(
+            "template.metadata has {} entries; at most {} allowed",
+            template.metadata.len(),
+            limits::SCHEDULE_METADATA_ENTRIES_MAX
+        )));
+    }
+    let bytes: usize = template
+        .metadata
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    if bytes > limits::SCHEDULE_METADATA_BYTES_MAX {
+        return Err(invalid(format!(
+            "template.metadata has {bytes} bytes; at most {} allowed",
+            limits::SCHEDULE_METADATA_BYTES_MAX
+        )));
+    }
+    if let Some((key, _)) = template
+        .metadata
+        .iter()
+        .find(|(key, _)| key == SCHEDULE_ID_METADATA_KEY || key == FIRE_AT_METADATA_KEY)
+    {
+        return Err(invalid(format!(
+            "template.metadata key {key:?} is reserved: the broker sets it on each job"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a SCHEDULE_CREATE.
+pub fn schedule_create(
+    request: &ScheduleCreate,
+    limits_in_force: &BrokerLimits,
+    now_ms: u64,
+) -> Result<(), ErrorBody> {
+    schedule_name("name", &request.name)?;
+    cron_expression(&request.cron)?;
+    time_zone(&request.time_zone)?;
+    queue_name(&request.queue)?;
+    schedule_template(&request.template, &request.queue, limits_in_force, now_ms)
+}
+
+/// Checks a SCHEDULE_UPDATE's fields (the template's queue is checked against the
+/// schedule's by the core, which knows it when `queue` is not set).
+pub fn schedule_update(
+    request: &ScheduleUpdate,
+    limits_in_force: &BrokerLimits,
+    now_ms: u64,
+) -> Result<(), ErrorBody> {
+    schedule_key(&request.schedule)?;
+    if let Some(name) = &request.name {
+        schedule_name("name", name)?;
+    }
+    if let Some(cron) = &request.cron {
+        cron_expression(cron)?;
+    }
+    if let Some(zone) = &request.time_zone {
+        time_zone(zone)?;
+    }
+    if let Some(queue) = &request.queue {
+        queue_name(queue)?;
+    }
+    if let Some(template) = &request.template {
+        let queue = request.queue.as_deref().unwrap_or(&template.queue);
+        schedule_template(template, queue, limits_in_force, now_ms)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,5 +811,45 @@ mod tests {
             ("a".to_owned(), "2".to_owned()),
         ];
         assert!(pairs("metadata", &entries, limits::METADATA_ENTRIES_MAX).is_err());
+    }
+
+    #[test]
+    fn schedule_names_are_plain_and_never_all_digits() {
+        assert!(schedule_name("name", "nightly-report.v2").is_ok());
+        assert!(schedule_name("name", "2024-cleanup").is_ok());
+        assert!(schedule_name("name", "42").is_err());
+        assert!(schedule_name("name", "").is_err());
+        assert!(schedule_name("name", "with space").is_err());
+    }
+
+    #[test]
+    fn schedule_templates_have_no_run_time_and_no_reserved_metadata() {
+        let limits_in_force = BrokerLimits {
+            payload_bytes_max: limits::PAYLOAD_BYTES_MAX_DEFAULT,
+            result_bytes_max: limits::RESULT_BYTES_MAX_DEFAULT,
+            batch_jobs_max: limits::BATCH_JOBS_MAX_DEFAULT,
+            response_bytes_max: limits::FRAME_BYTES_MAX_DEFAULT,
+        };
+        let template = NewJob {
+            queue: "reports".into(),
+            ..NewJob::default()
+        };
+        assert!(schedule_template(&template, "reports", &limits_in_force, 0).is_ok());
+        assert!(schedule_template(&template, "emails", &limits_in_force, 0).is_err());
+        let delayed = NewJob {
+            delay_ms: Some(5),
+            ..template.clone()
+        };
+        assert!(schedule_template(&delayed, "reports", &limits_in_force, 0).is_err());
+        let reserved = NewJob {
+            metadata: vec![(FIRE_AT_METADATA_KEY.to_owned(), "1".to_owned())],
+            ..template.clone()
+        };
+        assert!(schedule_template(&reserved, "reports", &limits_in_force, 0).is_err());
+        let large = NewJob {
+            payload: vec![0; limits::SCHEDULE_PAYLOAD_BYTES_MAX as usize + 1],
+            ..template
+        };
+        assert!(schedule_template(&large, "reports", &limits_in_force, 0).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //!   the profile file's contexts).
 //! - `output.rs`: tables for people, JSON for scripts, value formatting.
 //! - one file per noun: `queue.rs`, `job.rs`, `dead.rs`, `worker.rs` and the tenancy nouns `org.rs`,
+//! - one file per noun: `queue.rs`, `job.rs`, `dead.rs`, `schedule.rs` and the tenancy nouns `org.rs`,
 //!   `user.rs`, `subscription.rs`, `project.rs`, `key.rs` speak the binary protocol through
 //!   the Rust client; `storage.rs` works offline on a data directory.
 //! - `execution.rs`: how `job logs|executions|results|get` print a job's executions, log
@@ -35,6 +36,7 @@ pub mod org;
 pub mod output;
 pub mod project;
 pub mod queue;
+pub mod schedule;
 pub mod storage;
 pub mod subscription;
 pub mod tenancy;

@@ -11,6 +11,7 @@
 //! - `executions.rs`: one typed method per execution operation (log, log tail, progress,
 //!   execution list, job results).
 //! - `call.rs`: the `call_expecting!` macro every typed method goes through.
+//! - `schedules.rs`: one typed method per cron schedule operation.
 //! - `connection.rs`: one socket — reader and writer tasks, the map of requests waiting for
 //!   answers, request ids, the handshake.
 //! - `options.rs`: [`ClientOptions`] and [`ReconnectOptions`], with their defaults.
@@ -36,6 +37,7 @@ mod error;
 mod executions;
 mod operations;
 mod options;
+mod schedules;
 mod tenancy;
 mod worker;
 mod workers;

@@ -4,14 +4,15 @@
 //! Checked: every record decodes; every queue key matches its record and queue ids are
 //! unique; every job's queue exists in the job's project; every job has a body and exactly
 //! the index entry of its state; leases agree with states; every body, result and index
-//! entry belongs to an existing job; no key has an unknown prefix; the meta counters are
-//! 8 bytes. Memory grows with the number of queues only: jobs are checked one at a time
+//! entry belongs to an existing job; every schedule record decodes, has a valid cron
+//! expression and time zone and names an existing queue of its project; no key has an
+//! unknown prefix; the meta counters are 8 bytes. Memory grows with the number of queues only: jobs are checked one at a time
 //! with point reads.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
-use taskforge_protocol::{JobId, ProjectId, WorkerInfo};
+use taskforge_protocol::{JobId, ProjectId, ScheduleInfo, WorkerInfo};
 
 use super::keys;
 use super::migrations;
@@ -47,6 +48,8 @@ pub struct CheckReport {
     pub workers: u64,
     /// Dependency edges.
     pub dependency_edges: u64,
+    /// Schedule records.
+    pub schedules: u64,
     /// Organizations, users, projects and API keys.
     pub directory_records: u64,
     /// The first [`PROBLEMS_LISTED_MAX`] problems found.
@@ -180,9 +183,10 @@ pub fn check(storage: &dyn Storage) -> Result<CheckReport, StorageError> {
     report.workers =
         decode_all::<WorkerInfo>(storage, keys::WORKER, "worker", &mut report)?.len() as u64;
     check_directory(storage, &mut report)?;
+    check_schedules(storage, &queues, &mut report)?;
     let mut unknown = 0u64;
     for (start, end) in [
-        (keys::CHILD + 1, keys::ORG),
+        (keys::SCHEDULE + 1, keys::ORG),
         (keys::API_KEY + 1, keys::KEY_PREFIX_END),
     ] {
         storage.scan(&[start], &[end], &mut |_, _| {
@@ -196,6 +200,63 @@ pub fn check(storage: &dyn Storage) -> Result<CheckReport, StorageError> {
     Ok(report)
 }
 
+/// Checks schedule records: each decodes, its expression and zone parse, its template's
+/// queue is its queue, and that queue exists in its project.
+fn check_schedules(
+    storage: &dyn Storage,
+    queues: &HashMap<u64, KnownQueue>,
+    report: &mut CheckReport,
+) -> Result<(), StorageError> {
+    let (start, end) = prefix_range(keys::SCHEDULE);
+    let mut problems = Vec::new();
+    storage.scan(&start, &end, &mut |key, value| {
+        report.schedules += 1;
+        let Some(project_id) = key
+            .get(1..9)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_be_bytes)
+            .filter(|_| key.len() == 17)
+        else {
+            problems.push(format!("malformed schedule key {key:?}"));
+            return true;
+        };
+        let info = match records::decode::<ScheduleInfo>("schedule", value) {
+            Ok(info) => info,
+            Err(error) => {
+                problems.push(error.message);
+                return true;
+            }
+        };
+        let name = &info.name;
+        if let Err(error) = crate::broker::cron::CronSpec::parse(&info.cron, &info.time_zone) {
+            problems.push(format!(
+                "schedule {name:?} of project {project_id}: {error}"
+            ));
+        }
+        if info.template.queue != info.queue {
+            problems.push(format!(
+                "schedule {name:?} of project {project_id} enqueues into {:?} but its template \
+                 names {:?}",
+                info.queue, info.template.queue
+            ));
+        }
+        let queue_exists = queues
+            .values()
+            .any(|queue| queue.project_id == project_id && queue.name == info.queue);
+        if !queue_exists {
+            problems.push(format!(
+                "schedule {name:?} of project {project_id} names missing queue {:?}",
+                info.queue
+            ));
+        }
+        true
+    })?;
+    for problem in problems {
+        report.problem(problem);
+    }
+    Ok(())
+}
+
 fn check_meta(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), StorageError> {
     let (start, end) = prefix_range(keys::META);
     let mut problems = Vec::new();
@@ -206,6 +267,7 @@ fn check_meta(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), Sto
             keys::META_QUEUE_ID_NEXT,
             keys::META_SCHEMA_VERSION,
             keys::META_WORKER_ID_NEXT,
+            keys::META_SCHEDULE_ID_NEXT,
         ];
         if known.contains(&key) && value.len() != 8 {
             problems.push(format!(

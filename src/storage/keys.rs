@@ -19,6 +19,7 @@
 //! | `0x06` | project u64, job id (16), `0x02`, execution u32, seq u32 | [`taskforge_protocol::LogLine`] |
 //! | `0x07` | project u64, worker id u64               | [`taskforge_protocol::WorkerInfo`] |
 //! | `0x08` | project u64, parent job id (16), child job id (16) | empty: dependency edges |
+//! | `0x09` | project u64, schedule id u64             | [`taskforge_protocol::ScheduleInfo`] |
 //! | `0x10` | org id u64                               | organization with subscription |
 //! | `0x11` | user id u64                              | [`super::records::UserRecord`] |
 //! | `0x12` | project id u64                           | [`taskforge_protocol::Project`] |
@@ -48,6 +49,8 @@ pub const JOB_HISTORY: u8 = 0x06;
 pub const WORKER: u8 = 0x07;
 /// Prefix of dependency edges, by parent.
 pub const CHILD: u8 = 0x08;
+/// Prefix of schedule records.
+pub const SCHEDULE: u8 = 0x09;
 
 /// Kinds of [`JOB_HISTORY`] records, after the job id.
 const HISTORY_PROGRESS: u8 = 0x00;
@@ -103,7 +106,7 @@ pub fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
 /// (exports, backups and checks scan that range). New prefixes stay below it.
 pub const KEY_PREFIX_END: u8 = 0xFF;
 
-const _: () = assert!(CHILD < ORG && API_KEY < KEY_PREFIX_END);
+const _: () = assert!(CHILD < SCHEDULE && SCHEDULE < ORG && API_KEY < KEY_PREFIX_END);
 
 /// First and one-past-last key of the whole store.
 pub fn all_range() -> (Vec<u8>, Vec<u8>) {
@@ -116,6 +119,8 @@ pub const META_LEASE_RESERVED: &[u8] = b"\x00lease_reserved";
 pub const META_QUEUE_ID_NEXT: &[u8] = b"\x00queue_id_next";
 /// Meta key holding the next worker id.
 pub const META_WORKER_ID_NEXT: &[u8] = b"\x00worker_id_next";
+/// Meta key holding the next schedule id.
+pub const META_SCHEDULE_ID_NEXT: &[u8] = b"\x00schedule_id_next";
 /// Meta key holding the storage schema version.
 pub const META_SCHEMA_VERSION: &[u8] = b"\x00schema_version";
 
@@ -264,6 +269,15 @@ pub fn worker(project_id: ProjectId, worker_id: u64) -> Vec<u8> {
     key.push(WORKER);
     key.extend_from_slice(&project_id.to_be_bytes());
     key.extend_from_slice(&worker_id.to_be_bytes());
+    key
+}
+
+/// The key of a schedule record.
+pub fn schedule(project_id: ProjectId, schedule_id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(SCHEDULE);
+    key.extend_from_slice(&project_id.to_be_bytes());
+    key.extend_from_slice(&schedule_id.to_be_bytes());
     key
 }
 

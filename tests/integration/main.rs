@@ -15,6 +15,7 @@ mod power_loss;
 mod quotas;
 mod restart;
 mod retention;
+mod schedules;
 mod support;
 mod tenancy;
 mod worker_runtime;

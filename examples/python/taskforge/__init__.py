@@ -4,8 +4,8 @@
 - :mod:`taskforge.messages`: every request and response body, and the opcode table.
 - :mod:`taskforge.errors`: one exception class per error code.
 - :mod:`taskforge.client`: :class:`Client`, a synchronous session with one method per
-  operation, workers (register, heartbeat, quiet, terminate, assign), logs, progress and
-  executions included.
+  operation, workers (register, heartbeat, quiet, terminate, assign), logs, progress,
+  executions and cron schedules included.
 
 The wire format is specified in ``protocol/PROTOCOL.md``; this package follows it and is
 checked against the golden frames in ``protocol/vectors/``.
@@ -42,12 +42,14 @@ from .messages import (
     ExecutionOutcome,
     JobState,
     LogLevel,
+    MissedRunPolicy,
     NewJob,
     NewLogLine,
     OrgStatus,
     ParentFailure,
     ParentInBatch,
     ParentJob,
+    OverlapPolicy,
     Password,
     Plan,
     PlanLimits,
@@ -90,6 +92,7 @@ __all__ = [
     "LeaseLost",
     "LogLevel",
     "MalformedFrame",
+    "MissedRunPolicy",
     "NewJob",
     "NewLogLine",
     "NotFound",
@@ -97,6 +100,7 @@ __all__ = [
     "ParentFailure",
     "ParentInBatch",
     "ParentJob",
+    "OverlapPolicy",
     "Password",
     "Plan",
     "PlanLimits",

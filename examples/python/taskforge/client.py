@@ -80,7 +80,13 @@ from .messages import (
     QueueName,
     QueueSettings,
     QueueWrite,
+    MissedRunPolicy,
+    OverlapPolicy,
     RetryBackoff,
+    ScheduleCreate,
+    ScheduleListRequest,
+    ScheduleRef,
+    ScheduleUpdate,
     SubscriptionSet,
     UserCreate,
     UserDisable,
@@ -687,6 +693,60 @@ class Client:
     def dead_discard(self, queue, job_ids=()):
         """Deletes dead jobs (named ones, or all of the queue's): ``BulkResponse``."""
         return self.call(Opcode.DEAD_DISCARD, DeadBulkRequest(queue, list(job_ids)))
+
+    # --- Cron schedules (PROTOCOL.md §6.12) ----------------------------------------------
+    # A schedule is named by its id (an ``int``) or its name (a ``str``).
+
+    def schedule_create(
+        self,
+        name,
+        cron,
+        queue,
+        payload=b"",
+        time_zone="UTC",
+        overlap=OverlapPolicy.ALLOW,
+        missed_runs=MissedRunPolicy.RUN_ONCE,
+        paused=False,
+        template=None,
+    ):
+        """Creates a cron schedule (``cron`` has a seconds field, e.g. ``"0 30 2 * * *"``)
+        that enqueues ``payload`` (or the whole ``template``, a ``NewJob`` for ``queue``)
+        into ``queue`` at each fire time in ``time_zone``: ``ScheduleInfo``."""
+        if template is None:
+            template = NewJob(queue, payload)
+        request = ScheduleCreate(
+            name, cron, time_zone, queue, template, overlap, missed_runs, paused
+        )
+        return self.call(Opcode.SCHEDULE_CREATE, request)
+
+    def schedule_get(self, schedule):
+        """Reads a schedule: ``ScheduleInfo``."""
+        return self.call(Opcode.SCHEDULE_GET, ScheduleRef(messages.schedule_key(schedule)))
+
+    def schedule_list(self, queue=None, after=None, limit=LIST_LIMIT_DEFAULT):
+        """One page of the project's schedules in id order, optionally one queue's only:
+        ``ScheduleList``."""
+        return self.call(Opcode.SCHEDULE_LIST, ScheduleListRequest(queue, after, limit))
+
+    def schedule_update(self, schedule, **changes):
+        """Changes a schedule: keyword arguments are the ``ScheduleUpdate`` fields to set
+        (``name``, ``cron``, ``time_zone``, ``queue``, ``template``, ``overlap``,
+        ``missed_runs``); the others stay. Returns ``ScheduleInfo``."""
+        request = ScheduleUpdate(messages.schedule_key(schedule), **changes)
+        return self.call(Opcode.SCHEDULE_UPDATE, request)
+
+    def schedule_delete(self, schedule):
+        """Deletes a schedule; the jobs it enqueued stay."""
+        self.call(Opcode.SCHEDULE_DELETE, ScheduleRef(messages.schedule_key(schedule)))
+
+    def schedule_pause(self, schedule):
+        """Stops a schedule from firing: ``ScheduleInfo``."""
+        return self.call(Opcode.SCHEDULE_PAUSE, ScheduleRef(messages.schedule_key(schedule)))
+
+    def schedule_resume(self, schedule):
+        """Lets a paused schedule fire again from its next fire time after now:
+        ``ScheduleInfo``."""
+        return self.call(Opcode.SCHEDULE_RESUME, ScheduleRef(messages.schedule_key(schedule)))
 
 
     # --- Organizations (tenancy operations, PROTOCOL.md §8) -----------------------------

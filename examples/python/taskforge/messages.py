@@ -9,8 +9,8 @@ opcode carries.
 Python representations: ``JobId`` is :class:`uuid.UUID`; ``bytes`` fields are ``bytes``;
 ``Option`` is ``None`` or the value; metadata is a list of ``(key, value)`` string tuples;
 field-less enums are :class:`enum.IntEnum` members; enums with fields (``Credentials``,
-``Retry``, ``ErrorDetails``, ``WorkerCommand``, ``ParentRef``) are one dataclass per
-variant. Times are ``int`` milliseconds since the Unix epoch.
+``Retry``, ``ErrorDetails``, ``WorkerCommand``, ``ParentRef``, ``ScheduleKey``) are one
+dataclass per variant. Times are ``int`` milliseconds since the Unix epoch.
 """
 
 import dataclasses
@@ -88,6 +88,13 @@ class Opcode(enum.IntEnum):
     WORKER_TERMINATE = 0x0405
     WORKER_ASSIGN = 0x0406
     ASSIGNMENT_LIST = 0x0407
+    SCHEDULE_CREATE = 0x0500
+    SCHEDULE_GET = 0x0501
+    SCHEDULE_LIST = 0x0502
+    SCHEDULE_UPDATE = 0x0503
+    SCHEDULE_DELETE = 0x0504
+    SCHEDULE_PAUSE = 0x0505
+    SCHEDULE_RESUME = 0x0506
     ORG_CREATE = 0x0600
     ORG_GET = 0x0601
     ORG_LIST = 0x0602
@@ -227,6 +234,20 @@ class UniqueUntil(enum.IntEnum):
     FINISHED = 1
 
 
+class OverlapPolicy(enum.IntEnum):
+    """What a schedule's fire time does while its previous run's job is live (§6.16)."""
+
+    SKIP = 0
+    ALLOW = 1
+
+
+class MissedRunPolicy(enum.IntEnum):
+    """What start-up does about a schedule's fire times missed while the broker was down."""
+
+    RUN_ONCE = 0
+    SKIP = 1
+
+
 JOB_STATE = Enum(JobState)
 PARENT_FAILURE = Enum(ParentFailure)
 UNIQUE_UNTIL = Enum(UniqueUntil)
@@ -239,9 +260,12 @@ SCOPE = Enum(Scope)
 WORKER_STATE = Enum(WorkerState)
 EXECUTION_OUTCOME = Enum(ExecutionOutcome)
 LOG_LEVEL = Enum(LogLevel)
+OVERLAP_POLICY = Enum(OverlapPolicy)
+MISSED_RUN_POLICY = Enum(MissedRunPolicy)
 
 #: ``WorkerId`` is ``u64`` on the wire.
 WORKER_ID = U64
+SCHEDULE_ID = U64
 
 #: ``OrgId``, ``UserId`` and ``ProjectId`` are ``u64`` on the wire.
 ORG_ID = U64
@@ -460,6 +484,25 @@ PARENT_REF = Union(
     [
         Variant("job", ParentJob, newtype=True),
         Variant("batch", ParentInBatch, newtype=True),
+class ScheduleById:
+    """ScheduleKey variant 0: a schedule by its id."""
+
+    schedule_id: int = wire(SCHEDULE_ID)
+
+
+@dataclasses.dataclass
+class ScheduleByName:
+    """ScheduleKey variant 1: a schedule by its name in the project."""
+
+    name: str = wire(STRING)
+
+
+#: How a request names a schedule. The variant names are the index's JSON names.
+SCHEDULE_KEY = Union(
+    "ScheduleKey",
+    [
+        Variant("id", ScheduleById, newtype=True),
+        Variant("name", ScheduleByName, newtype=True),
     ],
 )
 
@@ -479,6 +522,13 @@ def parent_ref(parent):
     if isinstance(parent, UUID):
         return ParentJob(parent)
     raise TypeError("a parent is a job id or a batch index, not %r" % (parent,))
+def schedule_key(schedule):
+    """A ``ScheduleKey`` from an id (``int``), a name (``str``) or a key itself."""
+    if isinstance(schedule, (ScheduleById, ScheduleByName)):
+        return schedule
+    if isinstance(schedule, int):
+        return ScheduleById(schedule)
+    return ScheduleByName(schedule)
 
 
 # --- Shared structs (PROTOCOL.md §4.3) ---------------------------------------------------
@@ -1502,6 +1552,85 @@ class ApiKeyRotate:
     grace_ms: Optional[int] = wire(Option(U64), default=None)
 
 
+# --- Cron schedules (PROTOCOL.md §4.7, §6.12, 0x05xx) --------------------------------------
+
+
+@dataclasses.dataclass
+class ScheduleInfo:
+    """A cron schedule as the broker reports it."""
+
+    schedule_id: int = wire(SCHEDULE_ID)
+    name: str = wire(STRING)
+    cron: str = wire(STRING)
+    time_zone: str = wire(STRING)
+    queue: str = wire(STRING)
+    template: NewJob = wire(Struct(NewJob))
+    overlap: OverlapPolicy = wire(OVERLAP_POLICY)
+    missed_runs: MissedRunPolicy = wire(MISSED_RUN_POLICY)
+    paused: bool = wire(BOOL)
+    created_at_ms: int = wire(U64)
+    updated_at_ms: int = wire(U64)
+    next_fire_at_ms: Optional[int] = wire(Option(U64))
+    last_fired_at_ms: Optional[int] = wire(Option(U64))
+    last_job_id: Optional[UUID] = wire(Option(JOB_ID))
+    fired_count: int = wire(U64)
+    skipped_count: int = wire(U64)
+    last_skipped_at_ms: Optional[int] = wire(Option(U64))
+    last_skip_reason: Optional[str] = wire(Option(STRING))
+
+
+@dataclasses.dataclass
+class ScheduleCreate:
+    """SCHEDULE_CREATE request; ``template.queue`` must equal ``queue``."""
+
+    name: str = wire(STRING)
+    cron: str = wire(STRING)
+    time_zone: str = wire(STRING)
+    queue: str = wire(STRING)
+    template: NewJob = wire(Struct(NewJob))
+    overlap: OverlapPolicy = wire(OVERLAP_POLICY, default=OverlapPolicy.ALLOW)
+    missed_runs: MissedRunPolicy = wire(MISSED_RUN_POLICY, default=MissedRunPolicy.RUN_ONCE)
+    paused: bool = wire(BOOL, default=False)
+
+
+@dataclasses.dataclass
+class ScheduleRef:
+    """A request naming one schedule (SCHEDULE_GET, DELETE, PAUSE, RESUME)."""
+
+    schedule: object = wire(SCHEDULE_KEY)
+
+
+@dataclasses.dataclass
+class ScheduleListRequest:
+    """SCHEDULE_LIST request: optionally one queue's schedules; paged by schedule id."""
+
+    queue: Optional[str] = wire(Option(STRING))
+    after: Optional[int] = wire(Option(SCHEDULE_ID))
+    limit: int = wire(U32)
+
+
+@dataclasses.dataclass
+class ScheduleList:
+    """SCHEDULE_LIST response; ``next_after`` is ``None`` on the last page."""
+
+    schedules: List[ScheduleInfo] = wire(Seq(Struct(ScheduleInfo)))
+    next_after: Optional[int] = wire(Option(SCHEDULE_ID))
+
+
+@dataclasses.dataclass
+class ScheduleUpdate:
+    """SCHEDULE_UPDATE request: ``None`` fields stay as they are."""
+
+    schedule: object = wire(SCHEDULE_KEY)
+    name: Optional[str] = wire(Option(STRING), default=None)
+    cron: Optional[str] = wire(Option(STRING), default=None)
+    time_zone: Optional[str] = wire(Option(STRING), default=None)
+    queue: Optional[str] = wire(Option(STRING), default=None)
+    template: Optional[NewJob] = wire(Option(Struct(NewJob)), default=None)
+    overlap: Optional[OverlapPolicy] = wire(Option(OVERLAP_POLICY), default=None)
+    missed_runs: Optional[MissedRunPolicy] = wire(Option(MISSED_RUN_POLICY), default=None)
+
+
 #: Opcode → (request body type, response body type), as in PROTOCOL.md §9.
 OPERATIONS = {
     Opcode.HELLO: (HelloRequest, HelloResponse),
@@ -1542,6 +1671,13 @@ OPERATIONS = {
     Opcode.WORKER_TERMINATE: (WorkerTerminate, WorkerInfo),
     Opcode.WORKER_ASSIGN: (WorkerAssign, WorkerInfo),
     Opcode.ASSIGNMENT_LIST: (AssignmentListRequest, AssignmentList),
+    Opcode.SCHEDULE_CREATE: (ScheduleCreate, ScheduleInfo),
+    Opcode.SCHEDULE_GET: (ScheduleRef, ScheduleInfo),
+    Opcode.SCHEDULE_LIST: (ScheduleListRequest, ScheduleList),
+    Opcode.SCHEDULE_UPDATE: (ScheduleUpdate, ScheduleInfo),
+    Opcode.SCHEDULE_DELETE: (ScheduleRef, Empty),
+    Opcode.SCHEDULE_PAUSE: (ScheduleRef, ScheduleInfo),
+    Opcode.SCHEDULE_RESUME: (ScheduleRef, ScheduleInfo),
     Opcode.ORG_CREATE: (OrgCreate, Organization),
     Opcode.ORG_GET: (OrgRef, Organization),
     Opcode.ORG_LIST: (IdPage, OrgList),

@@ -41,6 +41,8 @@ LOWER_CASE_ENUMS = (
     messages.LogLevel,
     messages.ParentFailure,
     messages.UniqueUntil,
+    messages.OverlapPolicy,
+    messages.MissedRunPolicy,
 )
 
 
@@ -269,6 +271,58 @@ class WorkerVectorsTest(unittest.TestCase):
         lost = vector("0x0402_WORKER_LIST.response.lost.hex").workers[0]
         self.assertEqual(lost.state, messages.WorkerState.LOST)
         self.assertFalse(lost.state.is_live)
+
+
+#: The cron schedule operations.
+SCHEDULE_OPCODES = (
+    messages.Opcode.SCHEDULE_CREATE,
+    messages.Opcode.SCHEDULE_GET,
+    messages.Opcode.SCHEDULE_LIST,
+    messages.Opcode.SCHEDULE_UPDATE,
+    messages.Opcode.SCHEDULE_DELETE,
+    messages.Opcode.SCHEDULE_PAUSE,
+    messages.Opcode.SCHEDULE_RESUME,
+)
+
+
+class ScheduleVectorsTest(unittest.TestCase):
+    """The schedule vectors decode to the Python values a client works with."""
+
+    def test_every_schedule_vector_round_trips(self):
+        entries = [e for e in load_index() if e["opcode"] in SCHEDULE_OPCODES]
+        kinds = {(e["opcode"], e["kind"]) for e in entries}
+        for opcode in SCHEDULE_OPCODES:
+            for kind in (codec.FrameKind.REQUEST, codec.FrameKind.RESPONSE):
+                self.assertIn((opcode, kind), kinds, "%s %s" % (opcode.name, kind.name))
+        for entry in entries:
+            with self.subTest(vector=entry["file"]):
+                body = bytes.fromhex(entry["body_hex"])
+                value = messages.decode_body(body_type(entry), body)
+                self.assertEqual(messages.encode_body(value), body)
+
+    def test_schedule_keys_and_policies(self):
+        self.assertEqual(
+            vector("0x0501_SCHEDULE_GET.request.hex").schedule, messages.ScheduleById(3)
+        )
+        self.assertEqual(
+            vector("0x0501_SCHEDULE_GET.request.name.hex").schedule,
+            messages.ScheduleByName("digest"),
+        )
+        self.assertEqual(messages.schedule_key(3), messages.ScheduleById(3))
+        self.assertEqual(messages.schedule_key("digest"), messages.ScheduleByName("digest"))
+        created = vector("0x0500_SCHEDULE_CREATE.response.hex")
+        self.assertEqual(
+            (created.cron, created.time_zone, created.template.queue),
+            ("0 30 2 * * *", "Europe/Berlin", "reports.daily"),
+        )
+        self.assertEqual(created.overlap, messages.OverlapPolicy.SKIP)
+        self.assertEqual(created.missed_runs, messages.MissedRunPolicy.RUN_ONCE)
+        paused = vector("0x0501_SCHEDULE_GET.response.paused.hex")
+        self.assertTrue(paused.paused)
+        self.assertIsNone(paused.next_fire_at_ms)
+        self.assertIn("pending_jobs", paused.last_skip_reason)
+        self.assertEqual(paused.overlap, messages.OverlapPolicy.ALLOW)
+        self.assertEqual(paused.missed_runs, messages.MissedRunPolicy.SKIP)
 
 
 if __name__ == "__main__":

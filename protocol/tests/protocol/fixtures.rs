@@ -15,6 +15,7 @@ use taskforge_protocol::limits::*;
 use taskforge_protocol::*;
 
 use crate::dependency_fixtures::{dependency_error_vectors, dependency_vectors};
+use crate::schedule_fixtures::{schedule_error_vectors, schedule_vectors};
 use crate::tenancy_fixtures::{
     api_key_secret, tenancy_error_vectors, tenancy_vectors, KEY_ID_PRODUCER, ORG_ACME, ORG_GLOBEX,
     PROJECT_BILLING, PROJECT_DEFAULT, PROJECT_INDEXER,
@@ -117,6 +118,7 @@ pub fn all_vectors() -> Vec<Vector> {
     vectors.extend(tenancy_error_vectors());
     vectors.extend(worker_error_vectors());
     vectors.extend(dependency_error_vectors());
+    vectors.extend(schedule_error_vectors());
     vectors
 }
 
@@ -1157,6 +1159,13 @@ fn opcode_vectors(opcode: Opcode) -> Vec<Vector> {
         | Opcode::WorkerTerminate
         | Opcode::WorkerAssign
         | Opcode::AssignmentList => worker_vectors(opcode),
+        Opcode::ScheduleCreate
+        | Opcode::ScheduleGet
+        | Opcode::ScheduleList
+        | Opcode::ScheduleUpdate
+        | Opcode::ScheduleDelete
+        | Opcode::SchedulePause
+        | Opcode::ScheduleResume => schedule_vectors(opcode),
         Opcode::DeadDiscard => vec![
             request(
                 0x303,

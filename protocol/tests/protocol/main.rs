@@ -13,6 +13,7 @@
 //! - `worker_rules`: the worker and execution vectors follow the rules PROTOCOL.md states.
 //! - `dependency_rules`: every job, queue and enqueue reply in the vectors follows the rules
 //!   PROTOCOL.md states for dependencies, unique keys, expiry and flow limits.
+//! - `schedule_fixtures`: the values behind the schedule vectors (0x05xx).
 
 mod dependency_fixtures;
 mod dependency_rules;
@@ -21,6 +22,7 @@ mod fixtures;
 mod hostile;
 mod job_id_text;
 mod properties;
+mod schedule_fixtures;
 mod size_classes;
 mod spec_document;
 mod tenancy_fixtures;

@@ -10,6 +10,9 @@ use taskforge_protocol::limits::FRAME_BYTES_CEILING;
 use taskforge_protocol::*;
 use tokio_util::codec::{Decoder, Encoder};
 
+#[path = "schedule_properties.rs"]
+mod schedules;
+
 /// Integers biased toward the varint boundaries: one-byte, `fb` + u16, `fc` + u32, and for
 /// u64 `fd` + u64, plus the boundary values themselves.
 fn arb_u32() -> impl Strategy<Value = u32> {
@@ -1444,6 +1447,13 @@ fn arb_request_for(opcode: Opcode) -> BoxedStrategy<Request> {
         | Opcode::WorkerTerminate
         | Opcode::WorkerAssign
         | Opcode::AssignmentList => arb_worker_request_for(opcode),
+        Opcode::ScheduleCreate
+        | Opcode::ScheduleGet
+        | Opcode::ScheduleList
+        | Opcode::ScheduleUpdate
+        | Opcode::ScheduleDelete
+        | Opcode::SchedulePause
+        | Opcode::ScheduleResume => schedules::arb_schedule_request_for(opcode),
     }
 }
 
@@ -1621,6 +1631,13 @@ fn arb_response_for(opcode: Opcode) -> BoxedStrategy<Response> {
         | Opcode::WorkerTerminate
         | Opcode::WorkerAssign
         | Opcode::AssignmentList => arb_worker_response_for(opcode),
+        Opcode::ScheduleCreate
+        | Opcode::ScheduleGet
+        | Opcode::ScheduleList
+        | Opcode::ScheduleUpdate
+        | Opcode::ScheduleDelete
+        | Opcode::SchedulePause
+        | Opcode::ScheduleResume => schedules::arb_schedule_response_for(opcode),
     }
 }
 

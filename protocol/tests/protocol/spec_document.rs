@@ -197,6 +197,28 @@ fn limit_values() -> Vec<(&'static str, u64)> {
         ("CHILDREN_SHOWN_MAX", CHILDREN_SHOWN_MAX as u64),
         ("UNIQUE_KEY_BYTES_MAX", UNIQUE_KEY_BYTES_MAX as u64),
         ("RETENTION_MS_MAX", RETENTION_MS_MAX),
+        (
+            "SCHEDULES_PER_PROJECT_MAX",
+            SCHEDULES_PER_PROJECT_MAX as u64,
+        ),
+        ("SCHEDULE_NAME_BYTES_MAX", SCHEDULE_NAME_BYTES_MAX as u64),
+        (
+            "CRON_EXPRESSION_BYTES_MAX",
+            CRON_EXPRESSION_BYTES_MAX as u64,
+        ),
+        ("TIME_ZONE_BYTES_MAX", TIME_ZONE_BYTES_MAX as u64),
+        (
+            "SCHEDULE_PAYLOAD_BYTES_MAX",
+            u64::from(SCHEDULE_PAYLOAD_BYTES_MAX),
+        ),
+        (
+            "SCHEDULE_METADATA_ENTRIES_MAX",
+            SCHEDULE_METADATA_ENTRIES_MAX as u64,
+        ),
+        (
+            "SCHEDULE_METADATA_BYTES_MAX",
+            SCHEDULE_METADATA_BYTES_MAX as u64,
+        ),
     ]
 }
 

@@ -17,6 +17,7 @@ mod jobs;
 pub mod metrics;
 mod queues;
 mod quotas;
+mod schedules;
 pub mod tenants;
 mod unique;
 mod workers;
@@ -300,6 +301,8 @@ pub struct Core {
     worker_timers: BinaryHeap<Reverse<(u64, taskforge_protocol::WorkerId)>>,
     /// Next worker id.
     worker_id_next: taskforge_protocol::WorkerId,
+    /// Cron schedules and their fire-time timers.
+    schedules: schedules::Schedules,
     /// Lines logged by each running execution that logged any.
     log_lines: HashMap<JobId, u32>,
     /// Jobs whose log or execution changed since the last [`Core::take_log_events`].
@@ -353,6 +356,7 @@ impl Core {
             workers: BTreeMap::new(),
             worker_timers: BinaryHeap::new(),
             worker_id_next: 1,
+            schedules: schedules::Schedules::default(),
             log_lines: HashMap::new(),
             log_events: Vec::new(),
             settings,
@@ -465,6 +469,7 @@ impl Core {
             self.timers.peek().map(|Reverse((at_ms, _, _))| *at_ms),
             self.worker_timers.peek().map(|Reverse((at_ms, _))| *at_ms),
             self.queue_timers.peek().map(|Reverse((at_ms, _))| *at_ms),
+            self.schedules.next_timer_at(),
         ]
         .into_iter()
         .flatten()
@@ -491,7 +496,8 @@ impl Core {
         self.jobs.len()
     }
 
-    /// Fires every timer due at `now_ms`: promotes scheduled jobs and expires leases.
+    /// Fires every timer due at `now_ms`: promotes scheduled jobs, expires leases, loses
+    /// silent workers and fires cron schedules.
     pub fn advance(&mut self, now_ms: u64) {
         while let Some(Reverse((at_ms, kind, job_id))) = self.timers.peek().copied() {
             if at_ms > now_ms {
@@ -544,6 +550,7 @@ impl Core {
             self.queue_timers.pop();
             self.dirty_queues.push(queue_id);
         }
+        self.advance_schedules(now_ms);
         self.dispatch_waiters(now_ms);
     }
 

@@ -207,6 +207,8 @@ impl Core {
     /// Deletes a queue that holds no job in any state.
     pub fn queue_delete(&mut self, project_id: ProjectId, name: &str) -> Result<(), CoreError> {
         let queue_id = self.queue_id(project_id, name)?;
+        // Schedules hook: a queue a schedule enqueues into cannot go.
+        self.check_no_schedule_targets(project_id, name)?;
         let Some(queue) = self.queues.get(&queue_id) else {
             return Err(CoreError::NotFound(format!("queue {name:?} not found")));
         };
