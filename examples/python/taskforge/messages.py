@@ -484,6 +484,11 @@ PARENT_REF = Union(
     [
         Variant("job", ParentJob, newtype=True),
         Variant("batch", ParentInBatch, newtype=True),
+    ],
+)
+
+
+@dataclasses.dataclass
 class ScheduleById:
     """ScheduleKey variant 0: a schedule by its id."""
 
