@@ -150,6 +150,8 @@ pub struct BrokerMirror {
     pub commit_failures: IntCounter,
     /// Leases that ran out before their job was acknowledged.
     pub lease_expiries: IntCounter,
+    /// Jobs that expired before they started.
+    pub jobs_expired: IntCounter,
     /// Bytes the store occupies on disk.
     pub storage_size_bytes: IntGauge,
     /// 1 while storage is open, recovered and serving; 0 while starting, failing or
@@ -342,6 +344,10 @@ impl Metrics {
                 "Replies released by group-commit rounds",
             ),
             commit_failures: counter("commit_failures_total", "Group-commit rounds that failed"),
+            jobs_expired: counter(
+                "jobs_expired_total",
+                "Jobs that reached their expiry before they started",
+            ),
             lease_expiries: counter(
                 "lease_expiries_total",
                 "Leases that ran out before their job was acknowledged",

@@ -109,6 +109,7 @@ fn refresh(metrics: &Metrics, broker: &Broker) {
     mirror_counter(&mirror.commit_replies, stats.commit_replies);
     mirror_counter(&mirror.commit_failures, stats.commit_failures);
     mirror_counter(&mirror.lease_expiries, stats.lease_expiries);
+    mirror_counter(&mirror.jobs_expired, stats.jobs_expired);
     mirror_counter(&mirror.workers_lost, stats.workers_lost);
     match broker.storage_size_on_disk_bytes() {
         Ok(bytes) => mirror

@@ -133,6 +133,8 @@ pub struct BrokerStats {
     pub waiting_fetches: u64,
     /// Leases that ran out since the broker started.
     pub lease_expiries: u64,
+    /// Jobs that expired before they started since the broker started.
+    pub jobs_expired: u64,
     /// Workers found lost since the broker started.
     pub workers_lost: u64,
 }
@@ -479,6 +481,7 @@ impl Broker {
             live_jobs: state.core.live_jobs() as u64,
             waiting_fetches: state.core.waiter_count() as u64,
             lease_expiries: state.core.lease_expiries(),
+            jobs_expired: state.core.jobs_expired(),
             workers_lost: state.core.workers_lost(),
         }
     }

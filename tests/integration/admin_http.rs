@@ -406,7 +406,7 @@ async fn a_taken_admin_port_fails_the_start_with_its_address() {
 }
 
 #[tokio::test]
-async fn worker_gauges_and_the_lost_counter_follow_workers() {
+async fn worker_gauges_and_the_lost_and_expired_counters_move() {
     let server = TestServer::start_with_manual_clock_configured(|config| {
         config.broker.heartbeat_timeout_ms = 1_000;
     })
@@ -441,13 +441,27 @@ async fn worker_gauges_and_the_lost_counter_follow_workers() {
     );
     assert_eq!(value(&registered, "taskforge_workers_lost_total", &[]), 0.0);
 
+    client
+        .enqueue(taskforge_protocol::NewJob {
+            ttl_ms: Some(500),
+            delay_ms: Some(60_000),
+            ..job("metered", b"late")
+        })
+        .await
+        .expect("enqueue");
+
     server.advance(1_000);
-    eventually("the silent worker counted as lost", || async {
-        let lost = scrape(admin).await;
-        let counted = value(&lost, "taskforge_workers", &[("state", "lost")]) == 1.0
-            && value(&lost, "taskforge_workers", &[("state", "active")]) == 0.0
-            && value(&lost, "taskforge_workers_lost_total", &[]) == 1.0;
-        counted.then_some(())
-    })
+    eventually(
+        "the silent worker lost and the late job expired",
+        || async {
+            let after = scrape(admin).await;
+            let counted = value(&after, "taskforge_workers", &[("state", "lost")]) == 1.0
+                && value(&after, "taskforge_workers", &[("state", "active")]) == 0.0
+                && value(&after, "taskforge_workers_lost_total", &[]) == 1.0
+                && value(&after, "taskforge_jobs_expired_total", &[]) == 1.0
+                && queue_jobs(&after, "metered", "expired") == 1.0;
+            counted.then_some(())
+        },
+    )
     .await;
 }

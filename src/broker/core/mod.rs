@@ -324,6 +324,8 @@ pub struct Core {
     /// Leases that ran out since this core was built (kept across rebuilds by the caller's
     /// counters only; a metric, not state).
     lease_expiries: u64,
+    /// Jobs that expired before they started since this core was built (a metric).
+    jobs_expired: u64,
     /// Workers found lost since this core was built (a metric, like `lease_expiries`).
     workers_lost: u64,
     /// Jitter and id randomness.
@@ -367,6 +369,7 @@ impl Core {
             unique_pruned_len: 0,
             queue_timers: BinaryHeap::new(),
             lease_expiries: 0,
+            jobs_expired: 0,
             workers_lost: 0,
             rng: fastrand::Rng::with_seed(seed),
         }
@@ -486,6 +489,11 @@ impl Core {
         self.lease_expiries
     }
 
+    /// Jobs that expired before they started since this core was built.
+    pub fn jobs_expired(&self) -> u64 {
+        self.jobs_expired
+    }
+
     /// Workers found lost since this core was built.
     pub fn workers_lost(&self) -> u64 {
         self.workers_lost
@@ -513,6 +521,7 @@ impl Core {
                         && record.executions == 0
                         && record.expires_at_ms == Some(at_ms);
                     if due {
+                        self.jobs_expired += 1;
                         self.unready(job_id);
                         self.finish(
                             job_id,
