@@ -1,6 +1,6 @@
 //! Request and response bodies, and the opcode table that binds each operation to them.
 //!
-//! One table, [`operations!`] below, declares every operation: its stable number, its name,
+//! One table, `operations!` below, declares every operation: its stable number, its name,
 //! its request body and its response body. Everything else (the [`Opcode`] enum, the
 //! [`Request`] and [`Response`] enums, their encoders and decoders) is generated from it,
 //! so an operation cannot be half-added.

@@ -156,7 +156,7 @@ pub struct BenchArgs {
     /// CPUs for the spawned server, as for `taskset -c` (e.g. 0)
     #[arg(long, value_name = "LIST")]
     pub server_cpus: Option<String>,
-    /// fsync policy of an embedded or spawned server: always, never or interval:<ms>
+    /// fsync policy of an embedded or spawned server: always, never or `interval:<ms>`
     #[arg(long, default_value = "always")]
     pub fsync: String,
     /// Data directory of an embedded or spawned server (default: a temporary directory,

@@ -73,7 +73,7 @@ pub struct Shared {
     /// When replies count as durable.
     pub fsync: FsyncPolicy,
     /// Seed of the first core; each rebuilt core gets a new seed (see
-    /// [`Shared::next_seed`]) because a core restarted with the same seed at the same
+    /// `Shared::next_seed`) because a core restarted with the same seed at the same
     /// millisecond would generate the same job ids again.
     pub seed: u64,
     /// Rebuilds so far, mixed into the next core's seed.
