@@ -20,6 +20,11 @@ use taskforge_protocol::{
 };
 use tokio_util::codec::Framed;
 
+/// mimalloc instead of glibc malloc: the broker allocates per request and per job, and
+/// glibc's heap slowed down as the backlog grew (benches/README.md, table 8).
+#[global_allocator]
+static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Default address `taskforge ping` checks: the default listen address.
 const PING_ADDR_DEFAULT: &str = "127.0.0.1:7700";
 
