@@ -11,21 +11,14 @@ use taskforge_protocol::{
 };
 use tokio::sync::Notify;
 
+use super::budget::{encoded_bytes, keep_within};
 use super::core::{open_execution, CoreError};
-use super::workers::{encoded_bytes, keep_within};
+use super::service::storage_error;
 use super::{validate, Broker};
 use crate::storage::keys;
 use crate::storage::records::{self, JobRecord, StateTag};
 
 type Reply<T> = Result<T, ErrorBody>;
-
-fn storage_error(error: crate::storage::StorageError) -> ErrorBody {
-    tracing::error!(%error, "storage read failed");
-    ErrorBody::new(
-        taskforge_protocol::ErrorCode::Unavailable,
-        format!("storage unavailable ({error}); retry later"),
-    )
-}
 
 /// Removes a follower registration when the last follower of a job leaves.
 struct FollowGuard<'a> {

@@ -3,6 +3,7 @@
 //! point.
 
 pub mod backoff;
+mod budget;
 pub mod commit;
 pub mod core;
 pub mod cron;

@@ -3,8 +3,8 @@
 
 use taskforge_protocol::{ErrorBody, ErrorCode, ProjectId, Request, Response, ScheduleList};
 
+use super::budget::{encoded_bytes, keep_within};
 use super::cron::CronSpec;
-use super::workers::{encoded_bytes, keep_within};
 use super::{validate, Broker};
 
 type Reply<T> = Result<T, ErrorBody>;

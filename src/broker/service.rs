@@ -13,6 +13,7 @@ use taskforge_protocol::{
     Response,
 };
 
+use super::budget::RESPONSE_OVERHEAD_BYTES;
 use super::commit::State;
 use super::core::{
     Core, CoreError, Delivery, Failure, FetchPlan, StoredParents, PARENT_MOVED_ERROR,
@@ -24,9 +25,6 @@ use crate::storage::{keys, StorageError};
 /// Times an enqueue naming finished parents reads them from storage before giving up
 /// (each retry follows a parent that finished while the request was being checked).
 const ENQUEUE_PARENT_READS_MAX: usize = 3;
-
-/// Bound on a response's bytes besides its items (lengths, options, cursor).
-const RESPONSE_OVERHEAD_BYTES: usize = 64;
 
 /// Bound on one leased job's encoding besides payload, queue name and metadata.
 const LEASED_JOB_OVERHEAD_BYTES: usize = 96;
@@ -47,7 +45,7 @@ fn unavailable(reason: impl std::fmt::Display) -> ErrorBody {
     )
 }
 
-fn storage_error(error: StorageError) -> ErrorBody {
+pub(super) fn storage_error(error: StorageError) -> ErrorBody {
     tracing::error!(%error, "storage read failed");
     unavailable(error)
 }
