@@ -1,12 +1,17 @@
-//! Deterministic model test: random operation sequences (enqueue, fetch, ack, fail,
-//! extend, cancel, clock jumps, restarts from storage) run against the core and against a
+//! Deterministic model test: random operation sequences (enqueue, fetch as an anonymous
+//! consumer or as a registered worker, ack, fail, extend, cancel, heartbeats, clock jumps
+//! that expire leases and lose the worker, restarts from storage) run against the core and
+//! against a
 //! small reference model; every step checks the core's invariants and that both agree on
 //! every job's state. A failure prints its seed; `TASKFORGE_MODEL_SEED` replays it and
 //! `TASKFORGE_MODEL_SEEDS` runs more seeds.
 
 use std::collections::BTreeMap;
 
-use taskforge_protocol::{JobId, LeaseId, NewJob, QueueSettings, Retry};
+use taskforge_protocol::{
+    Heartbeat, JobId, LeaseId, NewJob, QueueAssignment, QueueSettings, Retry, WorkerId,
+    WorkerRegister,
+};
 
 use super::{Core, CoreError, Failure, FetchPlan, Settings};
 use crate::broker::recovery;
@@ -17,6 +22,22 @@ const PROJECT: u64 = 1;
 const STEPS_PER_SEED: usize = 400;
 const MAX_ATTEMPTS: u32 = 3;
 const LEASE_MS: u32 = 1_000;
+/// The worker is lost after this long without a heartbeat (about two clock jumps).
+const HEARTBEAT_TIMEOUT_MS: u64 = 1_500;
+
+fn settings() -> Settings {
+    Settings {
+        heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
+        ..Settings::default()
+    }
+}
+
+/// What the model knows of the one registered worker.
+struct WorkerModel {
+    worker_id: WorkerId,
+    last_heartbeat_ms: u64,
+    lost: bool,
+}
 
 /// What the model expects of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,17 +49,49 @@ enum Expected {
         lease_id: LeaseId,
         deadline_ms: u64,
         cancel_requested: bool,
+        by_worker: bool,
     },
     Finished(StateTag),
 }
 
 struct Model {
     jobs: BTreeMap<JobId, (Expected, u32)>,
+    worker: WorkerModel,
     /// Every lease ever issued, with its job, to try stale operations.
     leases: Vec<(JobId, LeaseId)>,
 }
 
+/// Where a lease ends without word from its holder: cancelled, dead or back to pending.
+fn released(cancel_requested: bool, attempts: u32, now_ms: u64) -> Expected {
+    if cancel_requested {
+        Expected::Finished(StateTag::Cancelled)
+    } else if attempts >= MAX_ATTEMPTS {
+        Expected::Finished(StateTag::Dead)
+    } else {
+        Expected::Pending { run_at_ms: now_ms }
+    }
+}
+
 impl Model {
+    /// Time passes to `now_ms`: leases run out first, then a silent worker is lost and the
+    /// leases it still holds are released (the core's order).
+    fn advance(&mut self, now_ms: u64) {
+        self.expire(now_ms);
+        if !self.worker.lost && now_ms >= self.worker.last_heartbeat_ms + HEARTBEAT_TIMEOUT_MS {
+            self.worker.lost = true;
+            for (expected, attempts) in self.jobs.values_mut() {
+                if let Expected::Leased {
+                    cancel_requested,
+                    by_worker: true,
+                    ..
+                } = *expected
+                {
+                    *expected = released(cancel_requested, *attempts, now_ms);
+                }
+            }
+        }
+    }
+
     fn expire(&mut self, now_ms: u64) {
         for (expected, attempts) in self.jobs.values_mut() {
             if let Expected::Leased {
@@ -48,13 +101,7 @@ impl Model {
             } = *expected
             {
                 if deadline_ms <= now_ms {
-                    *expected = if cancel_requested {
-                        Expected::Finished(StateTag::Cancelled)
-                    } else if *attempts >= MAX_ATTEMPTS {
-                        Expected::Finished(StateTag::Dead)
-                    } else {
-                        Expected::Pending { run_at_ms: now_ms }
-                    };
+                    *expected = released(cancel_requested, *attempts, now_ms);
                 }
             }
         }
@@ -80,18 +127,42 @@ fn run_seed(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let storage = MemoryStorage::new();
     let mut now_ms: u64 = 1_800_000_000_000;
-    let mut core = Core::new(seed, Settings::default());
-    let settings = QueueSettings {
+    let mut core = Core::new(seed, settings());
+    let queue_settings = QueueSettings {
         max_attempts: Some(MAX_ATTEMPTS),
         lease_ms: Some(LEASE_MS),
         ..QueueSettings::default()
     };
-    core.queue_create(PROJECT, "q", &settings, now_ms)
+    core.queue_create(PROJECT, "q", &queue_settings, now_ms)
         .expect("queue");
     let queue_id = core.queue_id(PROJECT, "q").expect("queue id");
     let mut restarts = 0u64;
+    let registered = core
+        .register_worker(
+            PROJECT,
+            WorkerRegister {
+                name: "model".into(),
+                hostname: "host".into(),
+                pid: 1,
+                version: "1".into(),
+                labels: Vec::new(),
+                concurrency: 4,
+                queues: vec![QueueAssignment {
+                    queue: "q".into(),
+                    weight: 1,
+                    active: true,
+                }],
+            },
+            now_ms,
+        )
+        .expect("register");
     let mut model = Model {
         jobs: BTreeMap::new(),
+        worker: WorkerModel {
+            worker_id: registered.worker_id,
+            last_heartbeat_ms: now_ms,
+            lost: false,
+        },
         leases: Vec::new(),
     };
     for step in 0..STEPS_PER_SEED {
@@ -100,7 +171,7 @@ fn run_seed(seed: u64) {
             (!ids.is_empty()).then(|| ids[rng.usize(..ids.len())])
         };
         let context = format!("seed {seed} step {step}");
-        match rng.u8(..10) {
+        match rng.u8(..11) {
             0 | 1 => {
                 let count = rng.usize(1..4);
                 let jobs: Vec<NewJob> = (0..count)
@@ -136,13 +207,20 @@ fn run_seed(seed: u64) {
                     .values()
                     .filter(|(expected, _)| matches!(expected, Expected::Pending { run_at_ms } if *run_at_ms <= now_ms))
                     .count();
-                let delivered = core
-                    .fetch(
-                        PROJECT,
-                        &FetchPlan::queues(vec![queue_id], max_jobs, None),
-                        now_ms,
-                    )
-                    .expect(&context);
+                let by_worker = rng.bool();
+                let mut plan = FetchPlan::queues(vec![queue_id], max_jobs, None);
+                if by_worker {
+                    plan.worker_id = Some(model.worker.worker_id);
+                }
+                let outcome = core.fetch(PROJECT, &plan, now_ms);
+                if by_worker && model.worker.lost {
+                    assert!(
+                        matches!(outcome, Err(CoreError::Conflict(_))),
+                        "{context}: a lost worker fetched: {outcome:?}"
+                    );
+                    continue;
+                }
+                let delivered = outcome.expect(&context);
                 assert_eq!(delivered.len(), due.min(max_jobs), "{context}: fetch size");
                 for delivery in delivered {
                     let entry = model.jobs.get_mut(&delivery.job_id).expect("known job");
@@ -157,6 +235,7 @@ fn run_seed(seed: u64) {
                         lease_id: delivery.lease_id,
                         deadline_ms: delivery.lease_deadline_ms,
                         cancel_requested: false,
+                        by_worker,
                     };
                     assert!(
                         model
@@ -241,6 +320,7 @@ fn run_seed(seed: u64) {
                         Expected::Leased {
                             lease_id,
                             deadline_ms,
+                            by_worker,
                             ..
                         },
                         Ok(response),
@@ -250,6 +330,7 @@ fn run_seed(seed: u64) {
                             lease_id,
                             deadline_ms,
                             cancel_requested: true,
+                            by_worker,
                         };
                     }
                     (Expected::Finished(_), Err(CoreError::NotLive)) => {}
@@ -274,7 +355,19 @@ fn run_seed(seed: u64) {
             8 => {
                 now_ms += rng.u64(0..1_500);
                 core.advance(now_ms);
-                model.expire(now_ms);
+                model.advance(now_ms);
+            }
+            9 => {
+                let heartbeat = Heartbeat {
+                    worker_id: model.worker.worker_id,
+                    in_flight: 0,
+                    assignments_version: 1,
+                    leaving: false,
+                };
+                core.heartbeat(PROJECT, &heartbeat, now_ms).expect(&context);
+                // A lost worker comes back; its released leases stay released.
+                model.worker.last_heartbeat_ms = now_ms;
+                model.worker.lost = false;
             }
             _ => {
                 // Restart: everything written so far is durable; rebuild from storage.
@@ -283,11 +376,15 @@ fn run_seed(seed: u64) {
                 restarts += 1;
                 let incarnation_seed = seed.wrapping_add(restarts);
                 let (rebuilt, _) =
-                    recovery::rebuild(&storage, incarnation_seed, Settings::default(), now_ms)
+                    recovery::rebuild(&storage, incarnation_seed, settings(), now_ms)
                         .expect(&context);
                 core = rebuilt;
+                // A live worker's heartbeat timeout starts again at the restart.
+                if !model.worker.lost {
+                    model.worker.last_heartbeat_ms = now_ms;
+                }
                 core.advance(now_ms);
-                model.expire(now_ms);
+                model.advance(now_ms);
             }
         }
         let _ = core.take_handoffs();
@@ -309,10 +406,14 @@ fn run_seed(seed: u64) {
                     lease_id,
                     deadline_ms,
                     cancel_requested,
+                    by_worker,
                 } => {
+                    let holder = by_worker.then_some(model.worker.worker_id);
                     record.state == StateTag::Leased
                         && record.lease.is_some_and(|lease| {
-                            lease.lease_id == lease_id && lease.deadline_ms == deadline_ms
+                            lease.lease_id == lease_id
+                                && lease.deadline_ms == deadline_ms
+                                && lease.worker_id == holder
                         })
                         && record.cancel_requested == cancel_requested
                 }
