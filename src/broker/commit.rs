@@ -265,8 +265,8 @@ impl Shared {
     }
 
     /// After a failed round, memory may claim changes storage does not hold. Fail every
-    /// reply computed on top of them, drop long-polls, and rebuild memory from storage,
-    /// retrying while storage keeps failing. Requests get UNAVAILABLE meanwhile.
+    /// reply computed on top of them, drop long-polls, reopen the store and rebuild memory
+    /// from it, retrying while storage keeps failing. Requests get UNAVAILABLE meanwhile.
     fn recover_from_failure(&self, first_error: StorageError) {
         let mut state = self.lock();
         let _ = state.core.take_writes();
@@ -277,12 +277,16 @@ impl Shared {
         state.unavailable = Some(first_error.to_string());
         loop {
             let now_ms = self.clock.now_ms();
-            match recovery::rebuild(
-                self.storage.as_ref(),
-                self.next_seed(),
-                self.core_settings,
-                now_ms,
-            ) {
+            // A store whose sync failed refuses writes until it is reopened.
+            let rebuilt = self.storage.reopen().and_then(|()| {
+                recovery::rebuild(
+                    self.storage.as_ref(),
+                    self.next_seed(),
+                    self.core_settings,
+                    now_ms,
+                )
+            });
+            match rebuilt {
                 Ok((core, report)) => {
                     state.core = core;
                     state.unavailable = None;

@@ -55,7 +55,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::storage::migrations::{self, Migration, MigrationError};
-use crate::storage::{SledOptions, SledStorage, Storage, StorageError};
+use crate::storage::{ReopeningStorage, SledOptions, Storage, StorageError};
 
 use dispatch::{Dispatcher, Metered};
 
@@ -520,7 +520,7 @@ fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StorageError> {
         cache_capacity_bytes: config.broker.cache_capacity_bytes,
         flush_every_ms: sled_flush_every_ms(config),
     };
-    SledStorage::open_waiting_for_lock(&config.broker.data_dir, options, STORAGE_LOCK_WAIT_MS)
+    ReopeningStorage::open(&config.broker.data_dir, options, STORAGE_LOCK_WAIT_MS)
         .map(|storage| Arc::new(storage) as Arc<dyn Storage>)
 }
 

@@ -19,11 +19,13 @@ pub mod memory;
 pub mod migrations;
 pub mod power_loss;
 pub mod records;
+pub mod reopening;
 pub mod sled_store;
 
 pub use faulty::FaultyStorage;
 pub use memory::MemoryStorage;
 pub use power_loss::PowerLossStorage;
+pub use reopening::ReopeningStorage;
 pub use sled_store::{SledOptions, SledStorage};
 
 /// One change in a batch.
@@ -78,6 +80,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Bytes the store occupies on disk (0 for memory).
     fn size_on_disk_bytes(&self) -> Result<u64, StorageError>;
+
+    /// Closes and opens the store again after a failure, so that it continues from what
+    /// is really on disk. Stores that need nothing of the kind do nothing.
+    fn reopen(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// A scan visitor that can fail: `Ok(true)` to go on, `Ok(false)` to stop, `Err` to abort.

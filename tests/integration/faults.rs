@@ -110,3 +110,38 @@ async fn storage_faults_answer_unavailable_lose_nothing_and_heal() {
         .expect("stops")
         .expect("clean");
 }
+
+#[tokio::test]
+async fn a_real_failed_sync_answers_unavailable_and_the_broker_heals_without_a_restart() {
+    let server = crate::support::TestServer::start().await;
+    let client = server.client().await;
+    client
+        .queue_create("disk", QueueSettings::default())
+        .await
+        .expect("queue");
+    let kept = client
+        .enqueue(job("disk", b"before"))
+        .await
+        .expect("enqueue")
+        .job_id;
+    // sled's blob directory vanishing makes the next sync fail, as an I/O error would; a
+    // sled handle whose sync failed refuses writes until it is reopened.
+    let blobs = server.config.broker.data_dir.join("blobs");
+    std::fs::remove_dir_all(&blobs).expect("remove blobs");
+    let refused = client.enqueue(job("disk", b"during")).await;
+    assert!(unavailable(refused), "a failed sync answers UNAVAILABLE");
+    std::fs::create_dir(&blobs).expect("the fault clears");
+    let healed = eventually("the broker serving again", || async {
+        client.enqueue(job("disk", b"after")).await.ok()
+    })
+    .await;
+    assert_eq!(
+        client.job_get(kept).await.expect("kept").payload,
+        b"before".to_vec(),
+        "nothing acknowledged was lost"
+    );
+    assert_eq!(
+        client.job_get(healed.job_id).await.expect("new").payload,
+        b"after".to_vec()
+    );
+}
