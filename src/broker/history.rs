@@ -228,7 +228,10 @@ impl Broker {
             .clock
             .now_ms()
             .saturating_add(u64::from(request.wait_ms));
-        let follow = request.after_seq.is_some() && request.wait_ms > 0;
+        if request.after_seq.is_none() || request.wait_ms == 0 {
+            // Nothing to wait for: no follower registration.
+            return self.read_log_tail(project_id, &request).await;
+        }
         let notify = {
             let mut state = self.shared.lock();
             Arc::clone(state.log_followers.entry(request.job_id).or_default())
@@ -243,7 +246,7 @@ impl Broker {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let tail = self.read_log_tail(project_id, &request).await?;
-            let waiting = follow && tail.lines.is_empty() && tail.open;
+            let waiting = tail.lines.is_empty() && tail.open;
             if !waiting || self.clock.now_ms() >= deadline_ms {
                 return Ok(tail);
             }

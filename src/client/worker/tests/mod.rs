@@ -233,15 +233,7 @@ async fn worker_stops_fetching_on_shutdown_and_waits_for_running_handlers() {
     let server = fake_broker(Arc::clone(&state)).await;
     let client = connect(&server).await;
     let started = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&started);
-    let handler = move |_context: JobContext| {
-        let flag = Arc::clone(&flag);
-        async move {
-            flag.store(true, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            Ok(Some(b"done".to_vec()))
-        }
-    };
+    let handler = slow_handler(&started);
     let shutdown = CancellationToken::new();
     let run = spawn_worker(client, test_options(1), handler, &shutdown);
 
@@ -374,6 +366,25 @@ fn now_ms() -> u64 {
             .as_millis(),
     )
     .expect("fits")
+}
+
+/// What the test handlers that are not plain `async fn`s return.
+type HandlerFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, JobError>> + Send>>;
+
+/// A handler that sets `started`, works for 300 ms and succeeds.
+fn slow_handler(
+    started: &Arc<AtomicBool>,
+) -> impl Fn(JobContext) -> HandlerFuture + Send + Sync + 'static {
+    let started = Arc::clone(started);
+    move |_context: JobContext| {
+        let started = Arc::clone(&started);
+        Box::pin(async move {
+            started.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(Some(b"done".to_vec()))
+        })
+    }
 }
 
 /// A handler that finishes at once.

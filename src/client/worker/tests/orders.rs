@@ -101,15 +101,7 @@ async fn quiet_stops_fetching_but_finishes_running_jobs_and_keeps_heartbeating()
     let server = fake_broker(Arc::clone(&state)).await;
     let client = connect(&server).await;
     let started = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&started);
-    let handler = move |_context: JobContext| {
-        let flag = Arc::clone(&flag);
-        async move {
-            flag.store(true, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            Ok(Some(b"done".to_vec()))
-        }
-    };
+    let handler = slow_handler(&started);
     let shutdown = CancellationToken::new();
     let run = spawn_worker(client, test_options(2), handler, &shutdown);
 
