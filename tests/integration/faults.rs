@@ -145,3 +145,159 @@ async fn a_real_failed_sync_answers_unavailable_and_the_broker_heals_without_a_r
         b"after".to_vec()
     );
 }
+
+/// A small tmpfs mounted for one test and unmounted when dropped. Mounting needs root (or
+/// `CAP_SYS_ADMIN`); [`Tmpfs::mount`] returns `None` where the machine does not allow it.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size_bytes: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn resize(&self, size_bytes: u64) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size_bytes}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount to {size_bytes} bytes");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Bytes of payload per job while filling the disk.
+const FILL_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The filesystem the broker starts on: room for the store and a few dozen such jobs.
+const SMALL_FILESYSTEM_BYTES: u64 = 6 * 1024 * 1024;
+/// The filesystem after the operator makes room.
+const LARGER_FILESYSTEM_BYTES: u64 = 256 * 1024 * 1024;
+/// Enqueues tried before the test gives up on filling the disk.
+const FILL_ATTEMPTS_MAX: usize = 2_000;
+
+#[tokio::test]
+async fn a_full_filesystem_answers_unavailable_loses_nothing_and_heals_when_space_returns() {
+    let Some(disk) = Tmpfs::mount(SMALL_FILESYSTEM_BYTES) else {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs (needs root)");
+        return;
+    };
+    let data_dir = disk.path().join("data");
+    let mut server = crate::support::TestServer::start_configured(|config| {
+        config.broker.data_dir = data_dir.clone();
+    })
+    .await;
+    let client = server.client().await;
+    client
+        .queue_create("fill", QueueSettings::default())
+        .await
+        .expect("queue");
+
+    let mut acknowledged = Vec::new();
+    let mut refused = 0usize;
+    for index in 0..FILL_ATTEMPTS_MAX {
+        let mut payload = vec![0u8; FILL_PAYLOAD_BYTES];
+        payload[..8].copy_from_slice(&(index as u64).to_be_bytes());
+        match client.enqueue(job("fill", &payload)).await {
+            Ok(accepted) => acknowledged.push((accepted.job_id, payload)),
+            Err(error) => {
+                assert_eq!(
+                    error.code(),
+                    Some(ErrorCode::Unavailable),
+                    "a full disk answers UNAVAILABLE: {error:?}"
+                );
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refused, 3, "the disk filled up and writes were refused");
+    eprintln!(
+        "full filesystem: {} jobs acknowledged before the disk filled, then UNAVAILABLE",
+        acknowledged.len()
+    );
+
+    disk.resize(LARGER_FILESYSTEM_BYTES);
+    let healed = eventually("the broker to serve again once there is room", || async {
+        client.enqueue(job("fill", b"after")).await.ok()
+    })
+    .await;
+    for (job_id, payload) in &acknowledged {
+        let stored = client.job_get(*job_id).await.expect("acknowledged job");
+        assert_eq!(&stored.payload, payload, "job {job_id} kept its payload");
+    }
+
+    server.restart().await;
+    let client = server.client().await;
+    for (job_id, payload) in &acknowledged {
+        let stored = client
+            .job_get(*job_id)
+            .await
+            .expect("acknowledged job after a restart");
+        assert_eq!(&stored.payload, payload, "job {job_id} survived the restart");
+    }
+    assert_eq!(
+        client.job_get(healed.job_id).await.expect("new").payload,
+        b"after".to_vec()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_on_a_filesystem_gone_read_only_refuses_to_start_with_a_clear_error() {
+    let Some(disk) = Tmpfs::mount(SMALL_FILESYSTEM_BYTES) else {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs (needs root)");
+        return;
+    };
+    let data_dir = disk.path().join("data");
+    let mut server = crate::support::TestServer::start_configured(|config| {
+        config.broker.data_dir = data_dir.clone();
+    })
+    .await;
+    let client = server.client().await;
+    client
+        .queue_create("q", QueueSettings::default())
+        .await
+        .expect("queue");
+    client.enqueue(job("q", b"kept")).await.expect("enqueue");
+    drop(client);
+    server.stop().await;
+    // What the kernel does to a filesystem after an I/O error it cannot recover from.
+    let status = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(disk.path())
+        .status()
+        .expect("run mount");
+    assert!(status.success(), "remount read-only");
+    let error = match taskforge::server::start(server.config.clone()).await {
+        Ok(_) => panic!("a broker started on a read-only filesystem"),
+        Err(error) => error.to_string(),
+    };
+    eprintln!("read-only filesystem: {error}");
+    assert!(
+        error.contains("Read-only file system"),
+        "the error names the cause: {error}"
+    );
+}
