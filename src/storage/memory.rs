@@ -281,9 +281,11 @@ pub(crate) mod contract_tests {
     pub(crate) fn batch_is_atomic_for_readers(storage: Arc<dyn Storage>) {
         let key = |index: u8| vec![b'A', index];
         let done = Arc::new(AtomicBool::new(false));
+        let reading = Arc::new(AtomicBool::new(false));
         let reader = {
             let storage = Arc::clone(&storage);
             let done = Arc::clone(&done);
+            let reading = Arc::clone(&reading);
             std::thread::spawn(move || {
                 let decode = |value: Option<Vec<u8>>| {
                     value.map_or(0, |bytes| {
@@ -299,10 +301,15 @@ pub(crate) mod contract_tests {
                         "saw half a batch: first key {first}, last {last}"
                     );
                     checks += 1;
+                    reading.store(true, Ordering::SeqCst);
                 }
                 checks
             })
         };
+        // On a busy machine the reader may start late: the batches must overlap its reads.
+        while !reading.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
         for batch_number in 1..=ATOMIC_BATCHES {
             let batch: Vec<Write> = (0..ATOMIC_BATCH_KEYS)
                 .map(|index| Write::Put(key(index), batch_number.to_be_bytes().to_vec()))
