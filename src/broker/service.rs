@@ -773,10 +773,13 @@ impl Broker {
         let queue_id = self.resolve_queue(project_id, &request.queue).await?;
         let now_ms = self.clock.now_ms();
         let (tags, wanted): (Vec<StateTag>, Option<JobState>) = match request.state {
-            None => (StateTag::ALL.to_vec(), None),
-            Some(JobState::Scheduled | JobState::Ready) => (vec![StateTag::Pending], request.state),
+            None => (StateTag::INDEXED.to_vec(), None),
+            // Pending and leased jobs share the live index entries; their records tell them
+            // apart.
+            Some(JobState::Scheduled | JobState::Ready | JobState::Leased) => {
+                (vec![StateTag::Pending], request.state)
+            }
             Some(JobState::Blocked) => (Vec::new(), None),
-            Some(JobState::Leased) => (vec![StateTag::Leased], None),
             Some(JobState::Succeeded) => (vec![StateTag::Succeeded], None),
             Some(JobState::Dead) => (vec![StateTag::Dead], None),
             Some(JobState::Cancelled) => (vec![StateTag::Cancelled], None),
@@ -841,13 +844,41 @@ impl Broker {
         Ok(JobListResponse { jobs, next_after })
     }
 
+    /// Up to `budget` live jobs of a queue that are not leased (a purge leaves leased jobs
+    /// to their workers), read page by page from the live index entries, which leased jobs
+    /// share with pending ones.
+    fn purgeable_live_jobs(
+        &self,
+        project_id: ProjectId,
+        queue_id: u64,
+        budget: usize,
+    ) -> Reply<Vec<(JobId, StateTag)>> {
+        let mut entries = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.scan_index(queue_id, StateTag::Pending, after, budget)?;
+            for &job_id in &page {
+                let leased = self
+                    .read_job_now(project_id, job_id)?
+                    .is_some_and(|record| record.state == StateTag::Leased);
+                if !leased && entries.len() < budget {
+                    entries.push((job_id, StateTag::Pending));
+                }
+            }
+            after = page.last().copied();
+            if page.len() < budget || entries.len() >= budget {
+                return Ok(entries);
+            }
+        }
+    }
+
     async fn purge(&self, project_id: ProjectId, name: &str) -> Reply<BulkResponse> {
         let _bulk = self.bulk_lock.lock().await;
         let queue_id = self.resolve_queue(project_id, name).await?;
-        let mut entries = Vec::new();
         let budget = limits::BULK_JOBS_MAX as usize;
-        for tag in StateTag::ALL {
-            if tag == StateTag::Leased || entries.len() >= budget {
+        let mut entries = self.purgeable_live_jobs(project_id, queue_id, budget)?;
+        for tag in StateTag::INDEXED {
+            if !tag.is_finished() || entries.len() >= budget {
                 continue;
             }
             let ids = self.scan_index(queue_id, tag, None, budget - entries.len())?;

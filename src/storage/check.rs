@@ -84,6 +84,14 @@ fn state_name(tag: StateTag) -> &'static str {
     }
 }
 
+/// What an index tag covers, for messages.
+fn index_name(tag: StateTag) -> &'static str {
+    match tag {
+        StateTag::Pending | StateTag::Leased => "live (pending or leased)",
+        other => state_name(other),
+    }
+}
+
 /// The range of keys starting with `prefix`.
 fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![prefix], vec![prefix + 1])
@@ -380,16 +388,16 @@ fn check_jobs(
         if storage.get(&keys::body(project_id, job_id))?.is_none() {
             problems.push(format!("job {job_id} has no body"));
         }
-        for tag in StateTag::ALL {
+        for tag in StateTag::INDEXED {
             let present = storage
                 .get(&keys::queue_index(record.queue_id, tag, job_id))?
                 .is_some();
-            if present != (tag == record.state) {
+            if present != (tag == record.state.index_tag()) {
                 let what = if present { "an extra" } else { "no" };
                 problems.push(format!(
                     "job {job_id} is {} but has {what} index entry for {}",
                     state_name(record.state),
-                    state_name(tag)
+                    index_name(tag)
                 ));
             }
         }
@@ -517,7 +525,7 @@ fn check_index(
             return Ok(true);
         };
         let queue_id = u64::from_be_bytes(key[1..9].try_into().unwrap_or([0; 8]));
-        let Some(tag) = StateTag::ALL
+        let Some(tag) = StateTag::INDEXED
             .iter()
             .copied()
             .find(|tag| *tag as u8 == key[9])
@@ -536,10 +544,10 @@ fn check_index(
         };
         match storage.get(&keys::job(queue.project_id, job_id))? {
             Some(value) => match records::decode::<JobRecord>("job", &value) {
-                Ok(record) if record.queue_id != queue_id || record.state != tag => {
+                Ok(record) if record.queue_id != queue_id || record.state.index_tag() != tag => {
                     problems.push(format!(
                         "index entry says job {job_id} is {} in queue {:?}, but it is {}",
-                        state_name(tag),
+                        index_name(tag),
                         queue.name,
                         state_name(record.state)
                     ))

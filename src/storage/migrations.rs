@@ -7,8 +7,9 @@
 //! batch and then synced. So after a crash the store is at one version or the next, never
 //! between.
 //!
-//! Version 1 is the baseline: the layout described in [`keys`]. A store without a version
-//! (a fresh one, or one written before versions were stamped) is stamped 1. The list in
+//! Version 1 is the baseline layout; version 2 ([`SHARED_LIVE_INDEX`]) is the layout
+//! described in [`keys`]. A fresh, empty store is stamped with the newest version; one
+//! holding data but no version (written before versions were stamped) is stamped 1. The list in
 //! force is passed in, never global: [`production`] holds the real migrations, and tests
 //! pass a longer list with test-only migrations.
 //!
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::dump::{self, DumpError};
 use super::keys;
+use super::records::{self, JobRecord, StateTag};
 use super::{Storage, StorageError, Write};
 
 /// One direction of a migration: reads the store, returns the writes that change it.
@@ -57,9 +59,82 @@ pub const BASELINE: Migration = Migration {
     down: no_writes,
 };
 
+/// The index tag byte leased jobs had in version 1.
+const LEASED_INDEX_TAG_V1: u8 = StateTag::Leased as u8;
+/// The index tag byte of live (pending or leased) jobs from version 2.
+const LIVE_INDEX_TAG_V2: u8 = StateTag::Pending as u8;
+
+/// Version 2: leased jobs share the live index entry with pending ones
+/// ([`StateTag::index_tag`]), so a fetch rewrites only the job record.
+pub const SHARED_LIVE_INDEX: Migration = Migration {
+    version: 2,
+    description: "leased jobs share the pending jobs' index entries",
+    up: merge_leased_index_entries,
+    down: split_leased_index_entries,
+};
+
+/// Moves every leased index entry to the live tag.
+fn merge_leased_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+    let mut writes = Vec::new();
+    let (start, end) = (vec![keys::QUEUE_INDEX], vec![keys::QUEUE_INDEX + 1]);
+    storage.scan(&start, &end, &mut |key, _| {
+        if let (Some(job_id), Some(queue_id)) = (keys::parse_queue_index(key), index_queue(key)) {
+            if key[9] == LEASED_INDEX_TAG_V1 {
+                writes.push(Write::Delete(key.to_vec()));
+                writes.push(Write::Put(
+                    keys::queue_index_tagged(queue_id, LIVE_INDEX_TAG_V2, job_id),
+                    Vec::new(),
+                ));
+            }
+        }
+        true
+    })?;
+    Ok(writes)
+}
+
+/// Gives every leased job its own index entry again, found through its record.
+fn split_leased_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+    let mut writes = Vec::new();
+    let mut failure = None;
+    let (start, end) = (vec![keys::JOB], vec![keys::JOB + 1]);
+    storage.scan(&start, &end, &mut |key, value| {
+        let Some((_, job_id)) = keys::parse_job(key) else {
+            return true;
+        };
+        match records::decode::<JobRecord>("job", value) {
+            Ok(record) if record.state == StateTag::Leased => {
+                writes.push(Write::Delete(keys::queue_index_tagged(
+                    record.queue_id,
+                    LIVE_INDEX_TAG_V2,
+                    job_id,
+                )));
+                writes.push(Write::Put(
+                    keys::queue_index_tagged(record.queue_id, LEASED_INDEX_TAG_V1, job_id),
+                    Vec::new(),
+                ));
+                true
+            }
+            Ok(_) => true,
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(writes),
+    }
+}
+
+/// The queue id of an index key.
+fn index_queue(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+}
+
 /// The migrations of this build, oldest first.
 pub fn production() -> Vec<Migration> {
-    vec![BASELINE]
+    vec![BASELINE, SHARED_LIVE_INDEX]
 }
 
 /// Why migrating failed.
@@ -174,15 +249,30 @@ fn check_list(migrations: &[Migration]) -> Result<(), MigrationError> {
     Ok(())
 }
 
-/// Stamps an unversioned store with the baseline; returns the stored version before.
-fn stamp_if_unversioned(storage: &dyn Storage) -> Result<(Option<u64>, u64), StorageError> {
+/// Stamps an unversioned store: an empty one with `latest` (it is born in the newest
+/// layout), one holding data with the baseline. Returns the stored version before and now.
+fn stamp_if_unversioned(
+    storage: &dyn Storage,
+    latest: u64,
+) -> Result<(Option<u64>, u64), StorageError> {
     let stored = stored_version(storage)?;
     match stored {
         Some(version) => Ok((stored, version)),
         None => {
-            storage.apply(&[stamp(SCHEMA_VERSION_BASELINE)])?;
+            let (start, end) = keys::all_range();
+            let mut empty = true;
+            storage.scan(&start, &end, &mut |_, _| {
+                empty = false;
+                false
+            })?;
+            let version = if empty {
+                latest
+            } else {
+                SCHEMA_VERSION_BASELINE
+            };
+            storage.apply(&[stamp(version)])?;
             storage.sync()?;
-            Ok((None, SCHEMA_VERSION_BASELINE))
+            Ok((None, version))
         }
     }
 }
@@ -198,7 +288,7 @@ pub fn migrate_to(
 ) -> Result<MigrationReport, MigrationError> {
     check_list(migrations)?;
     let latest = latest_version(migrations);
-    let (stored_before, mut version) = stamp_if_unversioned(storage)?;
+    let (stored_before, mut version) = stamp_if_unversioned(storage, latest)?;
     if version > latest {
         return Err(MigrationError::NewerThanBuild {
             stored: version,
@@ -265,7 +355,7 @@ pub fn rollback(
     backup_data_dir: Option<&Path>,
 ) -> Result<MigrationReport, MigrationError> {
     check_list(migrations)?;
-    let (_, version) = stamp_if_unversioned(storage)?;
+    let (_, version) = stamp_if_unversioned(storage, latest_version(migrations))?;
     if version <= SCHEMA_VERSION_BASELINE {
         return Err(MigrationError::AtBaseline);
     }
@@ -315,18 +405,36 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn a_fresh_store_is_stamped_with_the_baseline() {
+    /// A store at the baseline version.
+    fn at_baseline() -> MemoryStorage {
         let storage = MemoryStorage::new();
-        let report = migrate_to(&storage, &production(), 1, None).expect("migrate");
+        storage
+            .apply(&[stamp(SCHEMA_VERSION_BASELINE)])
+            .expect("stamp");
+        storage
+    }
+
+    #[test]
+    fn a_fresh_store_is_born_at_the_newest_version_and_an_unversioned_one_at_the_baseline() {
+        let latest = latest_version(&production());
+        let storage = MemoryStorage::new();
+        let report = migrate_to(&storage, &production(), latest, None).expect("migrate");
         assert_eq!(report.stored_before, None);
         assert!(report.steps.is_empty());
-        assert_eq!(stored_version(&storage), Ok(Some(1)));
+        assert_eq!(stored_version(&storage), Ok(Some(latest)));
+
+        let storage = MemoryStorage::new();
+        storage
+            .apply(&[Write::Put(keys::queue(1, "old"), Vec::new())])
+            .expect("data without a version");
+        let report = migrate_to(&storage, &production(), latest, None).expect("migrate");
+        assert_eq!(report.stored_before, None);
+        assert_eq!(report.steps.len() as u64, latest - SCHEMA_VERSION_BASELINE);
     }
 
     #[test]
     fn up_and_down_move_data_and_version_together() {
-        let storage = MemoryStorage::new();
+        let storage = at_baseline();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let migrations = with_test_migration();
         let report = run_at_startup(&storage, &migrations, data_dir.path()).expect("up");
@@ -345,10 +453,10 @@ mod tests {
 
     #[test]
     fn a_newer_store_or_unknown_target_is_refused() {
-        let storage = MemoryStorage::new();
+        let storage = at_baseline();
         migrate_to(&storage, &with_test_migration(), 2, None).expect("up");
         assert!(matches!(
-            run_at_startup(&storage, &production(), Path::new("/nonexistent")),
+            run_at_startup(&storage, &[BASELINE], Path::new("/nonexistent")),
             Err(MigrationError::NewerThanBuild {
                 stored: 2,
                 latest: 1
@@ -358,6 +466,62 @@ mod tests {
             migrate_to(&storage, &with_test_migration(), 3, None),
             Err(MigrationError::UnknownTarget { target: 3, .. })
         ));
+    }
+
+    /// A store written by the real core in the current layout: one leased job and one
+    /// pending job in queue 1 of project 1; returns the leased job's id.
+    fn store_with_a_leased_job() -> (MemoryStorage, taskforge_protocol::JobId) {
+        use crate::broker::core::{Core, FetchPlan};
+        let mut core = Core::new(3, Default::default());
+        let now_ms = 1_000;
+        core.queue_create(1, "mail", &Default::default(), now_ms)
+            .expect("queue");
+        let job = taskforge_protocol::NewJob {
+            queue: "mail".into(),
+            payload: b"hello".to_vec(),
+            ..Default::default()
+        };
+        core.enqueue(1, vec![job.clone(), job], &Default::default(), now_ms)
+            .expect("enqueue");
+        let leased = core
+            .fetch(1, &FetchPlan::queues(vec![1], 1, None), now_ms)
+            .expect("fetch");
+        let storage = MemoryStorage::new();
+        let (writes, _) = core.take_writes();
+        storage.apply(&writes).expect("apply");
+        migrate_to(&storage, &production(), 2, None).expect("stamp");
+        (storage, leased[0].job_id)
+    }
+
+    #[test]
+    fn version_2_moves_leased_index_entries_to_the_live_entry_and_back() {
+        let (storage, leased) = store_with_a_leased_job();
+        let live = keys::queue_index_tagged(1, LIVE_INDEX_TAG_V2, leased);
+        let own = keys::queue_index_tagged(1, LEASED_INDEX_TAG_V1, leased);
+        assert!(crate::storage::check::check(&storage)
+            .expect("check")
+            .is_consistent());
+        assert_eq!(
+            (storage.get(&live), storage.get(&own)),
+            (Ok(Some(vec![])), Ok(None))
+        );
+
+        let report = rollback(&storage, &production(), None).expect("down");
+        assert_eq!((report.version, report.steps[0].writes), (1, 2));
+        assert_eq!(
+            (storage.get(&live), storage.get(&own)),
+            (Ok(None), Ok(Some(vec![])))
+        );
+
+        let report = migrate_to(&storage, &production(), 2, None).expect("up");
+        assert_eq!((report.version, report.steps[0].writes), (2, 2));
+        assert_eq!(
+            (storage.get(&live), storage.get(&own)),
+            (Ok(Some(vec![])), Ok(None))
+        );
+        let check = crate::storage::check::check(&storage).expect("check");
+        assert!(check.is_consistent(), "{:?}", check.problems);
+        assert_eq!(check.index_entries, 2);
     }
 
     #[test]

@@ -112,6 +112,26 @@ impl StateTag {
     pub fn is_finished(self) -> bool {
         !matches!(self, StateTag::Pending | StateTag::Leased)
     }
+
+    /// The tag of the state's entry in the per-queue index. Pending and leased jobs share
+    /// one entry, the live one, so a fetch and a lease ending (retry, expiry, lost worker)
+    /// move no index key: only the job record is rewritten. Leased jobs are told apart by
+    /// their record.
+    pub fn index_tag(self) -> StateTag {
+        match self {
+            StateTag::Leased => StateTag::Pending,
+            other => other,
+        }
+    }
+
+    /// The distinct index tags, in key order.
+    pub const INDEXED: [StateTag; 5] = [
+        StateTag::Pending,
+        StateTag::Succeeded,
+        StateTag::Dead,
+        StateTag::Cancelled,
+        StateTag::Expired,
+    ];
 }
 
 /// The lease a leased job is under.

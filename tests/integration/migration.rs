@@ -1,22 +1,24 @@
-//! Storage migrations through a real server: a data directory at schema version 1 is
-//! migrated at start-up to a test-only version 2 (with a backup left behind); a build that
-//! knows only version 1 refuses it; rollback brings it back to version 1 with its data.
+//! Storage migrations through a real server: a store rolled back to schema version 1
+//! (leased jobs with their own index entries) is migrated at start-up to version 2 (with a
+//! backup left behind) and its leased job stays leased; a test-only version 3 shows that a
+//! build which does not know a version refuses the store, and that rollback brings it back
+//! with its data.
 
 use std::path::Path;
 
 use taskforge::server::StartError;
 use taskforge::storage::maintenance;
-use taskforge::storage::migrations::{self, Migration, MigrationError, BASELINE};
+use taskforge::storage::migrations::{self, Migration, MigrationError};
 use taskforge::storage::{keys, Storage, StorageError, Write};
-use taskforge_protocol::QueueSettings;
+use taskforge_protocol::{FetchRequest, JobId, JobListRequest, JobState, QueueSettings};
 
 use crate::admin_http::{scrape, value};
 use crate::support::{job, TestServer};
 
 /// Where the test migration records what it saw.
-const QUEUE_COUNT_KEY: &[u8] = b"\x00test_v2_queue_count";
+const QUEUE_COUNT_KEY: &[u8] = b"\x00test_v3_queue_count";
 
-/// Test-only v2: counts the queue records into a meta key (so `up` really reads the store).
+/// Test-only v3: counts the queue records into a meta key (so `up` really reads the store).
 fn count_queues(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     let mut queues: u64 = 0;
     let (start, end) = keys::queue_range();
@@ -30,21 +32,37 @@ fn count_queues(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     )])
 }
 
-/// Test-only v2's way back.
+/// Test-only v3's way back.
 fn forget_queue_count(_: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     Ok(vec![Write::Delete(QUEUE_COUNT_KEY.to_vec())])
 }
 
-fn with_test_v2() -> Vec<Migration> {
-    vec![
-        BASELINE,
-        Migration {
-            version: 2,
-            description: "test only: record the number of queues",
-            up: count_queues,
-            down: forget_queue_count,
-        },
-    ]
+/// The production list with a test-only version after it.
+fn with_test_v3() -> Vec<Migration> {
+    let mut migrations = migrations::production();
+    migrations.push(Migration {
+        version: 3,
+        description: "test only: record the number of queues",
+        up: count_queues,
+        down: forget_queue_count,
+    });
+    migrations
+}
+
+/// The ids of the jobs of queue `durable` in `state`.
+async fn listed(server: &TestServer, state: JobState) -> Vec<JobId> {
+    let listed = server
+        .client()
+        .await
+        .job_list(JobListRequest {
+            queue: "durable".into(),
+            state: Some(state),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("list");
+    listed.jobs.iter().map(|job| job.job_id).collect()
 }
 
 /// The backup directories under `<data_dir>/backups`.
@@ -70,6 +88,11 @@ fn stored(data_dir: &Path, key: &[u8]) -> Option<Vec<u8>> {
 
 #[tokio::test]
 async fn startup_migrates_with_a_backup_and_rollback_restores_the_old_version() {
+    let latest = migrations::latest_version(&migrations::production());
+    assert_eq!(
+        latest, 2,
+        "production: the baseline and the shared live index"
+    );
     let mut server = TestServer::start().await;
     let client = server.client().await;
     client
@@ -82,64 +105,95 @@ async fn startup_migrates_with_a_backup_and_rollback_restores_the_old_version() 
             .await
             .expect("enqueue");
     }
+    let leased = client
+        .fetch(FetchRequest {
+            queues: vec!["durable".into()],
+            max_jobs: 1,
+            wait_ms: 0,
+            lease_ms: Some(600_000),
+            worker_id: None,
+            weights: Vec::new(),
+        })
+        .await
+        .expect("fetch")
+        .jobs
+        .remove(0);
     drop(client);
     server.stop().await;
     let data_dir = server.config.broker.data_dir.clone();
     assert_eq!(
         stored(&data_dir, keys::META_SCHEMA_VERSION),
-        Some(1u64.to_be_bytes().to_vec()),
-        "a fresh store is stamped version 1"
+        Some(latest.to_be_bytes().to_vec()),
+        "a fresh store is born at the newest version"
     );
     assert!(
         backups(&data_dir).is_empty(),
         "nothing to migrate, no backup"
     );
 
-    // Start-up with the test migration registered: v1 → v2, backup first.
-    let running = taskforge::server::start_with_migrations(server.config.clone(), with_test_v2())
-        .await
-        .expect("start and migrate");
-    let metrics = scrape(running.admin_addr()).await;
+    // Back to version 1, as `taskforge storage rollback` does it; then a normal start-up
+    // migrates to version 2, backup first, and the leased job is still leased.
+    let report =
+        maintenance::rollback(&data_dir, &migrations::production()).expect("rollback to v1");
+    assert_eq!((report.version, report.steps[0].writes), (1, 2));
+    server.restart().await;
+    let metrics = scrape(server.admin_addr()).await;
     assert_eq!(value(&metrics, "taskforge_schema_version", &[]), 2.0);
-    running.shutdown().await.expect("shutdown");
     let taken = backups(&data_dir);
-    assert_eq!(taken.len(), 1, "{taken:?}");
-    assert!(taken[0].ends_with("-v1"), "{taken:?}");
+    assert_eq!(
+        taken.len(),
+        2,
+        "one before the rollback, one before migrating: {taken:?}"
+    );
+    assert!(taken.iter().any(|name| name.ends_with("-v1")), "{taken:?}");
     assert!(data_dir
         .join("backups")
         .join(&taken[0])
         .join("store.tfdump")
         .is_file());
+    assert_eq!(listed(&server, JobState::Leased).await, vec![leased.job_id]);
+    assert_eq!(listed(&server, JobState::Ready).await.len(), 2);
+    server
+        .client()
+        .await
+        .ack(leased.job_id, leased.lease_id, None)
+        .await
+        .expect("the lease taken before the migrations still holds");
+    server.stop().await;
+    let checked = maintenance::check(&data_dir).expect("check");
+    assert!(checked.is_consistent(), "{:?}", checked.problems);
+
+    // Start-up with a test-only v3 registered: v2 → v3.
+    let running = taskforge::server::start_with_migrations(server.config.clone(), with_test_v3())
+        .await
+        .expect("start and migrate");
+    let metrics = scrape(running.admin_addr()).await;
+    assert_eq!(value(&metrics, "taskforge_schema_version", &[]), 3.0);
+    running.shutdown().await.expect("shutdown");
     assert_eq!(
         stored(&data_dir, keys::META_SCHEMA_VERSION),
-        Some(2u64.to_be_bytes().to_vec())
+        Some(3u64.to_be_bytes().to_vec())
     );
     assert_eq!(
         stored(&data_dir, QUEUE_COUNT_KEY),
         Some(1u64.to_be_bytes().to_vec())
     );
 
-    // A build that knows only version 1 refuses the newer store instead of misreading it.
+    // A build that does not know version 3 refuses the store instead of misreading it.
     match taskforge::server::start(server.config.clone()).await {
         Err(StartError::Migration(MigrationError::NewerThanBuild { stored, latest })) => {
-            assert_eq!((stored, latest), (2, 1));
+            assert_eq!((stored, latest), (3, 2));
         }
         Err(other) => panic!("expected a refusal of the newer store, got {other}"),
-        Ok(_) => panic!("a version-1 build started on a version-2 store"),
+        Ok(_) => panic!("a version-2 build started on a version-3 store"),
     }
 
-    // Rollback, as `taskforge storage rollback` runs it, with this list.
-    let report = maintenance::rollback(&data_dir, &with_test_v2()).expect("rollback");
-    assert_eq!(report.version, 1);
+    // Rollback with the test list, then the production build starts and every job is
+    // still there.
+    let report = maintenance::rollback(&data_dir, &with_test_v3()).expect("rollback");
+    assert_eq!(report.version, 2);
     assert!(report.backup.is_some(), "rollback backs up first");
     assert_eq!(stored(&data_dir, QUEUE_COUNT_KEY), None);
-    assert_eq!(
-        migrations::latest_version(&migrations::production()),
-        1,
-        "production has only the baseline"
-    );
-
-    // The version-1 build starts again and every job is still there.
     server.restart().await;
     let stats = server
         .client()
@@ -147,7 +201,7 @@ async fn startup_migrates_with_a_backup_and_rollback_restores_the_old_version() 
         .queue_stats("durable")
         .await
         .expect("stats");
-    assert_eq!(stats.counts.ready, 3);
+    assert_eq!((stats.counts.ready, stats.counts.succeeded), (2, 1));
     let checked = maintenance::check(&data_dir);
     assert!(
         matches!(checked, Err(maintenance::MaintenanceError::Storage(_))),

@@ -608,17 +608,22 @@ impl Core {
         if previous != Some(record.state) {
             if let Some(previous) = previous {
                 queue.counts[previous as usize] -= 1;
-                self.writes.push(Write::Delete(keys::queue_index(
-                    record.queue_id,
-                    previous,
-                    job_id,
-                )));
             }
             queue.counts[record.state as usize] += 1;
-            self.writes.push(Write::Put(
-                keys::queue_index(record.queue_id, record.state, job_id),
-                Vec::new(),
-            ));
+            let index_moves = previous.map(StateTag::index_tag) != Some(record.state.index_tag());
+            if index_moves {
+                if let Some(previous) = previous {
+                    self.writes.push(Write::Delete(keys::queue_index(
+                        record.queue_id,
+                        previous,
+                        job_id,
+                    )));
+                }
+                self.writes.push(Write::Put(
+                    keys::queue_index(record.queue_id, record.state, job_id),
+                    Vec::new(),
+                ));
+            }
             // A lease ending frees a place under the queue's in-flight limit.
             if previous == Some(StateTag::Leased) && queue.record.defaults.in_flight_max.is_some() {
                 self.dirty_queues.push(record.queue_id);
