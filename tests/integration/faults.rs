@@ -256,7 +256,10 @@ async fn a_full_filesystem_answers_unavailable_loses_nothing_and_heals_when_spac
             .job_get(*job_id)
             .await
             .expect("acknowledged job after a restart");
-        assert_eq!(&stored.payload, payload, "job {job_id} survived the restart");
+        assert_eq!(
+            &stored.payload, payload,
+            "job {job_id} survived the restart"
+        );
     }
     assert_eq!(
         client.job_get(healed.job_id).await.expect("new").payload,
