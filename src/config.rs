@@ -72,16 +72,17 @@ pub const DATA_DIR_DEFAULT: &str = "./data";
 /// Default fsync policy: nothing acknowledged is ever lost.
 pub const FSYNC_DEFAULT: &str = "always";
 
-/// Default sled page cache. sled's own default (1 GiB) is larger than a small box wants,
-/// and its RSS can exceed the cache several times (TECH-NOTES).
-pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+/// Default sled page cache: the store's own default ([`crate::storage::sled_store`]).
+pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 =
+    crate::storage::sled_store::CACHE_CAPACITY_BYTES_DEFAULT;
 
 /// Smallest sled page cache accepted; below this sled thrashes on every read.
 pub const CACHE_CAPACITY_BYTES_MIN: u64 = 1024 * 1024;
 
-/// Default period of sled's own background flush. It matters only with `fsync = "never"`
-/// (the other policies flush themselves): it bounds what a crash loses to about this much.
-pub const SLED_FLUSH_EVERY_MS_DEFAULT: u64 = 500;
+/// Default period of sled's own background flush ([`crate::storage::sled_store`]). It
+/// matters only with `fsync = "never"` (the other policies flush themselves): it bounds
+/// what a crash loses to about this much.
+pub const SLED_FLUSH_EVERY_MS_DEFAULT: u64 = crate::storage::sled_store::FLUSH_EVERY_MS_DEFAULT;
 
 /// Bytes a job needs in a frame besides its payload: metadata, queue name, the other
 /// fields and the frame header. A payload limit must leave this much room in a frame.

@@ -326,7 +326,7 @@ impl Core {
                 queue.blocked += 1;
             }
         }
-        self.jobs.insert(job_id, record);
+        self.jobs.insert(job_id, Box::new(record));
         self.schedule_pending(job_id, now_ms);
         if let Some(expires_at_ms) = expires_at_ms {
             self.push_timer(expires_at_ms, TimerKind::Expire, job_id);
@@ -444,7 +444,7 @@ impl Core {
         record.updated_at_ms = now_ms;
         let cancel_requested = record.cancel_requested;
         self.persist(job_id, Some(StateTag::Leased), &record);
-        self.jobs.insert(job_id, record);
+        self.jobs.insert(job_id, Box::new(record));
         self.push_timer(deadline_ms, TimerKind::LeaseExpiry, job_id);
         Ok(ExtendResponse {
             lease_deadline_ms: deadline_ms,
@@ -466,7 +466,7 @@ impl Core {
             record.cancel_requested = true;
             record.updated_at_ms = now_ms;
             self.persist(job_id, Some(StateTag::Leased), &record);
-            self.jobs.insert(job_id, record);
+            self.jobs.insert(job_id, Box::new(record));
             return Ok(CancelResponse {
                 state: JobState::Leased,
                 cancel_requested: true,
@@ -502,7 +502,7 @@ impl Core {
         record.updated_at_ms = now_ms;
         record.cancel_requested = false;
         self.persist(job_id, Some(StateTag::Dead), &record);
-        self.jobs.insert(job_id, record);
+        self.jobs.insert(job_id, Box::new(record));
         self.schedule_pending(job_id, now_ms);
         self.dispatch_waiters(now_ms);
         Ok(())

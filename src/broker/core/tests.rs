@@ -372,7 +372,7 @@ fn job_ids_increase_within_one_millisecond_and_after_a_restore() {
             .record
             .clone(),
     );
-    restored.restore_job(last, record, T0);
+    restored.restore_job(last, *record, T0);
     let next = restored
         .enqueue(PROJECT, vec![job(b"y")], &Default::default(), T0)
         .expect("enqueue")[0]

@@ -61,7 +61,11 @@ impl Core {
     pub(super) fn unique_holder(&mut self, queue_id: u64, key: &str, now_ms: u64) -> Option<JobId> {
         let map_key = (queue_id, key.to_owned());
         let hold = self.unique.get(&map_key)?;
-        if until_holds(hold.until, self.jobs.get(&hold.job_id)) || hold.in_window(now_ms) {
+        if until_holds(
+            hold.until,
+            self.jobs.get(&hold.job_id).map(|record| &**record),
+        ) || hold.in_window(now_ms)
+        {
             return Some(hold.job_id);
         }
         self.unique.remove(&map_key);
@@ -130,7 +134,8 @@ impl Core {
     fn prune_unique(&mut self, now_ms: u64) {
         let jobs = &self.jobs;
         self.unique.retain(|_, hold| {
-            until_holds(hold.until, jobs.get(&hold.job_id)) || hold.in_window(now_ms)
+            until_holds(hold.until, jobs.get(&hold.job_id).map(|record| &**record))
+                || hold.in_window(now_ms)
         });
         self.unique_pruned_len = self.unique.len();
     }
