@@ -88,9 +88,13 @@ impl TestServer {
                 .await
                 .expect("server starts"),
             Some(clock) => {
-                let storage =
-                    SledStorage::open(&self.config.broker.data_dir, SledOptions::default())
-                        .expect("open sled");
+                // The previous server's sled threads may hold the lock a moment longer.
+                let storage = SledStorage::open_waiting_for_lock(
+                    &self.config.broker.data_dir,
+                    SledOptions::default(),
+                    PROMPT.as_millis() as u64,
+                )
+                .expect("open sled");
                 taskforge::server::start_with(
                     self.config.clone(),
                     Arc::new(storage),
