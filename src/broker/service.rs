@@ -36,6 +36,11 @@ const JOB_SUMMARY_OVERHEAD_BYTES: usize = 96;
 /// that matches little cannot make one request scan a whole queue.
 const LIST_SCAN_ENTRIES_MAX: usize = 10 * limits::LIST_LIMIT_MAX as usize;
 
+/// Most live index entries one purge reads looking for jobs that are not leased (leased
+/// jobs share those entries). Past it, the purge removes what it found; with more leased
+/// jobs than this ahead of the pending ones, pending ones wait for those leases to end.
+const PURGE_LIVE_SCAN_ENTRIES_MAX: usize = 100 * limits::BULK_JOBS_MAX as usize;
+
 type Reply<T> = Result<T, ErrorBody>;
 
 fn unavailable(reason: impl std::fmt::Display) -> ErrorBody {
@@ -846,27 +851,28 @@ impl Broker {
 
     /// Up to `budget` live jobs of a queue that are not leased (a purge leaves leased jobs
     /// to their workers), read page by page from the live index entries, which leased jobs
-    /// share with pending ones.
-    fn purgeable_live_jobs(
-        &self,
-        project_id: ProjectId,
-        queue_id: u64,
-        budget: usize,
-    ) -> Reply<Vec<(JobId, StateTag)>> {
+    /// share with pending ones; at most [`PURGE_LIVE_SCAN_ENTRIES_MAX`] entries are read.
+    fn purgeable_live_jobs(&self, queue_id: u64, budget: usize) -> Reply<Vec<(JobId, StateTag)>> {
         let mut entries = Vec::new();
         let mut after = None;
+        let mut scanned = 0;
         loop {
             let page = self.scan_index(queue_id, StateTag::Pending, after, budget)?;
-            for &job_id in &page {
-                let leased = self
-                    .read_job_now(project_id, job_id)?
-                    .is_some_and(|record| record.state == StateTag::Leased);
-                if !leased && entries.len() < budget {
-                    entries.push((job_id, StateTag::Pending));
-                }
+            scanned += page.len();
+            {
+                let state = self.shared.lock();
+                entries.extend(
+                    page.iter()
+                        .filter(|job_id| !state.core.is_leased(**job_id))
+                        .take(budget - entries.len())
+                        .map(|job_id| (*job_id, StateTag::Pending)),
+                );
             }
             after = page.last().copied();
-            if page.len() < budget || entries.len() >= budget {
+            if page.len() < budget
+                || entries.len() >= budget
+                || scanned >= PURGE_LIVE_SCAN_ENTRIES_MAX
+            {
                 return Ok(entries);
             }
         }
@@ -876,7 +882,7 @@ impl Broker {
         let _bulk = self.bulk_lock.lock().await;
         let queue_id = self.resolve_queue(project_id, name).await?;
         let budget = limits::BULK_JOBS_MAX as usize;
-        let mut entries = self.purgeable_live_jobs(project_id, queue_id, budget)?;
+        let mut entries = self.purgeable_live_jobs(queue_id, budget)?;
         for tag in StateTag::INDEXED {
             if !tag.is_finished() || entries.len() >= budget {
                 continue;

@@ -506,6 +506,13 @@ impl Core {
         self.jobs.len()
     }
 
+    /// True if `job_id` is live and leased.
+    pub fn is_leased(&self, job_id: JobId) -> bool {
+        self.jobs
+            .get(&job_id)
+            .is_some_and(|record| record.state == StateTag::Leased)
+    }
+
     /// Fires every timer due at `now_ms`: promotes scheduled jobs, expires leases, loses
     /// silent workers and fires cron schedules.
     pub fn advance(&mut self, now_ms: u64) {
