@@ -36,11 +36,6 @@ const JOB_SUMMARY_OVERHEAD_BYTES: usize = 96;
 /// that matches little cannot make one request scan a whole queue.
 const LIST_SCAN_ENTRIES_MAX: usize = 10 * limits::LIST_LIMIT_MAX as usize;
 
-/// Most live index entries one purge reads looking for jobs that are not leased (leased
-/// jobs share those entries). Past it, the purge removes what it found; with more leased
-/// jobs than this ahead of the pending ones, pending ones wait for those leases to end.
-const PURGE_LIVE_SCAN_ENTRIES_MAX: usize = 100 * limits::BULK_JOBS_MAX as usize;
-
 type Reply<T> = Result<T, ErrorBody>;
 
 fn unavailable(reason: impl std::fmt::Display) -> ErrorBody {
@@ -777,18 +772,16 @@ impl Broker {
         let limit = validate::list_limit(request.limit)?;
         let queue_id = self.resolve_queue(project_id, &request.queue).await?;
         let now_ms = self.clock.now_ms();
-        let (tags, wanted): (Vec<StateTag>, Option<JobState>) = match request.state {
-            None => (StateTag::INDEXED.to_vec(), None),
-            // Pending and leased jobs share the live index entries; their records tell them
-            // apart.
-            Some(JobState::Scheduled | JobState::Ready | JobState::Leased) => {
-                (vec![StateTag::Pending], request.state)
+        // Live jobs are listed from memory, finished ones from the stored index.
+        let (live, tags, wanted): (bool, Vec<StateTag>, Option<JobState>) = match request.state {
+            None => (true, StateTag::INDEXED.to_vec(), None),
+            Some(JobState::Scheduled | JobState::Ready | JobState::Blocked | JobState::Leased) => {
+                (true, Vec::new(), request.state)
             }
-            Some(JobState::Blocked) => (Vec::new(), None),
-            Some(JobState::Succeeded) => (vec![StateTag::Succeeded], None),
-            Some(JobState::Dead) => (vec![StateTag::Dead], None),
-            Some(JobState::Cancelled) => (vec![StateTag::Cancelled], None),
-            Some(JobState::Expired) => (vec![StateTag::Expired], None),
+            Some(JobState::Succeeded) => (false, vec![StateTag::Succeeded], None),
+            Some(JobState::Dead) => (false, vec![StateTag::Dead], None),
+            Some(JobState::Cancelled) => (false, vec![StateTag::Cancelled], None),
+            Some(JobState::Expired) => (false, vec![StateTag::Expired], None),
         };
         // Each state's index is in id order; merge them and keep one more than a page to
         // know whether another page follows.
@@ -798,6 +791,15 @@ impl Broker {
             limit + 1
         };
         let mut candidates = BTreeSet::new();
+        if live {
+            let state = self.shared.lock();
+            candidates.extend(state.core.live_job_ids(
+                queue_id,
+                request.after,
+                scan_limit,
+                |record| wanted.is_none_or(|wanted| record.visible_state(now_ms) == wanted),
+            ));
+        }
         for tag in tags {
             candidates.extend(self.scan_index(queue_id, tag, request.after, scan_limit)?);
         }
@@ -849,40 +851,20 @@ impl Broker {
         Ok(JobListResponse { jobs, next_after })
     }
 
-    /// Up to `budget` live jobs of a queue that are not leased (a purge leaves leased jobs
-    /// to their workers), read page by page from the live index entries, which leased jobs
-    /// share with pending ones; at most [`PURGE_LIVE_SCAN_ENTRIES_MAX`] entries are read.
-    fn purgeable_live_jobs(&self, queue_id: u64, budget: usize) -> Reply<Vec<(JobId, StateTag)>> {
-        let mut entries = Vec::new();
-        let mut after = None;
-        let mut scanned = 0;
-        loop {
-            let page = self.scan_index(queue_id, StateTag::Pending, after, budget)?;
-            scanned += page.len();
-            {
-                let state = self.shared.lock();
-                entries.extend(
-                    page.iter()
-                        .filter(|job_id| !state.core.is_leased(**job_id))
-                        .take(budget - entries.len())
-                        .map(|job_id| (*job_id, StateTag::Pending)),
-                );
-            }
-            after = page.last().copied();
-            if page.len() < budget
-                || entries.len() >= budget
-                || scanned >= PURGE_LIVE_SCAN_ENTRIES_MAX
-            {
-                return Ok(entries);
-            }
-        }
-    }
-
     async fn purge(&self, project_id: ProjectId, name: &str) -> Reply<BulkResponse> {
         let _bulk = self.bulk_lock.lock().await;
         let queue_id = self.resolve_queue(project_id, name).await?;
         let budget = limits::BULK_JOBS_MAX as usize;
-        let mut entries = self.purgeable_live_jobs(queue_id, budget)?;
+        // Live jobs come from memory; leased ones are left to their workers.
+        let mut entries: Vec<(JobId, StateTag)> = {
+            let state = self.shared.lock();
+            let ids = state.core.live_job_ids(queue_id, None, budget, |record| {
+                record.state != StateTag::Leased
+            });
+            ids.into_iter()
+                .map(|job_id| (job_id, StateTag::Pending))
+                .collect()
+        };
         for tag in StateTag::INDEXED {
             if !tag.is_finished() || entries.len() >= budget {
                 continue;

@@ -13,7 +13,7 @@
 //! | `0x02` | project u64, job id (16)                 | [`super::records::JobRecord`] (mutable state) |
 //! | `0x03` | project u64, job id (16)                 | [`super::records::JobBody`] (immutable payload) |
 //! | `0x04` | project u64, job id (16)                 | result bytes                  |
-//! | `0x05` | queue id u64, index tag u8, job id (16)  | empty: jobs of a queue by state; pending and leased share tag 0 ([`StateTag::index_tag`]) |
+//! | `0x05` | queue id u64, state tag u8, job id (16)  | empty: finished jobs of a queue by state ([`StateTag::INDEXED`]) |
 //! | `0x06` | project u64, job id (16), `0x00`         | [`taskforge_protocol::ProgressInfo`] |
 //! | `0x06` | project u64, job id (16), `0x01`, execution u32 | [`taskforge_protocol::ExecutionInfo`] (ended) |
 //! | `0x06` | project u64, job id (16), `0x02`, execution u32, seq u32 | [`taskforge_protocol::LogLine`] |
@@ -281,10 +281,9 @@ pub fn schedule(project_id: ProjectId, schedule_id: u64) -> Vec<u8> {
     key
 }
 
-/// The index key of a job in a queue and state: pending and leased jobs share one key
-/// ([`StateTag::index_tag`]).
+/// The index key of a finished job in a queue and state ([`StateTag::INDEXED`]).
 pub fn queue_index(queue_id: u64, state: StateTag, job_id: JobId) -> Vec<u8> {
-    queue_index_tagged(queue_id, state.index_tag() as u8, job_id)
+    queue_index_tagged(queue_id, state as u8, job_id)
 }
 
 /// The index key with a raw tag byte, for migrations between index layouts.
@@ -297,8 +296,7 @@ pub fn queue_index_tagged(queue_id: u64, tag: u8, job_id: JobId) -> Vec<u8> {
     key
 }
 
-/// The index range of a queue's jobs in one state, starting after `after` if given. For
-/// pending or leased it is the range of both (the live entries).
+/// The index range of a queue's jobs in one state, starting after `after` if given.
 pub fn queue_index_range(
     queue_id: u64,
     state: StateTag,
@@ -307,7 +305,7 @@ pub fn queue_index_range(
     let mut start = Vec::with_capacity(27);
     start.push(QUEUE_INDEX);
     start.extend_from_slice(&queue_id.to_be_bytes());
-    start.push(state.index_tag() as u8);
+    start.push(state as u8);
     let mut end = start.clone();
     if let Some(after) = after {
         start.extend_from_slice(&after.0);
@@ -348,25 +346,9 @@ mod tests {
         assert!(start <= key && key < end);
         let (start, _) = queue_index_range(3, StateTag::Dead, Some(id));
         assert!(key < start);
-        let (_, end) = queue_index_range(3, StateTag::Pending, None);
-        assert!(end <= queue_index(3, StateTag::Succeeded, JobId([0; 16])));
+        let (_, end) = queue_index_range(3, StateTag::Succeeded, None);
+        assert!(end <= queue_index(3, StateTag::Dead, JobId([0; 16])));
         assert_eq!(parse_queue_index(&key), Some(id));
-    }
-
-    #[test]
-    fn pending_and_leased_jobs_share_their_index_entry() {
-        let id = JobId([4; 16]);
-        assert_eq!(
-            queue_index(3, StateTag::Pending, id),
-            queue_index(3, StateTag::Leased, id)
-        );
-        assert_eq!(
-            queue_index_range(3, StateTag::Leased, None),
-            queue_index_range(3, StateTag::Pending, None)
-        );
-        for state in StateTag::ALL {
-            assert!(StateTag::INDEXED.contains(&state.index_tag()));
-        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! batch and then synced. So after a crash the store is at one version or the next, never
 //! between.
 //!
-//! Version 1 is the baseline layout; version 2 ([`SHARED_LIVE_INDEX`]) is the layout
-//! described in [`keys`]. A fresh, empty store is stamped with the newest version; one
+//! Version 1 is the baseline layout; version 2 ([`SHARED_LIVE_INDEX`]) gave leased and
+//! pending jobs one shared index entry; version 3 ([`LIVE_JOBS_IN_MEMORY`]), the layout
+//! described in [`keys`], drops those live entries. A fresh, empty store is stamped with the newest version; one
 //! holding data but no version (written before versions were stamped) is stamped 1. The list in
 //! force is passed in, never global: [`production`] holds the real migrations, and tests
 //! pass a longer list with test-only migrations.
@@ -21,6 +22,8 @@
 //! migration that rewrites every record needs memory in proportion to the store.
 
 use std::path::{Path, PathBuf};
+
+use taskforge_protocol::JobId;
 
 use super::dump::{self, DumpError};
 use super::keys;
@@ -64,8 +67,8 @@ const LEASED_INDEX_TAG_V1: u8 = StateTag::Leased as u8;
 /// The index tag byte of live (pending or leased) jobs from version 2.
 const LIVE_INDEX_TAG_V2: u8 = StateTag::Pending as u8;
 
-/// Version 2: leased jobs share the live index entry with pending ones
-/// ([`StateTag::index_tag`]), so a fetch rewrites only the job record.
+/// Version 2: leased jobs share the pending jobs' index entry (tag 0, the live entry), so a
+/// fetch rewrites only the job record.
 pub const SHARED_LIVE_INDEX: Migration = Migration {
     version: 2,
     description: "leased jobs share the pending jobs' index entries",
@@ -95,6 +98,60 @@ fn merge_leased_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, Stora
 /// Gives every leased job its own index entry again, found through its record.
 fn split_leased_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     let mut writes = Vec::new();
+    for (queue_id, job_id, state) in live_jobs(storage)? {
+        if state == StateTag::Leased {
+            writes.push(Write::Delete(keys::queue_index_tagged(
+                queue_id,
+                LIVE_INDEX_TAG_V2,
+                job_id,
+            )));
+            writes.push(Write::Put(
+                keys::queue_index_tagged(queue_id, LEASED_INDEX_TAG_V1, job_id),
+                Vec::new(),
+            ));
+        }
+    }
+    Ok(writes)
+}
+
+/// Version 3: live (pending and leased) jobs have no index entries; the broker lists them
+/// from memory, so enqueue and ACK write one key fewer each.
+pub const LIVE_JOBS_IN_MEMORY: Migration = Migration {
+    version: 3,
+    description: "live jobs have no index entries (they are listed from memory)",
+    up: drop_live_index_entries,
+    down: restore_live_index_entries,
+};
+
+/// Deletes every live index entry.
+fn drop_live_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+    let mut writes = Vec::new();
+    let (start, end) = (vec![keys::QUEUE_INDEX], vec![keys::QUEUE_INDEX + 1]);
+    storage.scan(&start, &end, &mut |key, _| {
+        if key.get(9) == Some(&LIVE_INDEX_TAG_V2) {
+            writes.push(Write::Delete(key.to_vec()));
+        }
+        true
+    })?;
+    Ok(writes)
+}
+
+/// Gives every live job its version-2 index entry again, found through its record.
+fn restore_live_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+    Ok(live_jobs(storage)?
+        .into_iter()
+        .map(|(queue_id, job_id, _)| {
+            Write::Put(
+                keys::queue_index_tagged(queue_id, LIVE_INDEX_TAG_V2, job_id),
+                Vec::new(),
+            )
+        })
+        .collect())
+}
+
+/// Queue, id and state of every stored job that is pending or leased.
+fn live_jobs(storage: &dyn Storage) -> Result<Vec<(u64, JobId, StateTag)>, StorageError> {
+    let mut live = Vec::new();
     let mut failure = None;
     let (start, end) = (vec![keys::JOB], vec![keys::JOB + 1]);
     storage.scan(&start, &end, &mut |key, value| {
@@ -102,19 +159,12 @@ fn split_leased_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, Stora
             return true;
         };
         match records::decode::<JobRecord>("job", value) {
-            Ok(record) if record.state == StateTag::Leased => {
-                writes.push(Write::Delete(keys::queue_index_tagged(
-                    record.queue_id,
-                    LIVE_INDEX_TAG_V2,
-                    job_id,
-                )));
-                writes.push(Write::Put(
-                    keys::queue_index_tagged(record.queue_id, LEASED_INDEX_TAG_V1, job_id),
-                    Vec::new(),
-                ));
+            Ok(record) => {
+                if !record.state.is_finished() {
+                    live.push((record.queue_id, job_id, record.state));
+                }
                 true
             }
-            Ok(_) => true,
             Err(error) => {
                 failure = Some(error);
                 false
@@ -123,7 +173,7 @@ fn split_leased_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, Stora
     })?;
     match failure {
         Some(error) => Err(error),
-        None => Ok(writes),
+        None => Ok(live),
     }
 }
 
@@ -134,7 +184,7 @@ fn index_queue(key: &[u8]) -> Option<u64> {
 
 /// The migrations of this build, oldest first.
 pub fn production() -> Vec<Migration> {
-    vec![BASELINE, SHARED_LIVE_INDEX]
+    vec![BASELINE, SHARED_LIVE_INDEX, LIVE_JOBS_IN_MEMORY]
 }
 
 /// Why migrating failed.
@@ -468,9 +518,10 @@ mod tests {
         ));
     }
 
-    /// A store written by the real core in the current layout: one leased job and one
-    /// pending job in queue 1 of project 1; returns the leased job's id.
-    fn store_with_a_leased_job() -> (MemoryStorage, taskforge_protocol::JobId) {
+    /// A store written by the real core in the current layout, stamped with the newest
+    /// version: one leased job and one pending job in queue 1 of project 1; returns their
+    /// ids (leased, pending).
+    fn store_with_a_leased_job() -> (MemoryStorage, JobId, JobId) {
         use crate::broker::core::{Core, FetchPlan};
         let mut core = Core::new(3, Default::default());
         let now_ms = 1_000;
@@ -481,47 +532,78 @@ mod tests {
             payload: b"hello".to_vec(),
             ..Default::default()
         };
-        core.enqueue(1, vec![job.clone(), job], &Default::default(), now_ms)
+        let created = core
+            .enqueue(1, vec![job.clone(), job], &Default::default(), now_ms)
             .expect("enqueue");
         let leased = core
             .fetch(1, &FetchPlan::queues(vec![1], 1, None), now_ms)
             .expect("fetch");
         let storage = MemoryStorage::new();
-        let (writes, _) = core.take_writes();
+        let (mut writes, _) = core.take_writes();
+        writes.push(stamp(latest_version(&production())));
         storage.apply(&writes).expect("apply");
-        migrate_to(&storage, &production(), 2, None).expect("stamp");
-        (storage, leased[0].job_id)
+        let leased = leased[0].job_id;
+        let pending = created
+            .iter()
+            .map(|enqueued| enqueued.job_id)
+            .find(|job_id| *job_id != leased)
+            .expect("the other job");
+        (storage, leased, pending)
+    }
+
+    /// The index entries of job `job_id` of queue 1, as raw tag bytes.
+    fn index_tags(storage: &MemoryStorage, job_id: JobId) -> Vec<u8> {
+        [0u8, 1]
+            .into_iter()
+            .filter(|tag| {
+                storage
+                    .get(&keys::queue_index_tagged(1, *tag, job_id))
+                    .expect("read")
+                    .is_some()
+            })
+            .collect()
     }
 
     #[test]
-    fn version_2_moves_leased_index_entries_to_the_live_entry_and_back() {
-        let (storage, leased) = store_with_a_leased_job();
-        let live = keys::queue_index_tagged(1, LIVE_INDEX_TAG_V2, leased);
-        let own = keys::queue_index_tagged(1, LEASED_INDEX_TAG_V1, leased);
-        assert!(crate::storage::check::check(&storage)
-            .expect("check")
-            .is_consistent());
+    fn live_index_entries_move_through_versions_3_2_1_and_back() {
+        let (storage, leased, pending) = store_with_a_leased_job();
+        let consistent = |storage: &MemoryStorage| {
+            let report = crate::storage::check::check(storage).expect("check");
+            assert!(report.is_consistent(), "{:?}", report.problems);
+        };
+        consistent(&storage);
         assert_eq!(
-            (storage.get(&live), storage.get(&own)),
-            (Ok(Some(vec![])), Ok(None))
+            (index_tags(&storage, leased), index_tags(&storage, pending)),
+            (vec![], vec![])
         );
 
-        let report = rollback(&storage, &production(), None).expect("down");
-        assert_eq!((report.version, report.steps[0].writes), (1, 2));
-        assert_eq!(
-            (storage.get(&live), storage.get(&own)),
-            (Ok(None), Ok(Some(vec![])))
-        );
-
-        let report = migrate_to(&storage, &production(), 2, None).expect("up");
+        let report = rollback(&storage, &production(), None).expect("3 → 2");
         assert_eq!((report.version, report.steps[0].writes), (2, 2));
         assert_eq!(
-            (storage.get(&live), storage.get(&own)),
-            (Ok(Some(vec![])), Ok(None))
+            (index_tags(&storage, leased), index_tags(&storage, pending)),
+            (vec![0], vec![0])
         );
-        let check = crate::storage::check::check(&storage).expect("check");
-        assert!(check.is_consistent(), "{:?}", check.problems);
-        assert_eq!(check.index_entries, 2);
+        let report = rollback(&storage, &production(), None).expect("2 → 1");
+        assert_eq!((report.version, report.steps[0].writes), (1, 2));
+        assert_eq!(
+            (index_tags(&storage, leased), index_tags(&storage, pending)),
+            (vec![1], vec![0])
+        );
+
+        let report = migrate_to(&storage, &production(), 3, None).expect("1 → 3");
+        assert_eq!(
+            report
+                .steps
+                .iter()
+                .map(|step| step.writes)
+                .collect::<Vec<_>>(),
+            vec![2, 2]
+        );
+        assert_eq!(
+            (index_tags(&storage, leased), index_tags(&storage, pending)),
+            (vec![], vec![])
+        );
+        consistent(&storage);
     }
 
     #[test]

@@ -113,20 +113,10 @@ impl StateTag {
         !matches!(self, StateTag::Pending | StateTag::Leased)
     }
 
-    /// The tag of the state's entry in the per-queue index. Pending and leased jobs share
-    /// one entry, the live one, so a fetch and a lease ending (retry, expiry, lost worker)
-    /// move no index key: only the job record is rewritten. Leased jobs are told apart by
-    /// their record.
-    pub fn index_tag(self) -> StateTag {
-        match self {
-            StateTag::Leased => StateTag::Pending,
-            other => other,
-        }
-    }
-
-    /// The distinct index tags, in key order.
-    pub const INDEXED: [StateTag; 5] = [
-        StateTag::Pending,
+    /// The states with entries in the stored per-queue index, in key order: the final
+    /// ones. Live (pending and leased) jobs are held in memory, where the broker lists them
+    /// from, so enqueue, fetch and the end of a lease move no index key.
+    pub const INDEXED: [StateTag; 4] = [
         StateTag::Succeeded,
         StateTag::Dead,
         StateTag::Cancelled,

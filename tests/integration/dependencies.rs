@@ -149,6 +149,24 @@ async fn a_diamond_releases_its_fan_in_job_once_both_parents_succeed() {
         client.queue_stats("d").await.expect("stats").counts.blocked,
         3
     );
+    let blocked = client
+        .job_list(taskforge_protocol::JobListRequest {
+            queue: "d".into(),
+            state: Some(JobState::Blocked),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("list blocked");
+    assert_eq!(
+        blocked
+            .jobs
+            .iter()
+            .map(|job| job.job_id)
+            .collect::<Vec<_>>(),
+        ids[1..].to_vec(),
+        "blocked jobs are listed"
+    );
 
     let roots = take(&client, "d").await;
     assert_eq!(roots.len(), 1, "only the root is ready");

@@ -541,9 +541,12 @@ impl Core {
             };
             if let Some(queue) = self.queues.get_mut(&queue_id) {
                 queue.counts[tag as usize] = queue.counts[tag as usize].saturating_sub(1);
+                queue.live.remove(&job_id);
             }
-            self.writes
-                .push(Write::Delete(keys::queue_index(queue_id, tag, job_id)));
+            if tag.is_finished() {
+                self.writes
+                    .push(Write::Delete(keys::queue_index(queue_id, tag, job_id)));
+            }
             self.writes
                 .push(Write::Delete(keys::job(project_id, job_id)));
             self.writes

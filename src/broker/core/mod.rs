@@ -23,7 +23,8 @@ mod unique;
 mod workers;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::ops::Bound;
 
 use taskforge_protocol::{ErrorBody, ErrorCode, ErrorDetails, JobId, LeaseId, ProjectId};
 
@@ -177,6 +178,9 @@ struct QueueState {
     counts: [u64; 6],
     /// Pending jobs waiting for parents.
     blocked: u64,
+    /// Live (pending and leased) jobs in id order, for listing: the stored index holds
+    /// only finished jobs.
+    live: BTreeSet<JobId>,
     /// Delivery tokens when the queue has a delivery rate: (tokens, when computed).
     delivery_tokens: Option<(f64, u64)>,
 }
@@ -253,6 +257,7 @@ impl QueueState {
             waiters: VecDeque::new(),
             counts: [0; 6],
             blocked: 0,
+            live: BTreeSet::new(),
             delivery_tokens: None,
         }
     }
@@ -417,6 +422,7 @@ impl Core {
         if record.state.is_finished() {
             return true;
         }
+        queue.live.insert(job_id);
         self.seq_next = self.seq_next.max(record.seq + 1);
         if let Some(expires_at_ms) = record.expires_at_ms.filter(|_| record.executions == 0) {
             self.timers
@@ -506,11 +512,27 @@ impl Core {
         self.jobs.len()
     }
 
-    /// True if `job_id` is live and leased.
-    pub fn is_leased(&self, job_id: JobId) -> bool {
-        self.jobs
-            .get(&job_id)
-            .is_some_and(|record| record.state == StateTag::Leased)
+    /// Up to `limit` live jobs of a queue in id order after `after`, those that `keep`
+    /// accepts.
+    pub fn live_job_ids(
+        &self,
+        queue_id: u64,
+        after: Option<JobId>,
+        limit: usize,
+        keep: impl Fn(&JobRecord) -> bool,
+    ) -> Vec<JobId> {
+        let Some(queue) = self.queues.get(&queue_id) else {
+            return Vec::new();
+        };
+        let range = match after {
+            Some(after) => queue.live.range((Bound::Excluded(after), Bound::Unbounded)),
+            None => queue.live.range(..),
+        };
+        range
+            .filter(|job_id| self.jobs.get(job_id).is_some_and(|record| keep(record)))
+            .take(limit)
+            .copied()
+            .collect()
     }
 
     /// Fires every timer due at `now_ms`: promotes scheduled jobs, expires leases, loses
@@ -605,8 +627,9 @@ impl Core {
         seq
     }
 
-    /// Appends the writes that store `record` for `job_id`, moving its index entry and the
-    /// queue's counts when the state changed. `previous` is `None` for a new job.
+    /// Appends the writes that store `record` for `job_id`, moving the queue's counts, its
+    /// live set and the finished jobs' index entry when the state changed. `previous` is
+    /// `None` for a new job.
     fn persist(&mut self, job_id: JobId, previous: Option<StateTag>, record: &JobRecord) {
         let Some(queue) = self.queues.get_mut(&record.queue_id) else {
             // Jobs are only created in existing queues and queues with jobs cannot be
@@ -619,17 +642,23 @@ impl Core {
                 queue.counts[previous as usize] -= 1;
             }
             queue.counts[record.state as usize] += 1;
-            let index_moves = previous.map(StateTag::index_tag) != Some(record.state.index_tag());
-            if index_moves {
-                if let Some(previous) = previous {
-                    self.writes.push(Write::Delete(keys::queue_index(
-                        record.queue_id,
-                        previous,
-                        job_id,
-                    )));
-                }
+            let was_finished = previous.filter(|previous| previous.is_finished());
+            let is_finished = Some(record.state).filter(|state| state.is_finished());
+            if is_finished.is_some() {
+                queue.live.remove(&job_id);
+            } else {
+                queue.live.insert(job_id);
+            }
+            if let Some(was) = was_finished {
+                self.writes.push(Write::Delete(keys::queue_index(
+                    record.queue_id,
+                    was,
+                    job_id,
+                )));
+            }
+            if let Some(is) = is_finished {
                 self.writes.push(Write::Put(
-                    keys::queue_index(record.queue_id, record.state, job_id),
+                    keys::queue_index(record.queue_id, is, job_id),
                     Vec::new(),
                 ));
             }
