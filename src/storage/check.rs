@@ -84,11 +84,6 @@ fn state_name(tag: StateTag) -> &'static str {
     }
 }
 
-/// The range of keys starting with `prefix`.
-fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
-    (vec![prefix], vec![prefix + 1])
-}
-
 /// Splits a job-owned key (`JOB`, `BODY`, `RESULT`) into project and job id.
 fn parse_job_owned(key: &[u8]) -> Option<(ProjectId, JobId)> {
     if key.len() != 25 {
@@ -207,7 +202,7 @@ fn check_schedules(
     queues: &HashMap<u64, KnownQueue>,
     report: &mut CheckReport,
 ) -> Result<(), StorageError> {
-    let (start, end) = prefix_range(keys::SCHEDULE);
+    let (start, end) = keys::prefix_range(keys::SCHEDULE);
     let mut problems = Vec::new();
     storage.scan(&start, &end, &mut |key, value| {
         report.schedules += 1;
@@ -258,7 +253,7 @@ fn check_schedules(
 }
 
 fn check_meta(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), StorageError> {
-    let (start, end) = prefix_range(keys::META);
+    let (start, end) = keys::prefix_range(keys::META);
     let mut problems = Vec::new();
     storage.scan(&start, &end, &mut |key, value| {
         report.meta_keys += 1;
@@ -418,7 +413,7 @@ fn check_job_owned(
     };
     let mut count = 0u64;
     let mut problems = Vec::new();
-    let (start, end) = prefix_range(prefix);
+    let (start, end) = keys::prefix_range(prefix);
     try_scan(storage, &start, &end, &mut |key, value| {
         count += 1;
         let Some((project_id, job_id)) = parse_job_owned(key) else {
@@ -453,7 +448,7 @@ fn check_history(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), 
     let mut problems = Vec::new();
     let mut count = 0u64;
     let mut last_job: Option<(ProjectId, JobId)> = None;
-    let (start, end) = prefix_range(keys::JOB_HISTORY);
+    let (start, end) = keys::prefix_range(keys::JOB_HISTORY);
     try_scan(storage, &start, &end, &mut |key, _| {
         count += 1;
         let Some(owner) = key.get(..25).and_then(parse_job_owned) else {
@@ -484,7 +479,7 @@ fn check_history(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), 
 fn check_edges(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), StorageError> {
     let mut problems = Vec::new();
     let mut count = 0u64;
-    let (start, end) = prefix_range(keys::CHILD);
+    let (start, end) = keys::prefix_range(keys::CHILD);
     storage.scan(&start, &end, &mut |key, _| {
         count += 1;
         if keys::parse_child(key).is_none() {
@@ -509,7 +504,7 @@ fn check_index(
     report: &mut CheckReport,
 ) -> Result<(), StorageError> {
     let mut problems = Vec::new();
-    let (start, end) = prefix_range(keys::QUEUE_INDEX);
+    let (start, end) = keys::prefix_range(keys::QUEUE_INDEX);
     try_scan(storage, &start, &end, &mut |key, _| {
         report.index_entries += 1;
         let Some(job_id) = keys::parse_queue_index(key) else {

@@ -79,7 +79,7 @@ pub const SHARED_LIVE_INDEX: Migration = Migration {
 /// Moves every leased index entry to the live tag.
 fn merge_leased_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     let mut writes = Vec::new();
-    let (start, end) = (vec![keys::QUEUE_INDEX], vec![keys::QUEUE_INDEX + 1]);
+    let (start, end) = keys::prefix_range(keys::QUEUE_INDEX);
     storage.scan(&start, &end, &mut |key, _| {
         if let (Some(job_id), Some(queue_id)) = (keys::parse_queue_index(key), index_queue(key)) {
             if key[9] == LEASED_INDEX_TAG_V1 {
@@ -126,7 +126,7 @@ pub const LIVE_JOBS_IN_MEMORY: Migration = Migration {
 /// Deletes every live index entry.
 fn drop_live_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     let mut writes = Vec::new();
-    let (start, end) = (vec![keys::QUEUE_INDEX], vec![keys::QUEUE_INDEX + 1]);
+    let (start, end) = keys::prefix_range(keys::QUEUE_INDEX);
     storage.scan(&start, &end, &mut |key, _| {
         if key.get(9) == Some(&LIVE_INDEX_TAG_V2) {
             writes.push(Write::Delete(key.to_vec()));
@@ -153,7 +153,7 @@ fn restore_live_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, Stora
 fn live_jobs(storage: &dyn Storage) -> Result<Vec<(u64, JobId, StateTag)>, StorageError> {
     let mut live = Vec::new();
     let mut failure = None;
-    let (start, end) = (vec![keys::JOB], vec![keys::JOB + 1]);
+    let (start, end) = keys::prefix_range(keys::JOB);
     storage.scan(&start, &end, &mut |key, value| {
         let Some((_, job_id)) = keys::parse_job(key) else {
             return true;

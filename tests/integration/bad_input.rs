@@ -7,10 +7,10 @@ use bytes::Bytes;
 use taskforge_protocol::{
     limits, Credentials, ErrorCode, FrameKind, HelloRequest, QueueName, QueueSettings, Request,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::{error_of, job, TestServer, ROOT_TOKEN};
+use crate::support::{error_of, job, read_until_closed, TestServer, PROMPT, ROOT_TOKEN};
 
 /// Proves the server still serves: a fresh client pings and enqueues.
 async fn still_serving(server: &TestServer) {
@@ -23,19 +23,6 @@ async fn still_serving(server: &TestServer) {
         .enqueue(job("still-serving", b"ok"))
         .await
         .expect("enqueue after the attack");
-}
-
-/// Reads whatever the server sends until it closes; None if it stays open too long.
-async fn read_until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(received),
-            Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
-            Err(_) => return None,
-        }
-    }
 }
 
 #[tokio::test]
@@ -76,7 +63,7 @@ async fn a_truncated_frame_and_random_garbage_close_only_that_connection() {
         .expect("write");
     truncated.shutdown().await.expect("half close");
     assert!(
-        read_until_closed(&mut truncated).await.is_some(),
+        read_until_closed(&mut truncated, PROMPT).await.is_some(),
         "closed after a truncated frame"
     );
 
@@ -85,7 +72,7 @@ async fn a_truncated_frame_and_random_garbage_close_only_that_connection() {
     let noise: Vec<u8> = (0..4096).map(|_| rng.u8(..)).collect();
     let _ = garbage.write_all(&noise).await;
     assert!(
-        read_until_closed(&mut garbage).await.is_some(),
+        read_until_closed(&mut garbage, PROMPT).await.is_some(),
         "closed after garbage"
     );
     still_serving(&server).await;
@@ -178,7 +165,7 @@ async fn a_handshake_that_never_completes_is_closed_after_the_deadline() {
     let mut silent = TcpStream::connect(server.addr()).await.expect("connect");
     let started = Instant::now();
     assert!(
-        read_until_closed(&mut silent).await.is_some(),
+        read_until_closed(&mut silent, PROMPT).await.is_some(),
         "closed by the server"
     );
     assert!(started.elapsed() >= Duration::from_millis(250));
@@ -188,7 +175,7 @@ async fn a_handshake_that_never_completes_is_closed_after_the_deadline() {
         .await
         .expect("two bytes of a header");
     assert!(
-        read_until_closed(&mut trickle).await.is_some(),
+        read_until_closed(&mut trickle, PROMPT).await.is_some(),
         "a trickled handshake is closed too"
     );
     still_serving(&server).await;

@@ -168,13 +168,14 @@ impl Tmpfs {
         self.dir.path()
     }
 
-    fn resize(&self, size_bytes: u64) {
+    /// Remounts with `options` (e.g. `size=…` or `ro`).
+    fn remount(&self, options: &str) {
         let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size_bytes}")])
+            .args(["-o", &format!("remount,{options}")])
             .arg(self.dir.path())
             .status()
             .expect("run mount");
-        assert!(status.success(), "remount to {size_bytes} bytes");
+        assert!(status.success(), "remount with {options}");
     }
 }
 
@@ -239,7 +240,7 @@ async fn a_full_filesystem_answers_unavailable_loses_nothing_and_heals_when_spac
         acknowledged.len()
     );
 
-    disk.resize(LARGER_FILESYSTEM_BYTES);
+    disk.remount(&format!("size={LARGER_FILESYSTEM_BYTES}"));
     let healed = eventually("the broker to serve again once there is room", || async {
         client.enqueue(job("fill", b"after")).await.ok()
     })
@@ -288,12 +289,7 @@ async fn a_store_on_a_filesystem_gone_read_only_refuses_to_start_with_a_clear_er
     drop(client);
     server.stop().await;
     // What the kernel does to a filesystem after an I/O error it cannot recover from.
-    let status = std::process::Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(disk.path())
-        .status()
-        .expect("run mount");
-    assert!(status.success(), "remount read-only");
+    disk.remount("ro");
     let error = match taskforge::server::start(server.config.clone()).await {
         Ok(_) => panic!("a broker started on a read-only filesystem"),
         Err(error) => error.to_string(),

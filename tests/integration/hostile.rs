@@ -21,13 +21,15 @@ use taskforge_protocol::{
     FrameCodec, FrameKind, HelloRequest, NewJob, Opcode, Plan, QueueName, QueueSettings, Request,
     SubscriptionSet, SubscriptionStatus,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{code, error_of, eventually, job, RawConnection, TestServer, ROOT_TOKEN};
+use crate::support::{
+    code, error_of, eventually, job, read_until_closed, RawConnection, TestServer, ROOT_TOKEN,
+};
 use crate::tenancy;
 
 /// Environment variable with the number of attack rounds (the long form).
@@ -227,15 +229,10 @@ async fn closed_after(stream: TcpStream, since: Instant) -> Duration {
 
 /// Reads until the server closes `stream`; returns what arrived and how long from `since`.
 async fn received_until_closed(mut stream: TcpStream, since: Instant) -> (Vec<u8>, Duration) {
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 1024];
-    loop {
-        match tokio::time::timeout(CLOSE_WAIT_MAX, stream.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (received, since.elapsed()),
-            Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
-            Err(_) => panic!("an offender was not closed within {CLOSE_WAIT_MAX:?}"),
-        }
-    }
+    let received = read_until_closed(&mut stream, CLOSE_WAIT_MAX)
+        .await
+        .unwrap_or_else(|| panic!("an offender was not closed within {CLOSE_WAIT_MAX:?}"));
+    (received, since.elapsed())
 }
 
 /// Waits until the server closes a raw connection; returns how long from `since`.

@@ -19,6 +19,7 @@ use taskforge_protocol::{
     Opcode, Request,
 };
 use tempfile::TempDir;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -273,6 +274,20 @@ impl RawConnection {
                 Ok(Some(Ok(_))) => continue,
                 Err(_) => return false,
             }
+        }
+    }
+}
+
+/// Reads whatever the server sends on `stream` until it closes it; `None` if no byte and
+/// no close arrive within `wait` (each read gets that long).
+pub async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(received),
+            Ok(Ok(read)) => received.extend_from_slice(&buffer[..read]),
+            Err(_) => return None,
         }
     }
 }
