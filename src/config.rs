@@ -79,10 +79,16 @@ pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 =
 /// Smallest sled page cache accepted; below this sled thrashes on every read.
 pub const CACHE_CAPACITY_BYTES_MIN: u64 = 1024 * 1024;
 
-/// Default period of sled's own background flush ([`crate::storage::sled_store`]). It
-/// matters only with `fsync = "never"` (the other policies flush themselves): it bounds
-/// what a crash loses to about this much.
-pub const SLED_FLUSH_EVERY_MS_DEFAULT: u64 = crate::storage::sled_store::FLUSH_EVERY_MS_DEFAULT;
+/// Default period of the journal's checkpoint into sled ([`crate::storage::journal`]).
+/// Each checkpoint fsyncs, so with `fsync = "never"` it also bounds what a power cut loses
+/// to about this much (a process crash loses nothing journaled).
+pub const CHECKPOINT_EVERY_MS_DEFAULT: u64 = crate::storage::sled_store::FLUSH_EVERY_MS_DEFAULT;
+
+/// Default size of a journal file at which it is checkpointed into sled.
+pub const JOURNAL_CHECKPOINT_BYTES_DEFAULT: u64 = crate::storage::journal::CHECKPOINT_BYTES_DEFAULT;
+
+/// Smallest journal checkpoint size accepted: smaller ones checkpoint nearly every round.
+pub const JOURNAL_CHECKPOINT_BYTES_MIN: u64 = 64 * 1024;
 
 /// Bytes a job needs in a frame besides its payload: metadata, queue name, the other
 /// fields and the frame header. A payload limit must leave this much room in a frame.
@@ -230,8 +236,11 @@ pub struct BrokerSettings {
     pub retention_ms_default: u64,
     /// sled's page cache.
     pub cache_capacity_bytes: u64,
-    /// Period of sled's own background flush; 0 turns it off.
-    pub sled_flush_every_ms: u64,
+    /// Period of the journal's checkpoint into sled, in ms; 0 checkpoints by size only.
+    pub checkpoint_every_ms: u64,
+    /// Size of a journal file at which it is checkpointed into sled, in bytes. Memory holds
+    /// up to twice this much of recent changes, and a crash replays up to that much.
+    pub journal_checkpoint_bytes: u64,
     /// The root (super-admin) token. When unset, it is read from `<data_dir>/root_token`,
     /// which is generated on first start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,8 +342,10 @@ settings! {
         "How long finished jobs are kept when neither queue nor plan says, in ms";
     "broker.cache_capacity_bytes" "TASKFORGE_CACHE_CAPACITY_BYTES" "cache-capacity-bytes" Integer
         "sled page cache, in bytes";
-    "broker.sled_flush_every_ms" "TASKFORGE_SLED_FLUSH_EVERY_MS" "sled-flush-every-ms" Integer
-        "Period of sled's background flush in ms (0: off)";
+    "broker.checkpoint_every_ms" "TASKFORGE_CHECKPOINT_EVERY_MS" "checkpoint-every-ms" Integer
+        "Period of the journal's checkpoint into sled in ms (0: by size only)";
+    "broker.journal_checkpoint_bytes" "TASKFORGE_JOURNAL_CHECKPOINT_BYTES" "journal-checkpoint-bytes" Integer
+        "Size of a journal file at which it is checkpointed into sled, in bytes";
     "broker.key_pepper" "TASKFORGE_KEY_PEPPER" "key-pepper" Text
         "Pepper keying API key hashes (prefer TASKFORGE_KEY_PEPPER; generated when unset)";
     "broker.root_token" "TASKFORGE_ROOT_TOKEN" "root-token" Text
@@ -503,7 +514,8 @@ impl Config {
                 log_lines_per_execution_max: LOG_LINES_PER_EXECUTION_MAX_DEFAULT,
                 retention_ms_default: RETENTION_MS_DEFAULT,
                 cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
-                sled_flush_every_ms: SLED_FLUSH_EVERY_MS_DEFAULT,
+                checkpoint_every_ms: CHECKPOINT_EVERY_MS_DEFAULT,
+                journal_checkpoint_bytes: JOURNAL_CHECKPOINT_BYTES_DEFAULT,
                 root_token: None,
                 key_pepper: None,
             },
@@ -664,6 +676,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "broker.cache_capacity_bytes",
                 format!("must be at least {CACHE_CAPACITY_BYTES_MIN} bytes"),
+            ));
+        }
+        if broker.journal_checkpoint_bytes < JOURNAL_CHECKPOINT_BYTES_MIN {
+            return Err(ConfigError::invalid(
+                "broker.journal_checkpoint_bytes",
+                format!("must be at least {JOURNAL_CHECKPOINT_BYTES_MIN} bytes"),
             ));
         }
         if broker.data_dir.as_os_str().is_empty() {
@@ -1267,11 +1285,17 @@ mod tests {
             invalid_key(config.validate().expect_err("filter")),
             "log.level"
         );
-        let mut config = valid;
+        let mut config = valid.clone();
         config.broker.cache_capacity_bytes = 1;
         assert_eq!(
             invalid_key(config.validate().expect_err("cache")),
             "broker.cache_capacity_bytes"
+        );
+        let mut config = valid;
+        config.broker.journal_checkpoint_bytes = 1;
+        assert_eq!(
+            invalid_key(config.validate().expect_err("journal")),
+            "broker.journal_checkpoint_bytes"
         );
     }
 

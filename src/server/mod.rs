@@ -55,7 +55,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::storage::migrations::{self, Migration, MigrationError};
-use crate::storage::{ReopeningStorage, SledOptions, Storage, StorageError};
+use crate::storage::{JournalOptions, ReopeningStorage, SledOptions, Storage, StorageError};
 
 use dispatch::{Dispatcher, Metered};
 
@@ -518,13 +518,22 @@ const STORAGE_LOCK_WAIT_MS: u64 = 2_000;
 fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StorageError> {
     let options = SledOptions {
         cache_capacity_bytes: config.broker.cache_capacity_bytes,
-        flush_every_ms: sled_flush_every_ms(config),
+        flush_every_ms: None,
     };
-    ReopeningStorage::open(&config.broker.data_dir, options, STORAGE_LOCK_WAIT_MS)
-        .map(|storage| Arc::new(storage) as Arc<dyn Storage>)
+    let journal = JournalOptions {
+        checkpoint_bytes: config.broker.journal_checkpoint_bytes,
+        checkpoint_interval_ms: checkpoint_interval_ms(config),
+    };
+    ReopeningStorage::open(
+        &config.broker.data_dir,
+        options,
+        journal,
+        STORAGE_LOCK_WAIT_MS,
+    )
+    .map(|storage| Arc::new(storage) as Arc<dyn Storage>)
 }
 
-/// sled's background flush period, `None` when configured as 0 (off).
-fn sled_flush_every_ms(config: &Config) -> Option<u64> {
-    Some(config.broker.sled_flush_every_ms).filter(|period_ms| *period_ms > 0)
+/// The journal's checkpoint period, `None` when configured as 0 (by size only).
+fn checkpoint_interval_ms(config: &Config) -> Option<u64> {
+    Some(config.broker.checkpoint_every_ms).filter(|period_ms| *period_ms > 0)
 }

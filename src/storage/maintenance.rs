@@ -18,7 +18,7 @@ use super::check::{self, CheckReport};
 use super::dump::{self, Backup, DumpError, DumpSummary};
 use super::migrations::{self, Migration, MigrationError, MigrationReport};
 use super::sled_store::{self, SledOptions, SledStorage};
-use super::{Storage, StorageError};
+use super::{journal, Storage, StorageError};
 
 /// Where a new store is built before it replaces the current one.
 pub const STAGING_DIR_NAME: &str = ".staging";
@@ -83,7 +83,8 @@ fn offline_options() -> SledOptions {
     }
 }
 
-/// Opens the existing store in `data_dir`, refusing a directory without one.
+/// Opens the existing store in `data_dir`, refusing a directory without one, and replays
+/// into it what the last run journaled.
 pub fn open_existing(data_dir: &Path) -> Result<SledStorage, MaintenanceError> {
     if !sled_store::store_exists(data_dir) {
         return Err(MaintenanceError::NoStore(data_dir.to_path_buf()));
@@ -93,11 +94,10 @@ pub fn open_existing(data_dir: &Path) -> Result<SledStorage, MaintenanceError> {
             data_dir.join(RETIRED_DIR_NAME),
         ));
     }
-    Ok(SledStorage::open_waiting_for_lock(
-        data_dir,
-        offline_options(),
-        LOCK_WAIT_MS,
-    )?)
+    let storage = SledStorage::open_waiting_for_lock(data_dir, offline_options(), LOCK_WAIT_MS)?;
+    // What the last run journaled but did not checkpoint belongs to the store too.
+    journal::files::recover(&storage, data_dir)?;
+    Ok(storage)
 }
 
 /// Runs `work` on the store in `data_dir` and closes it, reporting the first error.

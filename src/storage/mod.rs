@@ -13,6 +13,7 @@
 pub mod check;
 pub mod dump;
 pub mod faulty;
+pub mod journal;
 pub mod keys;
 pub mod maintenance;
 pub mod memory;
@@ -23,6 +24,7 @@ pub mod reopening;
 pub mod sled_store;
 
 pub use faulty::FaultyStorage;
+pub use journal::{JournalOptions, JournaledStorage};
 pub use memory::MemoryStorage;
 pub use power_loss::PowerLossStorage;
 pub use reopening::ReopeningStorage;

@@ -1,8 +1,9 @@
-//! The server's store: a [`SledStorage`] that can be reopened in place.
+//! The server's store: a [`JournaledStorage`] (sled behind the commit journal) that can be
+//! reopened in place.
 //!
-//! After a failed sync a sled handle refuses every later write, because the kernel may have
-//! dropped the unsynced pages and a later sync could succeed without them (see
-//! [`SledStorage`]). The way out is to close the handle and open the directory again, which
+//! After a failed write, sync or checkpoint the store refuses every later write, because
+//! the kernel may have dropped the unsynced pages and a later sync could succeed without
+//! them (see [`crate::storage::SledStorage`]). The way out is to close the handle and open the directory again, which
 //! continues from what is really on disk. The broker's recovery calls [`Storage::reopen`]
 //! before it rebuilds its memory, so once the fault clears (the disk has room again, the
 //! device is back) the broker serves again without a restart.
@@ -10,31 +11,35 @@
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 
-use super::{SledOptions, SledStorage, Storage, StorageError, Write};
+use super::{JournalOptions, JournaledStorage, SledOptions, Storage, StorageError, Write};
 
-/// A [`SledStorage`] behind a lock, so [`Storage::reopen`] can replace it.
+/// A [`JournaledStorage`] behind a lock, so [`Storage::reopen`] can replace it.
 pub struct ReopeningStorage {
     /// The database directory.
     dir: PathBuf,
-    /// How it is opened.
+    /// How sled is opened.
     options: SledOptions,
+    /// How the journal is checkpointed.
+    journal: JournalOptions,
     /// How long an open waits for the previous handle's lock to go.
     lock_wait_ms: u64,
     /// The open handle; `None` after a reopen failed (the next reopen tries again).
-    current: RwLock<Option<SledStorage>>,
+    current: RwLock<Option<JournaledStorage>>,
 }
 
 impl ReopeningStorage {
-    /// Opens the database in `dir` (see [`SledStorage::open_waiting_for_lock`]).
+    /// Opens the database in `dir` (see [`JournaledStorage::open`]).
     pub fn open(
         dir: &Path,
         options: SledOptions,
+        journal: JournalOptions,
         lock_wait_ms: u64,
     ) -> Result<ReopeningStorage, StorageError> {
-        let store = SledStorage::open_waiting_for_lock(dir, options, lock_wait_ms)?;
+        let store = JournaledStorage::open(dir, options, journal, lock_wait_ms)?;
         Ok(ReopeningStorage {
             dir: dir.to_path_buf(),
             options,
+            journal,
             lock_wait_ms,
             current: RwLock::new(Some(store)),
         })
@@ -43,7 +48,7 @@ impl ReopeningStorage {
     fn with<T>(
         &self,
         operation: &'static str,
-        run: impl FnOnce(&SledStorage) -> Result<T, StorageError>,
+        run: impl FnOnce(&JournaledStorage) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         match current.as_ref() {
@@ -65,7 +70,7 @@ impl Storage for ReopeningStorage {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
-        self.with("sync", SledStorage::sync)
+        self.with("sync", JournaledStorage::sync)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -82,7 +87,7 @@ impl Storage for ReopeningStorage {
     }
 
     fn size_on_disk_bytes(&self) -> Result<u64, StorageError> {
-        self.with("read", SledStorage::size_on_disk_bytes)
+        self.with("read", JournaledStorage::size_on_disk_bytes)
     }
 
     fn reopen(&self) -> Result<(), StorageError> {
@@ -90,7 +95,8 @@ impl Storage for ReopeningStorage {
         // The old handle must be gone (and its lock released) before the directory opens
         // again; dropping it flushes what it still can.
         drop(current.take());
-        let store = SledStorage::open_waiting_for_lock(&self.dir, self.options, self.lock_wait_ms)?;
+        let store =
+            JournaledStorage::open(&self.dir, self.options, self.journal, self.lock_wait_ms)?;
         *current = Some(store);
         tracing::warn!(dir = %self.dir.display(), "storage reopened after a failure");
         Ok(())
@@ -119,25 +125,38 @@ mod tests {
         ];
         for check in contract {
             let directory = tempfile::tempdir().expect("tempdir");
-            let storage =
-                ReopeningStorage::open(directory.path(), SledOptions::default(), LOCK_WAIT_MS)
-                    .expect("open");
-            check(&storage);
+            check(&open(directory.path(), JournalOptions::default()));
         }
     }
 
+    fn open(dir: &Path, journal: JournalOptions) -> ReopeningStorage {
+        ReopeningStorage::open(dir, SledOptions::default(), journal, LOCK_WAIT_MS).expect("open")
+    }
+
     #[test]
-    fn a_reopen_after_a_failed_sync_accepts_writes_again_from_what_is_on_disk() {
+    fn a_reopen_after_a_failed_checkpoint_accepts_writes_again_from_what_is_on_disk() {
         let directory = tempfile::tempdir().expect("tempdir");
-        let storage =
-            ReopeningStorage::open(directory.path(), SledOptions::default(), LOCK_WAIT_MS)
-                .expect("open");
+        // Every write closes its journal file, so each one is checkpointed into sled.
+        let journal = JournalOptions {
+            checkpoint_bytes: 1,
+            checkpoint_interval_ms: None,
+        };
+        let storage = open(directory.path(), journal);
         storage.apply(&[put(b"durable", b"1")]).expect("apply");
         storage.sync().expect("sync");
-        // Make the blob listing fail, as an I/O error would (see the sled store's tests).
+        // Make sled's sync fail, as an I/O error would (see the sled store's tests).
         let blobs = directory.path().join("blobs");
         std::fs::remove_dir(&blobs).expect("remove blobs");
-        assert!(storage.sync().is_err());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut index = 0u32;
+        while storage.apply(&[put(&index.to_be_bytes(), b"2")]).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkpoint never failed"
+            );
+            index += 1;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         std::fs::create_dir(&blobs).expect("the fault clears");
         assert!(
             storage.apply(&[put(b"b", b"2")]).is_err(),
@@ -150,5 +169,10 @@ mod tests {
         storage.sync().expect("and syncs");
         assert_eq!(storage.get(b"durable").expect("read"), Some(b"1".to_vec()));
         assert_eq!(storage.get(b"after").expect("read"), Some(b"3".to_vec()));
+        assert_eq!(
+            storage.get(&0u32.to_be_bytes()).expect("read"),
+            Some(b"2".to_vec()),
+            "what the journal holds is replayed"
+        );
     }
 }

@@ -148,6 +148,10 @@ pub const META_TREE_NAME: &[u8] = b"taskforge.storage";
 /// Key of the checkpoint number (u64, big-endian) in [`META_TREE_NAME`].
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 
+/// Key of the last journal generation checkpointed into sled (u64, big-endian) in
+/// [`META_TREE_NAME`]; see [`crate::storage::journal`].
+const JOURNAL_CHECKPOINTED_KEY: &[u8] = b"journal-checkpointed";
+
 /// How sled is configured when [`SledStorage::open`] opens it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SledOptions {
@@ -328,6 +332,42 @@ impl SledStorage {
         &self.dir
     }
 
+    /// The last journal generation whose changes sled holds (0 if none).
+    pub fn journal_checkpointed(&self) -> Result<u64, StorageError> {
+        let stored = self
+            .meta
+            .get(JOURNAL_CHECKPOINTED_KEY)
+            .map_err(|error| runtime_error("open", &self.dir, error))?;
+        match stored {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    damaged(
+                        &self.dir,
+                        format!(
+                            "the journal generation is stored in {} bytes, not 8",
+                            bytes.len()
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// Records that sled holds journal generation `generation`'s changes. Durable with the
+    /// next sync, and in order with the writes applied before it.
+    pub fn set_journal_checkpointed(
+        &self,
+        generation: u64,
+        operation: &'static str,
+    ) -> Result<(), StorageError> {
+        self.refuse_after_failed_sync(operation)?;
+        self.meta
+            .insert(JOURNAL_CHECKPOINTED_KEY, &generation.to_be_bytes())
+            .map(drop)
+            .map_err(|error| runtime_error(operation, &self.dir, error))
+    }
+
     /// Fails if an earlier sync failed (see [`SledStorage::sync_failed`]).
     fn refuse_after_failed_sync(&self, operation: &'static str) -> Result<(), StorageError> {
         if self.sync_failed.load(Ordering::SeqCst) {
@@ -483,6 +523,39 @@ impl SledStorage {
     }
 }
 
+impl SledStorage {
+    /// Sets (`Some`) or removes (`None`) each key in order, as one atomic batch: what
+    /// [`Storage::apply`] does for a batch without range deletions, without copying it.
+    pub fn apply_changes<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<(), StorageError> {
+        self.refuse_after_failed_sync("apply")?;
+        let mut sled_batch = sled::Batch::default();
+        let mut changed_keys = 0;
+        for (key, value) in changes {
+            match value {
+                Some(value) => sled_batch.insert(key, value),
+                None => sled_batch.remove(key),
+            }
+            changed_keys += 1;
+        }
+        self.apply_sled_batch(sled_batch, changed_keys)
+    }
+
+    fn apply_sled_batch(
+        &self,
+        sled_batch: sled::Batch,
+        changed_keys: usize,
+    ) -> Result<(), StorageError> {
+        self.db
+            .apply_batch(sled_batch)
+            .map_err(|error| runtime_error("apply", &self.dir, error))?;
+        reclaim_replaced_nodes(changed_keys);
+        Ok(())
+    }
+}
+
 impl Storage for SledStorage {
     fn apply(&self, batch: &[Write]) -> Result<(), StorageError> {
         self.refuse_after_failed_sync("apply")?;
@@ -491,27 +564,18 @@ impl Storage for SledStorage {
         if batch.is_empty() {
             return Ok(());
         }
-        let (sled_batch, changed_keys) = if batch
+        if !batch
             .iter()
             .any(|write| matches!(write, Write::DeleteRange(..)))
         {
-            self.batch_with_ranges(batch)?
-        } else {
-            let mut sled_batch = sled::Batch::default();
-            for write in batch {
-                match write {
-                    Write::Put(key, value) => sled_batch.insert(key.as_slice(), value.as_slice()),
-                    Write::Delete(key) => sled_batch.remove(key.as_slice()),
-                    Write::DeleteRange(..) => unreachable!("ranges take the other path"),
-                }
-            }
-            (sled_batch, batch.len())
-        };
-        self.db
-            .apply_batch(sled_batch)
-            .map_err(|error| runtime_error("apply", &self.dir, error))?;
-        reclaim_replaced_nodes(changed_keys);
-        Ok(())
+            return self.apply_changes(batch.iter().map(|write| match write {
+                Write::Put(key, value) => (key.as_slice(), Some(value.as_slice())),
+                Write::Delete(key) => (key.as_slice(), None),
+                Write::DeleteRange(..) => unreachable!("ranges take the other path"),
+            }));
+        }
+        let (sled_batch, changed_keys) = self.batch_with_ranges(batch)?;
+        self.apply_sled_batch(sled_batch, changed_keys)
     }
 
     fn sync(&self) -> Result<(), StorageError> {
@@ -592,7 +656,7 @@ pub fn store_exists(dir: &Path) -> bool {
 }
 
 /// True for the names of the files and directories that make up a database in its
-/// directory (sled's and our checkpoint), as opposed to other files kept beside it (the
+/// directory (sled's, our checkpoint and the journal), as opposed to other files kept beside it (the
 /// root token, backups). Offline compaction and restore replace exactly these.
 pub fn is_store_file_name(name: &str) -> bool {
     matches!(
@@ -602,6 +666,7 @@ pub fn is_store_file_name(name: &str) -> bool {
             | SLED_BLOB_DIRECTORY_NAME
             | CHECKPOINT_FILE_NAME
             | CHECKPOINT_TEMPORARY_FILE_NAME
+            | crate::storage::journal::files::JOURNAL_DIRECTORY_NAME
     ) || name.starts_with(SLED_SNAPSHOT_FILE_PREFIX)
 }
 

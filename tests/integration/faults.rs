@@ -112,34 +112,55 @@ async fn storage_faults_answer_unavailable_lose_nothing_and_heal() {
 }
 
 #[tokio::test]
-async fn a_real_failed_sync_answers_unavailable_and_the_broker_heals_without_a_restart() {
+async fn a_real_failed_checkpoint_answers_unavailable_and_the_broker_heals_without_a_restart() {
     let server = crate::support::TestServer::start().await;
     let client = server.client().await;
     client
         .queue_create("disk", QueueSettings::default())
         .await
         .expect("queue");
-    let kept = client
-        .enqueue(job("disk", b"before"))
-        .await
-        .expect("enqueue")
-        .job_id;
-    // sled's blob directory vanishing makes the next sync fail, as an I/O error would; a
-    // sled handle whose sync failed refuses writes until it is reopened.
+    let mut kept = vec![
+        client
+            .enqueue(job("disk", b"before"))
+            .await
+            .expect("enqueue")
+            .job_id,
+    ];
+    // sled's blob directory vanishing makes the next sled sync fail, as an I/O error
+    // would. The journal acknowledges writes until the next checkpoint into sled (within
+    // `broker.checkpoint_every_ms`) meets the failure; from then on the store refuses
+    // writes until it is reopened.
     let blobs = server.config.broker.data_dir.join("blobs");
     std::fs::remove_dir_all(&blobs).expect("remove blobs");
-    let refused = client.enqueue(job("disk", b"during")).await;
-    assert!(unavailable(refused), "a failed sync answers UNAVAILABLE");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.enqueue(job("disk", b"during")).await {
+            Ok(receipt) => kept.push(receipt.job_id),
+            refused => {
+                let description = format!("{refused:?}");
+                assert!(unavailable(refused), "{description}");
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed checkpoint never answered UNAVAILABLE"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     std::fs::create_dir(&blobs).expect("the fault clears");
     let healed = eventually("the broker serving again", || async {
         client.enqueue(job("disk", b"after")).await.ok()
     })
     .await;
-    assert_eq!(
-        client.job_get(kept).await.expect("kept").payload,
-        b"before".to_vec(),
-        "nothing acknowledged was lost"
-    );
+    for (index, job_id) in kept.iter().enumerate() {
+        let expected: &[u8] = if index == 0 { b"before" } else { b"during" };
+        assert_eq!(
+            client.job_get(*job_id).await.expect("kept").payload,
+            expected.to_vec(),
+            "nothing acknowledged was lost"
+        );
+    }
     assert_eq!(
         client.job_get(healed.job_id).await.expect("new").payload,
         b"after".to_vec()

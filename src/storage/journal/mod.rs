@@ -1,0 +1,829 @@
+//! The commit journal in front of sled: every batch is one `write` to an append-only file
+//! (plus one `fdatasync` when the broker syncs), and sled receives the journaled changes
+//! later, coalesced and in large batches, from a background checkpointer.
+//!
+//! Why: sled 0.34 seals and writes its IO buffer on every batch and costs 8–17 µs per
+//! changed key whatever the batch size (`benches/README.md`, table 11), so a commit round
+//! per request paid sled's whole per-batch path. The journal makes a round one sequential
+//! write, and a key changed several times between checkpoints (a job enqueued, fetched and
+//! acknowledged) reaches sled once.
+//!
+//! # Layers
+//! Reads see, newest first: the *active* overlay (changes journaled in the current file),
+//! the *frozen* overlay (the previous file's changes, being checkpointed) and sled.
+//!
+//! # Checkpoints
+//! When the current file reaches [`JournalOptions::checkpoint_bytes`], or has held changes
+//! for [`JournalOptions::checkpoint_interval_ms`], it is fsynced and a new file started
+//! (its name made durable); its overlay freezes. The checkpointer copies the frozen overlay
+//! into sled, records the file's generation as checkpointed in sled's meta tree, syncs sled
+//! and removes the file. Writers wait only if the current file reaches twice the checkpoint
+//! size while the previous one is still being checkpointed.
+//!
+//! # Crash contract
+//! - A batch is in the journal before `apply` returns, and durable once `sync` returns
+//!   (`fdatasync` of the current file; earlier files were fsynced when they were closed).
+//! - A crash leaves at most a torn record at the end of the newest file, which replay
+//!   ignores: it was never acknowledged as durable. See [`files::recover`].
+//! - sled holds changes of a generation only once that generation's file is complete and
+//!   fsynced, and only one generation at a time is checkpointed. A crash in the middle of a
+//!   checkpoint leaves sled with part of the generation; replaying the whole generation over
+//!   it gives the same result, as every journaled change sets a key's final value.
+//! - After a failed write or sync the store refuses writes until it is reopened, for the
+//!   reasons [`SledStorage`] gives; reopening replays what is really on disk.
+
+pub mod files;
+pub mod overlay;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use self::overlay::{Lookup, Overlay};
+use super::{SledOptions, SledStorage, Storage, StorageError, Write};
+
+/// Default size of a journal file at which it is checkpointed into sled.
+pub const CHECKPOINT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Writers wait while the current file holds this many times
+/// [`JournalOptions::checkpoint_bytes`] and the previous file is still being checkpointed:
+/// the bound on journal memory (two overlays) and on replay work after a crash.
+const JOURNAL_CHECKPOINTS_AHEAD_MAX: u64 = 2;
+
+/// How the journal is checkpointed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// A journal file of this many bytes is checkpointed into sled.
+    pub checkpoint_bytes: u64,
+    /// A journal file holding anything is checkpointed at least this often, which also
+    /// bounds what the `never` and `interval` fsync policies can lose to a power cut;
+    /// `None` checkpoints by size only.
+    pub checkpoint_interval_ms: Option<u64>,
+}
+
+impl Default for JournalOptions {
+    fn default() -> JournalOptions {
+        JournalOptions {
+            checkpoint_bytes: CHECKPOINT_BYTES_DEFAULT,
+            checkpoint_interval_ms: Some(super::sled_store::FLUSH_EVERY_MS_DEFAULT),
+        }
+    }
+}
+
+/// sled behind the journal. See the module docs.
+pub struct JournaledStorage {
+    inner: Arc<Inner>,
+    checkpointer: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    sled: SledStorage,
+    journal_dir: PathBuf,
+    options: JournalOptions,
+    /// The current file and the checkpoint state. Lock order: `writer`, then `layers`.
+    writer: Mutex<Writer>,
+    /// Wakes the checkpointer: a file was closed, or shutdown started.
+    checkpoint_wanted: Condvar,
+    /// Wakes writers waiting for a checkpoint to finish (or fail).
+    checkpoint_done: Condvar,
+    /// What reads see above sled.
+    layers: RwLock<Layers>,
+}
+
+struct Writer {
+    file: File,
+    generation: u64,
+    /// Bytes written to `file`.
+    bytes: u64,
+    /// When `file` received its first record since it was created.
+    first_write_at: Option<Instant>,
+    /// The generation being checkpointed, if any.
+    checkpointing: Option<u64>,
+    /// Why the store refuses writes, after a failed write, sync or checkpoint.
+    failure: Option<String>,
+    stopping: bool,
+    /// Reused for encoding records.
+    buffer: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Layers {
+    active: Overlay,
+    frozen: Option<Arc<Overlay>>,
+}
+
+impl JournaledStorage {
+    /// Opens sled in `dir` (waiting up to `lock_wait_ms` for its lock), replays the journal
+    /// the last run left, and starts a new journal file and the checkpointer.
+    pub fn open(
+        dir: &Path,
+        sled_options: SledOptions,
+        options: JournalOptions,
+        lock_wait_ms: u64,
+    ) -> Result<JournaledStorage, StorageError> {
+        if options.checkpoint_bytes == 0 || options.checkpoint_interval_ms == Some(0) {
+            return Err(StorageError::new(
+                "open",
+                "the journal's checkpoint size and period must be at least 1",
+            ));
+        }
+        // The checkpointer flushes sled; a background flush of its own would only add work.
+        let sled_options = SledOptions {
+            flush_every_ms: None,
+            ..sled_options
+        };
+        let sled = SledStorage::open_waiting_for_lock(dir, sled_options, lock_wait_ms)?;
+        let generation = files::recover(&sled, dir)?;
+        let journal_dir = files::directory(dir);
+        let file = files::create(&journal_dir, generation)?;
+        let inner = Arc::new(Inner {
+            sled,
+            journal_dir,
+            options,
+            writer: Mutex::new(Writer {
+                file,
+                generation,
+                bytes: 0,
+                first_write_at: None,
+                checkpointing: None,
+                failure: None,
+                stopping: false,
+                buffer: Vec::new(),
+            }),
+            checkpoint_wanted: Condvar::new(),
+            checkpoint_done: Condvar::new(),
+            layers: RwLock::new(Layers::default()),
+        });
+        let checkpointer = {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name("taskforge-checkpoint".to_string())
+                .spawn(move || inner.run_checkpointer())
+                .map_err(|error| {
+                    StorageError::new("open", format!("cannot start the checkpointer: {error}"))
+                })?
+        };
+        Ok(JournaledStorage {
+            inner,
+            checkpointer: Some(checkpointer),
+        })
+    }
+
+    /// Closes the current file and waits until everything journaled so far is in sled.
+    pub fn checkpoint_now(&self) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        let mut writer = inner.lock_writer();
+        while writer.checkpointing.is_some() && writer.failure.is_none() {
+            writer = wait(&inner.checkpoint_done, writer);
+        }
+        refuse_after_failure(&writer, "sync")?;
+        if writer.bytes > 0 {
+            inner.close_file(&mut writer)?;
+        }
+        while writer.checkpointing.is_some() && writer.failure.is_none() {
+            writer = wait(&inner.checkpoint_done, writer);
+        }
+        refuse_after_failure(&writer, "sync")
+    }
+
+    /// The sled store underneath, for inspection in tests.
+    #[cfg(test)]
+    fn sled(&self) -> &SledStorage {
+        &self.inner.sled
+    }
+}
+
+impl Drop for JournaledStorage {
+    /// Stops the checkpointer and, unless the store failed, checkpoints what is left, so
+    /// that the next open has nothing to replay.
+    fn drop(&mut self) {
+        let Some(checkpointer) = self.checkpointer.take() else {
+            return;
+        };
+        let healthy = self.checkpoint_now().is_ok();
+        self.inner.lock_writer().stopping = true;
+        self.inner.checkpoint_wanted.notify_all();
+        if checkpointer.join().is_err() {
+            tracing::error!("the journal checkpointer panicked");
+            return;
+        }
+        if !healthy {
+            return;
+        }
+        let writer = self.inner.lock_writer();
+        let path = files::path(&self.inner.journal_dir, writer.generation);
+        if let Err(error) = self
+            .inner
+            .sled
+            .set_journal_checkpointed(writer.generation, "close")
+            .and_then(|()| self.inner.sled.sync())
+            .and_then(|()| {
+                std::fs::remove_file(&path)
+                    .map_err(|error| files::io_error("close", "cannot remove", &path, error))
+            })
+        {
+            tracing::warn!(%error, "closing the journal failed; the next open replays it");
+        }
+    }
+}
+
+fn refuse_after_failure(writer: &Writer, operation: &'static str) -> Result<(), StorageError> {
+    match &writer.failure {
+        None => Ok(()),
+        Some(failure) => Err(StorageError::new(
+            operation,
+            format!(
+                "{failure}; writes since the last successful sync may not be on disk, so the \
+                 store refuses more until it is reopened (restart the broker) and continues \
+                 from what is durable"
+            ),
+        )),
+    }
+}
+
+fn wait<'a>(condvar: &Condvar, guard: MutexGuard<'a, Writer>) -> MutexGuard<'a, Writer> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Inner {
+    /// The writer state. A panic while holding it can only come from an allocation failure
+    /// (which aborts) or a bug; the fields stay individually consistent, so it is recovered.
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read_layers(&self) -> std::sync::RwLockReadGuard<'_, Layers> {
+        self.layers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_layers(&self) -> std::sync::RwLockWriteGuard<'_, Layers> {
+        self.layers.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a failure and wakes everyone waiting on a checkpoint.
+    fn fail(&self, writer: &mut Writer, error: StorageError) -> StorageError {
+        writer.failure = Some(error.to_string());
+        self.checkpoint_done.notify_all();
+        error
+    }
+
+    /// fsyncs the current file, starts the next one and freezes the current overlay for the
+    /// checkpointer. Call with no checkpoint running.
+    fn close_file(&self, writer: &mut Writer) -> Result<(), StorageError> {
+        assert!(writer.checkpointing.is_none(), "one checkpoint at a time");
+        let closing = writer.generation;
+        if let Err(error) = writer.file.sync_data() {
+            let path = files::path(&self.journal_dir, closing);
+            return Err(self.fail(
+                writer,
+                files::io_error("sync", "cannot fdatasync", &path, error),
+            ));
+        }
+        let file = match files::create(&self.journal_dir, closing + 1) {
+            Ok(file) => file,
+            Err(error) => return Err(self.fail(writer, error)),
+        };
+        writer.file = file;
+        writer.generation = closing + 1;
+        writer.bytes = 0;
+        writer.first_write_at = None;
+        writer.checkpointing = Some(closing);
+        {
+            let mut layers = self.write_layers();
+            let closed = std::mem::take(&mut layers.active);
+            layers.frozen = Some(Arc::new(closed));
+        }
+        self.checkpoint_wanted.notify_all();
+        Ok(())
+    }
+
+    fn run_checkpointer(&self) {
+        loop {
+            let generation = {
+                let mut writer = self.lock_writer();
+                loop {
+                    if writer.stopping {
+                        return;
+                    }
+                    if writer.failure.is_none() {
+                        if let Some(generation) = writer.checkpointing {
+                            break generation;
+                        }
+                    }
+                    let mut timeout = Duration::from_secs(3600);
+                    if let (Some(interval_ms), Some(first_write_at), None) = (
+                        self.options.checkpoint_interval_ms,
+                        writer.first_write_at,
+                        &writer.failure,
+                    ) {
+                        let due = first_write_at + Duration::from_millis(interval_ms);
+                        let now = Instant::now();
+                        if now >= due {
+                            // A failure is recorded in `writer` and refuses the next write.
+                            let _ = self.close_file(&mut writer);
+                            continue;
+                        }
+                        timeout = due - now;
+                    }
+                    writer = self
+                        .checkpoint_wanted
+                        .wait_timeout(writer, timeout)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            };
+            let Some(frozen) = self.read_layers().frozen.clone() else {
+                unreachable!("a generation being checkpointed has a frozen overlay")
+            };
+            let result = files::checkpoint(&self.sled, &frozen, generation, "checkpoint");
+            let mut writer = self.lock_writer();
+            match result {
+                Ok(()) => {
+                    self.write_layers().frozen = None;
+                    writer.checkpointing = None;
+                    let path = files::path(&self.journal_dir, generation);
+                    // A file that stays is skipped at the next open: its generation is
+                    // recorded as checkpointed.
+                    if let Err(error) = std::fs::remove_file(&path) {
+                        tracing::warn!(file = %path.display(), %error, "cannot remove a checkpointed journal file");
+                    }
+                    self.checkpoint_done.notify_all();
+                }
+                Err(error) => {
+                    tracing::error!(%error, generation, "checkpoint of the journal into sled failed");
+                    self.fail(&mut writer, error);
+                }
+            }
+        }
+    }
+
+    /// Every key the frozen overlay and sled hold in `start..end`, for range deletions.
+    fn keys_below_active(
+        &self,
+        frozen: Option<&Overlay>,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut changes = BTreeMap::new();
+        if let Some(frozen) = frozen {
+            frozen.copy_range(start, end, &mut changes);
+        }
+        let mut keys = Vec::new();
+        scan_layers(changes, &self.sled, start, end, &mut |key, _| {
+            keys.push(key.to_vec());
+            true
+        })?;
+        Ok(keys)
+    }
+}
+
+/// Changes laid over sled: `Some(value)` for a put, `None` for a deletion.
+type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Visits `base` in `start..end` with `changes` (all within that range) laid over it, in
+/// key order.
+fn scan_layers(
+    changes: Changes,
+    base: &SledStorage,
+    start: &[u8],
+    end: &[u8],
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), StorageError> {
+    let mut changes = changes.into_iter().peekable();
+    let mut going = true;
+    base.scan(start, end, &mut |key, value| {
+        while let Some((changed, _)) = changes.peek() {
+            if changed.as_slice() >= key {
+                break;
+            }
+            if let Some((changed, Some(new))) = changes.next() {
+                if !visit(&changed, &new) {
+                    going = false;
+                    return false;
+                }
+            }
+        }
+        let result = match changes.peek() {
+            Some((changed, _)) if changed.as_slice() == key => match changes.next() {
+                Some((changed, Some(new))) => visit(&changed, &new),
+                _ => true,
+            },
+            _ => visit(key, value),
+        };
+        going = result;
+        result
+    })?;
+    if going {
+        for (changed, value) in changes {
+            if let Some(value) = value {
+                if !visit(&changed, &value) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Storage for JournaledStorage {
+    fn apply(&self, batch: &[Write]) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let ahead_max = inner.options.checkpoint_bytes * JOURNAL_CHECKPOINTS_AHEAD_MAX;
+        let mut writer = inner.lock_writer();
+        while writer.checkpointing.is_some()
+            && writer.bytes >= ahead_max
+            && writer.failure.is_none()
+        {
+            writer = wait(&inner.checkpoint_done, writer);
+        }
+        refuse_after_failure(&writer, "apply")?;
+        let mut buffer = std::mem::take(&mut writer.buffer);
+        buffer.clear();
+        record::encode(batch, &mut buffer)
+            .map_err(|message| StorageError::new("apply", message))?;
+        let written = writer.file.write_all(&buffer);
+        let record_bytes = buffer.len() as u64;
+        writer.buffer = buffer;
+        if let Err(error) = written {
+            let path = files::path(&inner.journal_dir, writer.generation);
+            return Err(inner.fail(
+                &mut writer,
+                files::io_error("apply", "cannot write", &path, error),
+            ));
+        }
+        writer.bytes += record_bytes;
+        if writer.first_write_at.is_none() {
+            writer.first_write_at = Some(Instant::now());
+            // The checkpointer sleeps without a deadline while the file is empty.
+            inner.checkpoint_wanted.notify_all();
+        }
+        let applied = {
+            let mut layers = inner.write_layers();
+            let layers = &mut *layers;
+            let frozen = layers.frozen.clone();
+            layers.active.apply(batch, &mut |start, end| {
+                inner.keys_below_active(frozen.as_deref(), start, end)
+            })
+        };
+        if let Err(error) = applied {
+            // The record is journaled but not visible: only a reopen (replay) can make
+            // memory and journal agree again.
+            return Err(inner.fail(&mut writer, error));
+        }
+        if writer.bytes >= inner.options.checkpoint_bytes && writer.checkpointing.is_none() {
+            inner.close_file(&mut writer)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        let mut writer = inner.lock_writer();
+        refuse_after_failure(&writer, "sync")?;
+        if let Err(error) = writer.file.sync_data() {
+            let path = files::path(&inner.journal_dir, writer.generation);
+            return Err(inner.fail(
+                &mut writer,
+                files::io_error("sync", "cannot fdatasync", &path, error),
+            ));
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let frozen = {
+            let layers = self.inner.read_layers();
+            match layers.active.lookup(key) {
+                Lookup::Put(value) => return Ok(Some(value.to_vec())),
+                Lookup::Deleted => return Ok(None),
+                Lookup::Unknown => layers.frozen.clone(),
+            }
+        };
+        if let Some(frozen) = frozen {
+            match frozen.lookup(key) {
+                Lookup::Put(value) => return Ok(Some(value.to_vec())),
+                Lookup::Deleted => return Ok(None),
+                Lookup::Unknown => {}
+            }
+        }
+        self.inner.sled.get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        if start >= end {
+            return Ok(());
+        }
+        // Copy the active overlay's part under the lock; the frozen one cannot change.
+        let (frozen, active_changes) = {
+            let layers = self.inner.read_layers();
+            let mut copied = BTreeMap::new();
+            layers.active.copy_range(start, end, &mut copied);
+            (layers.frozen.clone(), copied)
+        };
+        let mut changes = BTreeMap::new();
+        if let Some(frozen) = frozen {
+            frozen.copy_range(start, end, &mut changes);
+        }
+        changes.extend(active_changes);
+        scan_layers(changes, &self.inner.sled, start, end, visit)
+    }
+
+    fn size_on_disk_bytes(&self) -> Result<u64, StorageError> {
+        let journal_bytes: u64 = std::fs::read_dir(&self.inner.journal_dir)
+            .map_err(|error| {
+                files::io_error("read", "cannot list", &self.inner.journal_dir, error)
+            })?
+            .filter_map(|entry| entry.ok()?.metadata().ok())
+            .map(|metadata| metadata.len())
+            .sum();
+        Ok(self.inner.sled.size_on_disk_bytes()? + journal_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::contract_tests;
+    use crate::storage::MemoryStorage;
+
+    /// Enough for sled's background threads to let go of a dropped handle's lock.
+    const LOCK_WAIT_MS: u64 = 5_000;
+
+    fn open_with(dir: &Path, options: JournalOptions) -> Result<JournaledStorage, StorageError> {
+        JournaledStorage::open(dir, SledOptions::default(), options, LOCK_WAIT_MS)
+    }
+
+    fn open(dir: &Path) -> JournaledStorage {
+        open_with(dir, JournalOptions::default()).expect("open")
+    }
+
+    /// Checkpoints after every few hundred bytes, so tests cross many files.
+    fn tiny_files() -> JournalOptions {
+        JournalOptions {
+            checkpoint_bytes: 300,
+            checkpoint_interval_ms: None,
+        }
+    }
+
+    fn put(key: &[u8], value: &[u8]) -> Write {
+        Write::Put(key.to_vec(), value.to_vec())
+    }
+
+    fn everything(storage: &dyn Storage) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut pairs = Vec::new();
+        storage
+            .scan(&[], &[0xff; 8], &mut |key, value| {
+                pairs.push((key.to_vec(), value.to_vec()));
+                true
+            })
+            .expect("scan");
+        pairs
+    }
+
+    impl JournaledStorage {
+        /// Stops the checkpointer and drops the store without checkpointing the journal,
+        /// as a crash would leave it (sled itself closes normally).
+        fn abandon(mut self) {
+            if let Some(checkpointer) = self.checkpointer.take() {
+                self.inner.lock_writer().stopping = true;
+                self.inner.checkpoint_wanted.notify_all();
+                checkpointer.join().expect("checkpointer");
+            }
+        }
+    }
+
+    fn journal_files(dir: &Path) -> Vec<PathBuf> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(files::directory(dir))
+            .expect("journal directory")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn passes_the_storage_contract_with_default_and_tiny_files() {
+        for options in [JournalOptions::default(), tiny_files()] {
+            let contract: [fn(&dyn Storage); 5] = [
+                contract_tests::round_trip,
+                contract_tests::batch_applies_in_order,
+                contract_tests::range_delete_applies_in_order,
+                contract_tests::scan_bounds_and_early_stop,
+                contract_tests::long_scan_visits_everything_once,
+            ];
+            for check in contract {
+                let directory = tempfile::tempdir().expect("tempdir");
+                check(&open_with(directory.path(), options).expect("open"));
+            }
+            let directory = tempfile::tempdir().expect("tempdir");
+            contract_tests::batch_is_atomic_for_readers(Arc::new(
+                open_with(directory.path(), options).expect("open"),
+            ));
+        }
+    }
+
+    /// Random batches against the in-memory reference, through checkpoints, clean closes
+    /// and abandoned (crashed) journals.
+    #[test]
+    fn matches_the_reference_store_through_checkpoints_closes_and_crashes() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let reference = MemoryStorage::new();
+        let mut random = fastrand::Rng::with_seed(7);
+        let key = |random: &mut fastrand::Rng| vec![b'k', random.u8(0..40)];
+        for life in 0..6 {
+            let storage = open_with(directory.path(), tiny_files()).expect("open");
+            assert_eq!(
+                everything(&storage),
+                everything(&reference),
+                "after open {life}"
+            );
+            for _ in 0..150 {
+                let batch: Vec<Write> = (0..random.usize(1..6))
+                    .map(|_| match random.u8(0..10) {
+                        0..=5 => {
+                            let value = vec![random.u8(..); random.usize(0..40)];
+                            Write::Put(key(&mut random), value)
+                        }
+                        6..=8 => Write::Delete(key(&mut random)),
+                        _ => {
+                            let (a, b) = (key(&mut random), key(&mut random));
+                            Write::DeleteRange(a.clone().min(b.clone()), a.max(b))
+                        }
+                    })
+                    .collect();
+                storage.apply(&batch).expect("apply");
+                reference.apply(&batch).expect("reference");
+                let probe = key(&mut random);
+                assert_eq!(
+                    storage.get(&probe).expect("get"),
+                    reference.get(&probe).expect("get")
+                );
+            }
+            storage.sync().expect("sync");
+            assert_eq!(everything(&storage), everything(&reference), "life {life}");
+            if life % 2 == 0 {
+                storage.abandon();
+            } else {
+                drop(storage);
+                assert!(
+                    journal_files(directory.path()).is_empty(),
+                    "a clean close checkpoints"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_journal_is_checkpointed_within_its_period() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let options = JournalOptions {
+            checkpoint_bytes: CHECKPOINT_BYTES_DEFAULT,
+            checkpoint_interval_ms: Some(20),
+        };
+        let storage = open_with(directory.path(), options).expect("open");
+        // Let the checkpointer go to sleep on the empty file first: the write must wake it.
+        std::thread::sleep(Duration::from_millis(100));
+        storage.apply(&[put(b"a", b"1")]).expect("apply");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while storage.sled().get(b"a").expect("read").is_none() {
+            assert!(Instant::now() < deadline, "never checkpointed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(storage.inner.read_layers().active.is_empty());
+    }
+
+    #[test]
+    fn a_torn_record_at_the_end_is_dropped_and_everything_before_it_replayed() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let storage = open(directory.path());
+        storage.apply(&[put(b"a", b"1")]).expect("apply");
+        storage
+            .apply(&[put(b"b", b"2"), put(b"a", b"3")])
+            .expect("apply");
+        storage.sync().expect("sync");
+        storage.abandon();
+        let newest = journal_files(directory.path())
+            .pop()
+            .expect("a journal file");
+        let mut torn = Vec::new();
+        record::encode(&[put(b"c", b"never acknowledged")], &mut torn).expect("encode");
+        torn.truncate(torn.len() - 3);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&newest)
+            .and_then(|mut file| file.write_all(&torn))
+            .expect("append a torn record");
+
+        let storage = open(directory.path());
+        assert_eq!(
+            everything(&storage),
+            vec![
+                (b"a".to_vec(), b"3".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ]
+        );
+        assert_eq!(
+            journal_files(directory.path()).len(),
+            1,
+            "only the new file"
+        );
+    }
+
+    #[test]
+    fn a_file_already_checkpointed_is_skipped_not_replayed_again() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let dir = directory.path();
+        let storage = open(dir);
+        storage.apply(&[put(b"a", b"1")]).expect("apply");
+        let older = journal_files(dir).pop().expect("file");
+        let older_bytes = std::fs::read(&older).expect("keep a copy");
+        storage.checkpoint_now().expect("checkpoint");
+        storage.apply(&[put(b"a", b"9")]).expect("apply");
+        storage.checkpoint_now().expect("checkpoint");
+        storage.apply(&[put(b"b", b"2")]).expect("apply");
+        storage.sync().expect("sync");
+        storage.abandon();
+        // The checkpointed file reappears, as an undurable removal would leave it; replayed
+        // again it would turn `a` back to 1.
+        std::fs::write(&older, &older_bytes).expect("put the old file back");
+        let storage = open(dir);
+        assert_eq!(storage.get(b"a").expect("read"), Some(b"9".to_vec()));
+        assert_eq!(storage.get(b"b").expect("read"), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn damage_before_the_newest_file_refuses_to_open() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let storage = open(directory.path());
+        storage.apply(&[put(b"a", b"1")]).expect("apply");
+        storage.abandon();
+        // Start a newer file by hand, so the damaged one is no longer the newest.
+        let older = journal_files(directory.path()).pop().expect("file");
+        let mut bytes = std::fs::read(&older).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&older, &bytes).expect("damage");
+        let generation = files::generation_of(&older).expect("a journal file name");
+        let newer = files::path(&files::directory(directory.path()), generation + 1);
+        std::fs::write(&newer, b"").expect("newer file");
+        let error = open_with(directory.path(), JournalOptions::default())
+            .err()
+            .expect("a damaged journal must not open");
+        assert!(error.message.contains("damaged"), "{error}");
+        // A gap in the generations is damage too.
+        std::fs::remove_file(&older).expect("remove");
+        std::fs::write(
+            files::path(&files::directory(directory.path()), generation + 2),
+            b"",
+        )
+        .expect("file");
+        let error = open_with(directory.path(), JournalOptions::default())
+            .err()
+            .expect("a gap must not open");
+        assert!(error.message.contains("missing"), "{error}");
+    }
+
+    #[test]
+    fn a_file_of_another_name_in_the_journal_directory_refuses_to_open() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        drop(open(directory.path()));
+        std::fs::write(files::directory(directory.path()).join("notes.txt"), b"x").expect("file");
+        let error = open_with(directory.path(), JournalOptions::default())
+            .err()
+            .expect("refused");
+        assert!(error.message.contains("not a journal file"), "{error}");
+    }
+
+    #[test]
+    fn writers_wait_for_a_slow_checkpoint_instead_of_growing_without_bound() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(open_with(directory.path(), tiny_files()).expect("open"));
+        let big = vec![1u8; 200];
+        for index in 0u32..200 {
+            storage
+                .apply(&[put(&index.to_be_bytes(), &big)])
+                .expect("apply");
+            let layers = storage.inner.read_layers();
+            let held = layers.active.bytes() + layers.frozen.as_ref().map_or(0, |f| f.bytes());
+            // Two files' worth of records, each at most one batch past the bound.
+            assert!(held < 8 * 300 + 4 * 400, "{held} bytes held in memory");
+        }
+        assert_eq!(
+            storage.get(&199u32.to_be_bytes()).expect("read"),
+            Some(big.clone())
+        );
+    }
+}
