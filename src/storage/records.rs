@@ -169,7 +169,7 @@ pub struct JobRecord {
     /// When it reached a final state.
     pub finished_at_ms: Option<u64>,
     /// The current lease while leased.
-    pub lease: Option<LeaseRecord>,
+    pub lease: Option<Box<LeaseRecord>>,
     /// Cancel waiting for the lease holder.
     pub cancel_requested: bool,
     /// The last failure's message.
@@ -259,7 +259,7 @@ mod tests {
         // Every pending job holds one of these in memory (plus its map entry): the memory
         // bar per pending job depends on it. Optional parts are boxed or small.
         assert!(
-            std::mem::size_of::<JobRecord>() <= 192,
+            std::mem::size_of::<JobRecord>() <= 160,
             "JobRecord grew to {} bytes",
             std::mem::size_of::<JobRecord>()
         );

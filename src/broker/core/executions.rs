@@ -15,7 +15,11 @@ use crate::storage::{keys, Write};
 
 /// The running execution of a stored or live job record, if it is leased.
 pub fn open_execution(record: &JobRecord) -> Option<ExecutionInfo> {
-    let lease = record.lease.filter(|_| record.state == StateTag::Leased)?;
+    let lease = record
+        .lease
+        .as_deref()
+        .copied()
+        .filter(|_| record.state == StateTag::Leased)?;
     Some(ExecutionInfo {
         execution: record.executions,
         attempt: record.attempts,

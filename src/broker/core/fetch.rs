@@ -194,7 +194,7 @@ impl Core {
             let Some(record) = self.jobs.get(&delivery.job_id) else {
                 continue;
             };
-            if record.lease.map(|lease| lease.lease_id) != Some(delivery.lease_id) {
+            if record.lease.as_deref().map(|lease| lease.lease_id) != Some(delivery.lease_id) {
                 continue;
             }
             let mut record = record.clone();
@@ -307,12 +307,12 @@ impl Core {
                 record.attempts += 1;
                 record.executions += 1;
                 record.updated_at_ms = now_ms;
-                record.lease = Some(LeaseRecord {
+                record.lease = Some(Box::new(LeaseRecord {
                     lease_id,
                     leased_at_ms: now_ms,
                     deadline_ms,
                     worker_id,
-                });
+                }));
                 self.attach_lease(worker_id, job_id);
                 self.persist(job_id, Some(StateTag::Pending), &record);
                 self.push_timer(deadline_ms, TimerKind::LeaseExpiry, job_id);

@@ -618,7 +618,7 @@ impl Core {
         lease_id: LeaseId,
     ) -> Result<&JobRecord, CoreError> {
         let record = self.live_job(project_id, job_id)?;
-        match record.lease {
+        match record.lease.as_deref() {
             Some(lease) if record.state == StateTag::Leased && lease.lease_id == lease_id => {
                 Ok(record)
             }

@@ -446,8 +446,14 @@ impl Core {
             StateTag::Leased => {
                 // A lease whose deadline passed while the broker was down fires on the
                 // first timer pass; its holder may still ACK until then.
-                let deadline_ms = record.lease.map_or(now_ms, |lease| lease.deadline_ms);
-                self.attach_lease(record.lease.and_then(|lease| lease.worker_id), job_id);
+                let deadline_ms = record
+                    .lease
+                    .as_deref()
+                    .map_or(now_ms, |lease| lease.deadline_ms);
+                self.attach_lease(
+                    record.lease.as_deref().and_then(|lease| lease.worker_id),
+                    job_id,
+                );
                 self.timers
                     .push(Reverse((deadline_ms, TimerKind::LeaseExpiry, job_id)));
             }
@@ -575,7 +581,10 @@ impl Core {
                 }
                 TimerKind::LeaseExpiry => {
                     let current = record.state == StateTag::Leased
-                        && record.lease.is_some_and(|lease| lease.deadline_ms == at_ms);
+                        && record
+                            .lease
+                            .as_deref()
+                            .is_some_and(|lease| lease.deadline_ms == at_ms);
                     if current {
                         self.expire_lease(job_id, now_ms);
                     }
