@@ -2,12 +2,14 @@
 //! the machine's disk). Run: `cargo bench --bench storage` (add `-- --quick` for a quick
 //! look; `-- group_commit` or `-- recovery` for one group).
 //!
-//! - `group_commit/fsync_never/<n>` and `group_commit/fsync_always/<n>`: one commit round
-//!   of `n` job-like writes (25-byte job keys in time order, 150-byte values) — `apply`
-//!   alone, what a round costs with `fsync = "never"`, and `apply` then `sync`, what it
-//!   costs with `fsync = "always"`. Throughput is in writes, so criterion prints writes/s.
-//!   Building the batch is not timed. Each case writes to a fresh store, opened with the
-//!   server's default `SledOptions` (sled's background flush runs in both cases).
+//! - `group_commit/<store>_fsync_never/<n>` and `group_commit/<store>_fsync_always/<n>`:
+//!   one commit round of `n` job-like writes (25-byte job keys in time order, 150-byte
+//!   values) — `apply` alone, what a round costs with `fsync = "never"`, and `apply` then
+//!   `sync`, what it costs with `fsync = "always"`. `<store>` is `sled` (`SledStorage`
+//!   directly, sled's background flush on) or `journal` (`JournaledStorage`, the server's
+//!   store: the commit journal in front of sled, its checkpointer running in the
+//!   background as in the server). Throughput is in writes, so criterion prints writes/s.
+//!   Building the batch is not timed. Each case writes to a fresh store.
 //! - `recovery/rebuild/<n>`: start-up recovery of `n` pending jobs:
 //!   [`recovery::rebuild`], the function `Broker::open` runs, on a store built once per size
 //!   through the real core and closed; each iteration opens it again (not timed), so sled's
@@ -25,7 +27,9 @@ use criterion::{
 };
 use taskforge::broker::core::{Core, Settings};
 use taskforge::broker::recovery;
-use taskforge::storage::{keys, SledOptions, SledStorage, Storage, Write};
+use taskforge::storage::{
+    keys, JournalOptions, JournaledStorage, SledOptions, SledStorage, Storage, Write,
+};
 use taskforge_protocol::{JobId, NewJob, QueueSettings};
 use tempfile::TempDir;
 
@@ -46,6 +50,8 @@ const PAYLOAD_BYTES: usize = 128;
 /// largest backlog takes a large fraction of a second.
 const SAMPLE_SIZE: usize = 10;
 const WARM_UP_MS: u64 = 500;
+/// How long opening the journaled store waits for a lock left by the previous case.
+const LOCK_WAIT_MS: u64 = 5_000;
 const MEASUREMENT_MS: u64 = 2_000;
 
 fn open_store(dir: &Path) -> SledStorage {
@@ -67,31 +73,75 @@ fn job_like_writes(sequence: &mut u64, batch_writes: usize) -> Vec<Write> {
         .collect()
 }
 
+/// Where a commit round goes: sled directly, or the commit journal in front of it (what
+/// the server runs).
+enum Store {
+    Sled(SledStorage),
+    Journal(JournaledStorage),
+}
+
+impl Store {
+    fn open(kind: &str, dir: &Path) -> Store {
+        match kind {
+            "sled" => Store::Sled(open_store(dir)),
+            _ => Store::Journal(
+                JournaledStorage::open(
+                    dir,
+                    SledOptions::default(),
+                    JournalOptions::default(),
+                    LOCK_WAIT_MS,
+                )
+                .expect("open the journaled store"),
+            ),
+        }
+    }
+
+    fn storage(&self) -> &dyn Storage {
+        match self {
+            Store::Sled(store) => store,
+            Store::Journal(store) => store,
+        }
+    }
+
+    fn close(self) {
+        match self {
+            Store::Sled(store) => store.flush_and_close().expect("close the sled store"),
+            // Dropping it checkpoints the journal into sled.
+            Store::Journal(store) => drop(store),
+        }
+    }
+}
+
 fn group_commit(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("group_commit");
     group.sampling_mode(SamplingMode::Flat);
-    for (policy, syncs) in [("fsync_never", false), ("fsync_always", true)] {
-        for batch_writes in GROUP_COMMIT_BATCH_WRITES {
-            let dir = tempfile::tempdir().expect("create a temporary directory");
-            // Opened on first use, so that cases filtered out open no store.
-            let store = OnceCell::new();
-            let mut sequence = 0u64;
-            group.throughput(Throughput::Elements(batch_writes as u64));
-            group.bench_function(BenchmarkId::new(policy, batch_writes), |bencher| {
-                let storage = store.get_or_init(|| open_store(dir.path()));
-                bencher.iter_batched(
-                    || job_like_writes(&mut sequence, batch_writes),
-                    |writes| {
-                        storage.apply(&writes).expect("apply");
-                        if syncs {
-                            storage.sync().expect("sync");
-                        }
-                    },
-                    BatchSize::SmallInput,
-                )
-            });
-            if let Some(storage) = store.into_inner() {
-                storage.flush_and_close().expect("close the sled store");
+    for kind in ["sled", "journal"] {
+        for (policy, syncs) in [("fsync_never", false), ("fsync_always", true)] {
+            for batch_writes in GROUP_COMMIT_BATCH_WRITES {
+                let dir = tempfile::tempdir().expect("create a temporary directory");
+                // Opened on first use, so that cases filtered out open no store.
+                let store = OnceCell::new();
+                let mut sequence = 0u64;
+                group.throughput(Throughput::Elements(batch_writes as u64));
+                let id = BenchmarkId::new(format!("{kind}_{policy}"), batch_writes);
+                group.bench_function(id, |bencher| {
+                    let storage = store
+                        .get_or_init(|| Store::open(kind, dir.path()))
+                        .storage();
+                    bencher.iter_batched(
+                        || job_like_writes(&mut sequence, batch_writes),
+                        |writes| {
+                            storage.apply(&writes).expect("apply");
+                            if syncs {
+                                storage.sync().expect("sync");
+                            }
+                        },
+                        BatchSize::SmallInput,
+                    )
+                });
+                if let Some(store) = store.into_inner() {
+                    store.close();
+                }
             }
         }
     }

@@ -82,7 +82,8 @@ pub const CACHE_CAPACITY_BYTES_MIN: u64 = 1024 * 1024;
 /// Default period of the journal's checkpoint into sled ([`crate::storage::journal`]).
 /// Each checkpoint fsyncs, so with `fsync = "never"` it also bounds what a power cut loses
 /// to about this much (a process crash loses nothing journaled).
-pub const CHECKPOINT_EVERY_MS_DEFAULT: u64 = crate::storage::sled_store::FLUSH_EVERY_MS_DEFAULT;
+pub const CHECKPOINT_EVERY_MS_DEFAULT: u64 =
+    crate::storage::journal::CHECKPOINT_INTERVAL_MS_DEFAULT;
 
 /// Default size of a journal file at which it is checkpointed into sled.
 pub const JOURNAL_CHECKPOINT_BYTES_DEFAULT: u64 = crate::storage::journal::CHECKPOINT_BYTES_DEFAULT;

@@ -112,6 +112,9 @@ pub struct PreloadReport {
     pub elapsed_s: f64,
     /// Enqueue throughput.
     pub jobs_per_s: f64,
+    /// How long the server stayed busy after the preload (checkpointing its journal into
+    /// sled) before the next phase started; `None` for a server this bench did not start.
+    pub settle_s: Option<f64>,
     /// With `--restart-after-preload`: from starting the server process again to the first
     /// job served.
     pub restart_to_first_job_ms: Option<f64>,

@@ -41,6 +41,35 @@ const BACKLOG_BATCH_JOBS: usize = 100;
 /// Least requests in flight per producer during the `--backlog` preload.
 const BACKLOG_IN_FLIGHT: usize = 4;
 
+/// After a preload, the server counts as settled once it used less than this share of
+/// one core over [`SETTLE_WINDOW_MS`]: its journal checkpoints of the preload are done.
+const SETTLE_BUSY_CORE_SHARE_MAX: f64 = 0.05;
+
+/// The window the server's CPU use is measured over while waiting for it to settle.
+const SETTLE_WINDOW_MS: u64 = 500;
+
+/// Longest wait for the server to settle after a preload.
+const SETTLE_S_MAX: u64 = 600;
+
+/// Waits until the server is idle after a preload (see [`SETTLE_BUSY_CORE_SHARE_MAX`]), so
+/// the work a preload leaves behind (checkpointing its journal into sled) is not counted in
+/// the phase measured next. Returns the time it took, or `None` when the server's process
+/// cannot be sampled (a server this bench did not start).
+async fn settle(target: &Target) -> Option<f64> {
+    let started = Instant::now();
+    let mut previous = target.sample()?;
+    while started.elapsed() < Duration::from_secs(SETTLE_S_MAX) {
+        tokio::time::sleep(Duration::from_millis(SETTLE_WINDOW_MS)).await;
+        let current = target.sample()?;
+        let busy_us = current.cpu_us.saturating_sub(previous.cpu_us);
+        if (busy_us as f64) < SETTLE_BUSY_CORE_SHARE_MAX * SETTLE_WINDOW_MS as f64 * 1e3 {
+            break;
+        }
+        previous = current;
+    }
+    Some(started.elapsed().as_secs_f64())
+}
+
 /// Nanoseconds per second, for rate arithmetic.
 const NANOS_PER_S: f64 = 1e9;
 
@@ -625,6 +654,7 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
                     jobs: loaded_jobs,
                     elapsed_s: loaded.elapsed.as_secs_f64(),
                     jobs_per_s: rate(loaded_jobs, loaded.elapsed),
+                    settle_s: settle(target).await,
                     restart_to_first_job_ms: None,
                 });
                 produced.extend(loaded.produced);
@@ -663,6 +693,7 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
             let after = target.sample();
             let loaded_jobs = loaded.produced.len() as u64;
             memory = ServerMemory::from_samples(before, after, loaded_jobs, args.payload_bytes);
+            let settle_s = settle(target).await;
             let mut backlog_jobs = loaded_jobs;
             let mut restart_to_first_job_ms = None;
             if args.restart_after_preload {
@@ -680,6 +711,7 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
                 jobs: loaded_jobs,
                 elapsed_s: loaded.elapsed.as_secs_f64(),
                 jobs_per_s: rate(loaded_jobs, loaded.elapsed),
+                settle_s,
                 restart_to_first_job_ms,
             });
             produced.extend(loaded.produced);

@@ -8,6 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::overlay::Overlay;
@@ -44,15 +45,38 @@ pub fn generation_of(path: &Path) -> Option<u64> {
         .and_then(|stem| stem.parse::<u64>().ok())
 }
 
-/// Creates generation `generation`'s file, empty, and makes its name durable.
-pub fn create(journal_dir: &Path, generation: u64) -> Result<File, StorageError> {
+/// Bytes of zeroes written per call while preallocating a journal file.
+const PREALLOCATE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Creates generation `generation`'s file holding `preallocate_bytes` of zeroes (rounded
+/// up to whole chunks), synced, and makes its name durable. Records then overwrite the
+/// zeroes, so that syncing them changes no file metadata: an `fdatasync` of a write within
+/// the file's size skips the filesystem's journal commit that an append needs, and so does
+/// not queue behind other files' metadata (sled's checkpoint) either.
+pub fn create(
+    journal_dir: &Path,
+    generation: u64,
+    preallocate_bytes: u64,
+    operation: &'static str,
+) -> Result<File, StorageError> {
     let path = path(journal_dir, generation);
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
-        .map_err(|error| io_error("apply", "cannot create", &path, error))?;
-    sync_directory(journal_dir, "apply")?;
+        .map_err(|error| io_error(operation, "cannot create", &path, error))?;
+    if preallocate_bytes > 0 {
+        let zeroes = vec![0u8; PREALLOCATE_CHUNK_BYTES];
+        let mut at = 0u64;
+        while at < preallocate_bytes {
+            file.write_all_at(&zeroes, at)
+                .map_err(|error| io_error(operation, "cannot preallocate", &path, error))?;
+            at += PREALLOCATE_CHUNK_BYTES as u64;
+        }
+        file.sync_data()
+            .map_err(|error| io_error(operation, "cannot fdatasync", &path, error))?;
+    }
+    sync_directory(journal_dir, operation)?;
     Ok(file)
 }
 
@@ -102,9 +126,10 @@ fn list(journal_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 /// Replays into `sled` every journal record the last run wrote after its last checkpoint,
 /// makes the result durable, removes the journal files and returns the next generation.
 ///
-/// The newest file may end in a torn record (a crash in the middle of a write): replay
-/// stops there. Anywhere else a damaged record means lost acknowledged data, and the open
-/// fails with a message saying so.
+/// The file written last (the newest holding any record; files after it are spares, still
+/// all zeroes) may end in a torn record, as a crash in the middle of a write leaves it:
+/// replay stops there. Anywhere else a damaged record means lost acknowledged data, and the
+/// open fails with a message saying so.
 pub fn recover(sled: &SledStorage, data_dir: &Path) -> Result<u64, StorageError> {
     let journal_dir = directory(data_dir);
     if !journal_dir.is_dir() {
@@ -121,7 +146,7 @@ pub fn recover(sled: &SledStorage, data_dir: &Path) -> Result<u64, StorageError>
         .iter()
         .filter(|(generation, _)| *generation > checkpointed)
         .collect();
-    let mut overlay = Overlay::default();
+    let mut contents = Vec::with_capacity(pending.len());
     for (index, (generation, path)) in pending.iter().enumerate() {
         let expected = checkpointed + 1 + index as u64;
         if *generation != expected {
@@ -130,8 +155,21 @@ pub fn recover(sled: &SledStorage, data_dir: &Path) -> Result<u64, StorageError>
                 format!("journal file {expected} is missing but {generation} is present"),
             ));
         }
-        let last = index + 1 == pending.len();
-        replay_file(sled, path, last, &mut overlay)?;
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+            .map_err(|error| io_error("open", "cannot read", path, error))?;
+        contents.push(bytes);
+    }
+    // The file being written when the last run stopped is the newest one holding any
+    // record: the files after it are spares, created ahead and still all zeroes.
+    let written_last = contents
+        .iter()
+        .rposition(|bytes| bytes.iter().any(|byte| *byte != 0));
+    let mut overlay = Overlay::default();
+    for (index, ((_, path), bytes)) in pending.iter().zip(&contents).enumerate() {
+        let last = written_last.is_none_or(|written_last| index >= written_last);
+        replay_file(sled, path, bytes, last, &mut overlay)?;
     }
     if !pending.is_empty() {
         let replayed_keys = overlay.len();
@@ -151,17 +189,15 @@ pub fn recover(sled: &SledStorage, data_dir: &Path) -> Result<u64, StorageError>
     Ok(newest.max(checkpointed) + 1)
 }
 
-/// Applies the records of one file to `overlay`, reading through to `sled`.
+/// Applies the records of one file (`bytes`, read from `path`) to `overlay`, reading
+/// through to `sled`. Only the file written last may end in a torn record.
 fn replay_file(
     sled: &SledStorage,
     path: &Path,
+    bytes: &[u8],
     last: bool,
     overlay: &mut Overlay,
 ) -> Result<(), StorageError> {
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut file| file.read_to_end(&mut bytes))
-        .map_err(|error| io_error("open", "cannot read", path, error))?;
     let mut at = 0;
     loop {
         let decoded = record::decode(&bytes[at..])

@@ -9,8 +9,8 @@
 //!        | 3 | start_len: u32 LE | start | end_len: u32 LE | end    (delete range)
 //! ```
 //!
-//! A body is never empty (it holds at least its count), so the zeroes a crash can leave at
-//! the end of a file never read as a record.
+//! A body is never empty (it holds at least its count), so zeroes never read as a record:
+//! the zeroes a file is preallocated with (see `files::create`) read as its end.
 
 use crate::storage::Write;
 
@@ -73,7 +73,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), String> {
 pub enum Decoded {
     /// A whole, intact record and the bytes it took.
     Record(Vec<Write>, usize),
-    /// Nothing left: the buffer is empty.
+    /// Nothing left: the buffer is empty or holds only zeroes (preallocated, never written).
     End,
     /// An incomplete or damaged record: what a crash in the middle of a write leaves.
     Torn(&'static str),
@@ -83,7 +83,7 @@ pub enum Decoded {
 /// body does not parse can only come from a bug or deliberate damage; it is reported as
 /// `Err`.
 pub fn decode(buffer: &[u8]) -> Result<Decoded, String> {
-    if buffer.is_empty() {
+    if buffer.iter().all(|byte| *byte == 0) {
         return Ok(Decoded::End);
     }
     if buffer.len() < RECORD_HEADER_BYTES {
@@ -219,8 +219,14 @@ mod tests {
     }
 
     #[test]
-    fn zeroes_after_a_crash_are_torn_not_an_empty_record() {
-        assert!(matches!(decode(&[0; 64]), Ok(Decoded::Torn(_))));
+    fn zeroes_are_the_end_not_an_empty_record_and_a_record_cut_into_zeroes_is_torn() {
+        assert_eq!(decode(&[0; 64]), Ok(Decoded::End));
+        let mut buffer = Vec::new();
+        encode(&[Write::Delete(b"k".to_vec())], &mut buffer).expect("encode");
+        let last = buffer.len() - 1;
+        buffer[last] = 0;
+        buffer.extend_from_slice(&[0; 64]);
+        assert!(matches!(decode(&buffer), Ok(Decoded::Torn(_))));
     }
 
     #[test]
