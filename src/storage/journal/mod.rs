@@ -182,7 +182,15 @@ impl JournaledStorage {
             let inner = Arc::clone(&inner);
             std::thread::Builder::new()
                 .name("taskforge-checkpoint".to_string())
-                .spawn(move || inner.run_checkpointer())
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| inner.run_checkpointer());
+                    if std::panic::catch_unwind(run).is_err() {
+                        // Writers must not wait forever for checkpoints that will not come.
+                        let mut writer = inner.lock_writer();
+                        let error = StorageError::new("checkpoint", "the checkpointer panicked");
+                        inner.fail(&mut writer, error);
+                    }
+                })
                 .map_err(|error| {
                     StorageError::new("open", format!("cannot start the checkpointer: {error}"))
                 })?
