@@ -416,8 +416,15 @@ impl Inner {
             let Some(frozen) = self.read_layers().frozen.clone() else {
                 unreachable!("a generation being checkpointed has a frozen overlay")
             };
+            let started = Instant::now();
             let result = files::checkpoint(&self.sled, &frozen, generation, "checkpoint");
             if result.is_ok() {
+                tracing::debug!(
+                    generation,
+                    keys = frozen.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "journal file checkpointed into sled"
+                );
                 // Unlinking takes a while; no lock is held meanwhile. A file that stays is
                 // skipped at the next open: its generation is recorded as checkpointed.
                 let path = files::path(&self.journal_dir, generation);
