@@ -147,11 +147,9 @@ mod tests {
 
     #[test]
     fn passes_the_storage_contract_when_no_failure_is_on() {
-        contract_tests::round_trip(&faulty());
-        contract_tests::batch_applies_in_order(&faulty());
-        contract_tests::range_delete_applies_in_order(&faulty());
-        contract_tests::scan_bounds_and_early_stop(&faulty());
-        contract_tests::long_scan_visits_everything_once(&faulty());
+        for check in contract_tests::ON_A_FRESH_STORE {
+            check(&faulty());
+        }
         contract_tests::batch_is_atomic_for_readers(Arc::new(faulty()));
     }
 

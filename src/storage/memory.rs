@@ -129,6 +129,16 @@ pub(crate) mod contract_tests {
     /// Batches written by [`batch_is_atomic_for_readers`] while the reader checks.
     const ATOMIC_BATCHES: u64 = 100;
 
+    /// Every check that runs on one fresh store by itself (all but
+    /// [`batch_is_atomic_for_readers`], which needs a store it can share with a thread).
+    pub(crate) const ON_A_FRESH_STORE: [fn(&dyn Storage); 5] = [
+        round_trip,
+        batch_applies_in_order,
+        range_delete_applies_in_order,
+        scan_bounds_and_early_stop,
+        long_scan_visits_everything_once,
+    ];
+
     fn put(key: &[u8], value: &[u8]) -> Write {
         Write::Put(key.to_vec(), value.to_vec())
     }

@@ -117,13 +117,7 @@ mod tests {
 
     #[test]
     fn passes_the_storage_contract() {
-        let contract: [fn(&dyn Storage); 4] = [
-            contract_tests::round_trip,
-            contract_tests::batch_applies_in_order,
-            contract_tests::range_delete_applies_in_order,
-            contract_tests::scan_bounds_and_early_stop,
-        ];
-        for check in contract {
+        for check in contract_tests::ON_A_FRESH_STORE {
             let directory = tempfile::tempdir().expect("tempdir");
             check(&open(directory.path(), JournalOptions::default()));
         }

@@ -734,14 +734,7 @@ mod tests {
     #[test]
     fn passes_the_storage_contract_with_default_and_tiny_files() {
         for options in [JournalOptions::default(), tiny_files()] {
-            let contract: [fn(&dyn Storage); 5] = [
-                contract_tests::round_trip,
-                contract_tests::batch_applies_in_order,
-                contract_tests::range_delete_applies_in_order,
-                contract_tests::scan_bounds_and_early_stop,
-                contract_tests::long_scan_visits_everything_once,
-            ];
-            for check in contract {
+            for check in contract_tests::ON_A_FRESH_STORE {
                 let directory = tempfile::tempdir().expect("tempdir");
                 check(&open_with(directory.path(), options).expect("open"));
             }
