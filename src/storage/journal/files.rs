@@ -204,7 +204,9 @@ fn replay_file(
             .map_err(|message| damaged(path, format!("{message} (at byte {at})")))?;
         match decoded {
             Decoded::Record(writes, used) => {
-                overlay.apply(&writes, &mut |start, end| keys_in_range(sled, start, end))?;
+                overlay.apply(&writes, &mut |start, end| {
+                    super::keys_under(None, sled, start, end)
+                })?;
                 at += used;
             }
             Decoded::End => return Ok(()),
@@ -232,18 +234,13 @@ fn replay_file(
     }
 }
 
-/// The keys `sled` holds with `start <= key < end`.
-pub fn keys_in_range(
-    sled: &SledStorage,
-    start: &[u8],
-    end: &[u8],
-) -> Result<Vec<Vec<u8>>, StorageError> {
-    let mut keys = Vec::new();
-    crate::storage::Storage::scan(sled, start, end, &mut |key, _| {
-        keys.push(key.to_vec());
-        true
-    })?;
-    Ok(keys)
+/// Removes a journal file that is no longer needed (`what` says which, for the log); a
+/// failure is only logged, as a file left behind is skipped or replayed harmlessly at the
+/// next open.
+pub fn remove_or_warn(path: &Path, what: &str) {
+    if let Err(error) = fs::remove_file(path) {
+        tracing::warn!(file = %path.display(), %error, "cannot remove the {what} journal file");
+    }
 }
 
 /// Copies `overlay` into `sled`, records `generation` as checkpointed and makes both

@@ -244,10 +244,7 @@ impl Drop for JournaledStorage {
         let mut writer = self.inner.lock_writer();
         if let Some((spare, file)) = writer.spare.take() {
             drop(file);
-            let path = files::path(&self.inner.journal_dir, spare);
-            if let Err(error) = std::fs::remove_file(&path) {
-                tracing::warn!(file = %path.display(), %error, "cannot remove the spare journal file");
-            }
+            files::remove_or_warn(&files::path(&self.inner.journal_dir, spare), "spare");
         }
         let path = files::path(&self.inner.journal_dir, writer.generation);
         if let Err(error) = self
@@ -427,10 +424,7 @@ impl Inner {
                 );
                 // Unlinking takes a while; no lock is held meanwhile. A file that stays is
                 // skipped at the next open: its generation is recorded as checkpointed.
-                let path = files::path(&self.journal_dir, generation);
-                if let Err(error) = std::fs::remove_file(&path) {
-                    tracing::warn!(file = %path.display(), %error, "cannot remove a checkpointed journal file");
-                }
+                files::remove_or_warn(&files::path(&self.journal_dir, generation), "checkpointed");
             }
             let mut writer = self.lock_writer();
             match result {
@@ -450,25 +444,26 @@ impl Inner {
             }
         }
     }
+}
 
-    /// Every key the frozen overlay and sled hold in `start..end`, for range deletions.
-    fn keys_below_active(
-        &self,
-        frozen: Option<&Overlay>,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut changes = BTreeMap::new();
-        if let Some(frozen) = frozen {
-            frozen.copy_range(start, end, &mut changes);
-        }
-        let mut keys = Vec::new();
-        scan_layers(changes, &self.sled, start, end, &mut |key, _| {
-            keys.push(key.to_vec());
-            true
-        })?;
-        Ok(keys)
+/// Every key `frozen` (if any) and `sled` hold in `start..end`: what a range deletion in the
+/// layer above them removes.
+fn keys_under(
+    frozen: Option<&Overlay>,
+    sled: &SledStorage,
+    start: &[u8],
+    end: &[u8],
+) -> Result<Vec<Vec<u8>>, StorageError> {
+    let mut changes = BTreeMap::new();
+    if let Some(frozen) = frozen {
+        frozen.copy_range(start, end, &mut changes);
     }
+    let mut keys = Vec::new();
+    scan_layers(changes, sled, start, end, &mut |key, _| {
+        keys.push(key.to_vec());
+        true
+    })?;
+    Ok(keys)
 }
 
 /// Changes laid over sled: `Some(value)` for a put, `None` for a deletion.
@@ -559,7 +554,7 @@ impl Storage for JournaledStorage {
             let layers = &mut *layers;
             let frozen = layers.frozen.clone();
             layers.active.apply(batch, &mut |start, end| {
-                inner.keys_below_active(frozen.as_deref(), start, end)
+                keys_under(frozen.as_deref(), &inner.sled, start, end)
             })
         };
         if let Err(error) = applied {
