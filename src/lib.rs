@@ -14,6 +14,7 @@ pub mod admin_http;
 pub mod auth;
 pub mod bench;
 pub mod broker;
+pub mod burst;
 pub mod client;
 pub mod clock;
 pub mod config;

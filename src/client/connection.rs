@@ -443,12 +443,14 @@ async fn read_frames(mut frames: FramedRead<OwnedReadHalf, FrameCodec>, shared: 
     shared.close(closed);
 }
 
-/// The writer task: feeds queued frames to the socket and flushes once per burst.
+/// The writer task: feeds queued frames to the socket and flushes once per burst (see
+/// [`crate::burst`]).
 async fn write_frames(
     mut frames: FramedWrite<OwnedWriteHalf, FrameCodec>,
     mut outgoing: mpsc::Receiver<Frame>,
     shared: Arc<Shared>,
 ) {
+    let mut burst = Vec::with_capacity(WRITE_BURST_FRAMES_MAX);
     loop {
         let first = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -456,14 +458,22 @@ async fn write_frames(
         };
         // `None`: the connection handle is gone, so nobody can send any more.
         let Some(first) = first else { break };
-        let mut result = frames.feed(first).await;
-        let mut burst_frames = 1;
-        while result.is_ok() && burst_frames < WRITE_BURST_FRAMES_MAX {
-            let Ok(frame) = outgoing.try_recv() else {
-                break;
-            };
-            result = frames.feed(frame).await;
-            burst_frames += 1;
+        burst.push(first);
+        // Callers woken by the answers just read are about to send again, and the client
+        // cannot tell how many (they register only when they send): always give them a turn.
+        let more_coming = |_| true;
+        crate::burst::fill(
+            &mut outgoing,
+            &mut burst,
+            WRITE_BURST_FRAMES_MAX,
+            more_coming,
+        )
+        .await;
+        let mut result = Ok(());
+        for frame in burst.drain(..) {
+            if result.is_ok() {
+                result = frames.feed(frame).await;
+            }
         }
         if let Err(error) = result.and(frames.flush().await) {
             tracing::warn!(%error, "writing to the broker failed; closing the connection");

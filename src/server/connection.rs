@@ -443,7 +443,7 @@ impl<'a> SessionLoop<'a> {
                 error_frame(request_id, opcode.number(), &error)
             }
         };
-        self.outbox.send(frame).await
+        self.outbox.answer(frame, self.in_flight.len()).await
     }
 }
 

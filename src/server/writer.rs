@@ -1,8 +1,10 @@
 //! The writer task of a connection: it owns the socket's write half, drains a bounded
-//! queue of frames, and flushes once per burst. A write or flush that does not finish
+//! queue of frames, and flushes once per burst (see [`crate::burst`]). A write or flush that does not finish
 //! within the write deadline ends the connection, so a client that stops reading cannot
 //! make the server hold its responses.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::SinkExt as _;
@@ -26,6 +28,9 @@ pub(crate) const WRITE_BURST_FRAMES_MAX: usize = 64;
 pub(crate) struct Outbox {
     /// Frames to write; the writer holds the receiver.
     sender: mpsc::Sender<Frame>,
+    /// Requests still running on the connection when the last answer was queued: while
+    /// some are, the writer lets them add their answers to its burst.
+    running: Arc<AtomicUsize>,
 }
 
 /// The writer has stopped (its socket failed or timed out); nothing more can be sent.
@@ -36,6 +41,16 @@ impl Outbox {
     /// Queues `frame`, waiting for room. Fails once the writer has stopped.
     pub(crate) async fn send(&self, frame: Frame) -> Result<(), WriterGone> {
         self.sender.send(frame).await.map_err(|_| WriterGone)
+    }
+
+    /// Queues the answer to a request, noting how many other requests are `still_running`.
+    pub(crate) async fn answer(
+        &self,
+        frame: Frame,
+        still_running: usize,
+    ) -> Result<(), WriterGone> {
+        self.running.store(still_running, Ordering::Relaxed);
+        self.send(frame).await
     }
 
     /// Resolves once the writer has stopped. Cancel-safe.
@@ -61,24 +76,34 @@ pub(crate) fn spawn(
     write_timeout: Duration,
 ) -> (Outbox, JoinHandle<Result<(), WriteFailure>>) {
     let (sender, receiver) = mpsc::channel(OUTBOX_FRAMES_MAX);
+    let running = Arc::new(AtomicUsize::new(0));
     // The encoder does not check sizes; reply.rs keeps responses under the ceiling.
     let sink = FramedWrite::new(write_half, FrameCodec::new(FRAME_BYTES_CEILING));
-    let task = tokio::spawn(write_frames(sink, receiver, write_timeout).in_current_span());
-    (Outbox { sender }, task)
+    let task = tokio::spawn(
+        write_frames(sink, receiver, Arc::clone(&running), write_timeout).in_current_span(),
+    );
+    (Outbox { sender, running }, task)
 }
 
 async fn write_frames(
     mut sink: FramedWrite<OwnedWriteHalf, FrameCodec>,
     mut receiver: mpsc::Receiver<Frame>,
+    running: Arc<AtomicUsize>,
     write_timeout: Duration,
 ) -> Result<(), WriteFailure> {
+    let mut burst = Vec::with_capacity(WRITE_BURST_FRAMES_MAX);
     while let Some(frame) = receiver.recv().await {
-        within(write_timeout, sink.feed(frame)).await?;
-        for _ in 1..WRITE_BURST_FRAMES_MAX {
-            match receiver.try_recv() {
-                Ok(frame) => within(write_timeout, sink.feed(frame)).await?,
-                Err(_) => break,
-            }
+        burst.push(frame);
+        let more_coming = |_| running.load(Ordering::Relaxed) > 0;
+        crate::burst::fill(
+            &mut receiver,
+            &mut burst,
+            WRITE_BURST_FRAMES_MAX,
+            more_coming,
+        )
+        .await;
+        for frame in burst.drain(..) {
+            within(write_timeout, sink.feed(frame)).await?;
         }
         within(write_timeout, sink.flush()).await?;
     }
