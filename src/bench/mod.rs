@@ -9,6 +9,7 @@
 //! - `workload.rs`: producers and consumers, the `enqueue`, `lifecycle` and `drain` runs.
 //! - `target.rs`: the server under test (embedded, spawned or external) and its process
 //!   counters (CPU time, RSS).
+//! - `metronome.rs`: the pacing thread of a fixed arrival rate (`--rate`).
 //! - `driver.rs`: one connection to TaskForge, beanstalkd or Redis with enqueue / fetch /
 //!   ack.
 //! - `pipeline.rs`, `beanstalk.rs`, `resp.rs`: minimal pipelined clients for the peers.
@@ -23,6 +24,7 @@
 
 mod beanstalk;
 mod driver;
+mod metronome;
 mod pipeline;
 mod report;
 mod resp;
@@ -206,6 +208,9 @@ pub enum BenchError {
     /// A peer answered something unexpected, or its connection failed.
     #[error("peer: {0}")]
     Peer(String),
+    /// The thread pacing a fixed arrival rate could not be started.
+    #[error("cannot start the pacing thread: {0}")]
+    Metronome(std::io::Error),
     /// A job came back with a payload the bench did not write.
     #[error("a fetched payload of {0} bytes is not a bench payload")]
     ForeignPayload(usize),

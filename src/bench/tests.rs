@@ -99,3 +99,46 @@ async fn lifecycle_on_a_backlog_still_checks_every_job() {
     assert_eq!(report.exactly_once.confirmed, 300);
     assert_eq!(report.exactly_once.acked_distinct, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_rate_paces_the_producers_and_still_checks_every_job() {
+    let report = run(args(&[
+        "--embedded",
+        "--fsync",
+        "never",
+        "--rate",
+        "2000",
+        "--jobs",
+        "200",
+        "--enqueue-batch",
+        "2",
+        "--in-flight",
+        "4",
+        "--quiet",
+    ]))
+    .await
+    .expect("the bench runs");
+    assert_eq!(report.jobs, 200);
+    assert!(report.exactly_once.holds(), "{:?}", report.exactly_once);
+    assert_eq!(report.exactly_once.acked_distinct, 200);
+    // 100 requests, one every millisecond: the last is not sent before 99 ms.
+    assert!(report.elapsed_s >= 0.099, "took {} s", report.elapsed_s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_rate_for_a_duration_stops_producing_when_the_time_is_up() {
+    let report = run(args(&[
+        "--embedded",
+        "--fsync",
+        "never",
+        "--rate",
+        "500",
+        "--duration-s",
+        "1",
+        "--quiet",
+    ]))
+    .await
+    .expect("the bench runs");
+    assert_eq!(report.exactly_once.confirmed, 500);
+    assert!(report.exactly_once.holds(), "{:?}", report.exactly_once);
+}

@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{Connection, Endpoint, FetchedJob, Role};
+use super::metronome::{Metronome, Schedule};
 use super::report::{
     BenchReport, ExactlyOnce, LatencyKind, LatencySummary, PreloadReport, ServerCounters,
     ServerCpu, ServerMemory,
@@ -136,6 +137,8 @@ struct Shared {
     plan: PhasePlan,
     /// Fixed arrival rate, jobs/s.
     rate: Option<f64>,
+    /// Paces the producers when the rate is fixed.
+    metronome: Option<Metronome>,
     /// Next sequence number to hand out.
     sequence_next: AtomicU64,
     /// Jobs per enqueue request.
@@ -309,17 +312,18 @@ async fn produce(shared: Arc<Shared>, connection: Connection) -> ProducerResult 
         latency: histogram(),
         produced: Vec::new(),
     };
-    while let Some((first, count)) = shared.claim(shared.enqueue_batch) {
-        let send_ns = match shared.rate {
-            Some(_) => {
-                let intended_ns = shared.intended_ns(first);
-                let wake = shared.origin + Duration::from_nanos(intended_ns);
-                tokio::select! {
-                    _ = shared.abort.cancelled() => break,
-                    _ = tokio::time::sleep_until(wake.into()) => {}
-                }
-                intended_ns
+    loop {
+        if let Some(metronome) = &shared.metronome {
+            tokio::select! {
+                _ = shared.abort.cancelled() => break,
+                _ = metronome.tick() => {}
             }
+        }
+        let Some((first, count)) = shared.claim(shared.enqueue_batch) else {
+            break;
+        };
+        let send_ns = match shared.rate {
+            Some(_) => shared.intended_ns(first),
             None => shared.now_ns(),
         };
         let payloads = (first..first + count)
@@ -433,11 +437,37 @@ async fn run_phase(
     }
     let producer_tasks = plan.producers * args.in_flight;
     let phase_start_ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let stop = CancellationToken::new();
+    let metronome = match args.rate {
+        Some(rate) if producer_tasks > 0 => {
+            let interval_ns = args.enqueue_batch as f64 * NANOS_PER_S / rate;
+            let by_jobs = plan
+                .jobs
+                .map(|jobs| jobs.div_ceil(args.enqueue_batch as u64));
+            let by_time = plan
+                .duration
+                .map(|duration| (duration.as_nanos() as f64 / interval_ns).ceil() as u64);
+            let requests = match (by_jobs, by_time) {
+                (Some(jobs), Some(time)) => Some(jobs.min(time)),
+                (jobs, time) => jobs.or(time),
+            };
+            let schedule = Schedule {
+                origin,
+                start_ns: phase_start_ns,
+                interval_ns,
+                requests,
+                producer_tasks,
+            };
+            Some(Metronome::start(schedule, stop.clone()).map_err(BenchError::Metronome)?)
+        }
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         origin,
         phase_start_ns,
         plan,
         rate: args.rate,
+        metronome,
         sequence_next: AtomicU64::new(plan.sequence_first),
         enqueue_batch: args.enqueue_batch,
         fetch_batch: u32::try_from(args.fetch_batch).unwrap_or(u32::MAX),
@@ -449,7 +479,7 @@ async fn run_phase(
         producers_live: AtomicUsize::new(producer_tasks),
         producers_done: AtomicBool::new(producer_tasks == 0),
         last_completion_ns: AtomicU64::new(phase_start_ns),
-        stop: CancellationToken::new(),
+        stop,
         abort: CancellationToken::new(),
         error: Mutex::new(None),
     });
