@@ -670,11 +670,6 @@ pub fn is_store_file_name(name: &str) -> bool {
     ) || name.starts_with(SLED_SNAPSHOT_FILE_PREFIX)
 }
 
-/// Opens sled with our settings. sled 0.34 has `unwrap`s and assertions on its recovery
-/// path; the damaged files we tried made it return an error or start empty rather than
-/// panic, but we cannot rule a panic out for every byte pattern, so a panic while opening is
-/// caught and reported as a damaged database. (The panic message is still printed by the
-/// panic hook.)
 /// Replaced tree nodes each change leaves for epoch-based reclamation, an upper estimate
 /// (sled 0.34 defers the old page and its node, and a split defers the parent's copy).
 const RECLAIMED_NODES_PER_CHANGE: usize = 3;
@@ -701,6 +696,11 @@ fn reclaim_replaced_nodes(changed_keys: usize) {
     }
 }
 
+/// Opens sled with our settings. sled 0.34 has `unwrap`s and assertions on its recovery
+/// path; the damaged files we tried made it return an error or start empty rather than
+/// panic, but we cannot rule a panic out for every byte pattern, so a panic while opening is
+/// caught and reported as a damaged database. (The panic message is still printed by the
+/// panic hook.)
 fn open_sled(dir: &Path, options: SledOptions) -> Result<sled::Db, StorageError> {
     let config = sled::Config::new()
         .path(dir)
