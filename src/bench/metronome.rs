@@ -17,6 +17,11 @@ use tokio_util::sync::CancellationToken;
 /// Longest single sleep of the pacing thread, so it notices the end of a phase soon.
 const SLEEP_MS_MAX: u64 = 10;
 
+/// Shortest single sleep of the pacing thread: at high rates it hands out the permits that
+/// fell due meanwhile together, sending them at most this much late, instead of waking
+/// (and waking a producer) for every request.
+const SLEEP_US_MIN: u64 = 200;
+
 /// When the requests of a phase are due.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Schedule {
@@ -92,8 +97,10 @@ fn beat(schedule: Schedule, permits: &Semaphore, stop: &CancellationToken) {
             released = due;
         }
         let next_ns = schedule.start_ns + (released as f64 * schedule.interval_ns) as u64;
-        let wait = Duration::from_nanos(next_ns.saturating_sub(now_ns))
-            .min(Duration::from_millis(SLEEP_MS_MAX));
+        let wait = Duration::from_nanos(next_ns.saturating_sub(now_ns)).clamp(
+            Duration::from_micros(SLEEP_US_MIN),
+            Duration::from_millis(SLEEP_MS_MAX),
+        );
         std::thread::sleep(wait);
     }
     permits.add_permits(schedule.producer_tasks);
