@@ -131,19 +131,44 @@ pub struct ServerCpu {
     pub cores_busy: f64,
     /// The load generator's CPU per job, when the server is another process.
     pub load_generator_cpu_us_per_job: Option<f64>,
+    /// Server CPU per completed job including the work it did after the phase until it was
+    /// idle (checkpointing into sled what the phase journaled): the sustained cost, which a
+    /// short run would otherwise flatter by up to one checkpoint period of that work.
+    pub cpu_us_per_job_settled: Option<f64>,
+    /// How long the server took to go idle after the phase, s.
+    pub settle_s: Option<f64>,
+}
+
+/// Process samples around the measured phase.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PhaseSamples {
+    /// The server process when the phase started.
+    pub(crate) before: Option<ProcessSample>,
+    /// The server process when it ended.
+    pub(crate) after: Option<ProcessSample>,
+    /// The load generator (this process) when the phase started, if the server is another.
+    pub(crate) generator_before: Option<ProcessSample>,
+    /// The load generator when the phase ended.
+    pub(crate) generator_after: Option<ProcessSample>,
+    /// The server once it went idle after the phase, and how long that took (s).
+    pub(crate) settled: Option<(ProcessSample, f64)>,
 }
 
 impl ServerCpu {
-    /// From process samples around the phase; `None` when a sample is missing.
+    /// From process samples around the phase; `None` when a server sample is missing.
     pub(crate) fn from_samples(
         scope: Option<CpuScope>,
-        before: Option<ProcessSample>,
-        after: Option<ProcessSample>,
-        generator_before: Option<ProcessSample>,
-        generator_after: Option<ProcessSample>,
+        samples: PhaseSamples,
         jobs: u64,
         elapsed: Duration,
     ) -> Option<ServerCpu> {
+        let PhaseSamples {
+            before,
+            after,
+            generator_before,
+            generator_after,
+            settled,
+        } = samples;
         let (scope, before, after) = (scope?, before?, after?);
         let per_job = |before: ProcessSample, after: ProcessSample| {
             after.cpu_us.saturating_sub(before.cpu_us) as f64 / jobs.max(1) as f64
@@ -156,6 +181,8 @@ impl ServerCpu {
             load_generator_cpu_us_per_job: generator_before
                 .zip(generator_after)
                 .map(|(before, after)| per_job(before, after)),
+            cpu_us_per_job_settled: settled.map(|(settled, _)| per_job(before, settled)),
+            settle_s: settled.map(|(_, settle_s)| settle_s),
         })
     }
 }
@@ -422,9 +449,16 @@ impl fmt::Display for BenchReport {
                 "cpu        {:.1} µs/job, {:.2} cores busy ({scope})",
                 cpu.cpu_us_per_job, cpu.cores_busy
             )?;
-            match cpu.load_generator_cpu_us_per_job {
-                Some(generator) => writeln!(formatter, "; load generator {generator:.1} µs/job")?,
-                None => writeln!(formatter)?,
+            if let Some(generator) = cpu.load_generator_cpu_us_per_job {
+                write!(formatter, "; load generator {generator:.1} µs/job")?;
+            }
+            writeln!(formatter)?;
+            if let (Some(settled), Some(settle_s)) = (cpu.cpu_us_per_job_settled, cpu.settle_s) {
+                writeln!(
+                    formatter,
+                    "           {settled:.1} µs/job with the {settle_s:.1} s it worked on \
+                     after the phase (checkpoints)"
+                )?;
             }
         }
         if let Some(memory) = &self.server_memory {

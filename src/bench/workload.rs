@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::driver::{Connection, Endpoint, FetchedJob, Role};
 use super::metronome::{Metronome, Schedule};
 use super::report::{
-    BenchReport, ExactlyOnce, LatencyKind, LatencySummary, PreloadReport, ServerCounters,
-    ServerCpu, ServerMemory,
+    BenchReport, ExactlyOnce, LatencyKind, LatencySummary, PhaseSamples, PreloadReport,
+    ServerCounters, ServerCpu, ServerMemory,
 };
 use super::target::{ProcessSample, Target};
 use super::{BenchArgs, BenchError, Peer, Workload, FETCH_WAIT_MS_DEFAULT, PAYLOAD_BYTES_MIN};
@@ -42,8 +42,9 @@ const BACKLOG_BATCH_JOBS: usize = 100;
 /// Least requests in flight per producer during the `--backlog` preload.
 const BACKLOG_IN_FLIGHT: usize = 4;
 
-/// After a preload, the server counts as settled once it used less than this share of
-/// one core over [`SETTLE_WINDOW_MS`]: its journal checkpoints of the preload are done.
+/// After a preload or the measured phase, the server counts as settled once it used less
+/// than this share of one core over [`SETTLE_WINDOW_MS`]: its journal checkpoints of what
+/// came before are done.
 const SETTLE_BUSY_CORE_SHARE_MAX: f64 = 0.05;
 
 /// The window the server's CPU use is measured over while waiting for it to settle.
@@ -52,10 +53,11 @@ const SETTLE_WINDOW_MS: u64 = 500;
 /// Longest wait for the server to settle after a preload.
 const SETTLE_S_MAX: u64 = 600;
 
-/// Waits until the server is idle after a preload (see [`SETTLE_BUSY_CORE_SHARE_MAX`]), so
+/// Waits until the server is idle (see [`SETTLE_BUSY_CORE_SHARE_MAX`]): after a preload, so
 /// the work a preload leaves behind (checkpointing its journal into sled) is not counted in
-/// the phase measured next. Returns the time it took, or `None` when the server's process
-/// cannot be sampled (a server this bench did not start).
+/// the phase measured next; after the measured phase, to count that phase's own. Returns
+/// the time it took, or `None` when the server's process cannot be sampled (a server this
+/// bench did not start).
 async fn settle(target: &Target) -> Option<f64> {
     let started = Instant::now();
     let mut previous = target.sample()?;
@@ -762,6 +764,10 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
     let before = Counters::take(target);
     let outcome = run_phase(args, &endpoint, origin, plan, label).await?;
     let after = Counters::take(target);
+    let settled = match settle(target).await {
+        Some(settle_s) => target.sample().map(|sample| (sample, settle_s)),
+        None => None,
+    };
     let completed_jobs = outcome.completed_jobs(consumed);
     let latency_kind = if consumed {
         LatencyKind::EnqueueToFetch
@@ -787,15 +793,15 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
     } else {
         ExactlyOnce::unchecked(produced.len() as u64)
     };
-    let server_cpu = ServerCpu::from_samples(
-        target.cpu_scope(),
-        before.process,
-        after.process,
-        before.load_generator,
-        after.load_generator,
-        completed_jobs,
-        outcome.elapsed,
-    );
+    let samples = PhaseSamples {
+        before: before.process,
+        after: after.process,
+        generator_before: before.load_generator,
+        generator_after: after.load_generator,
+        settled,
+    };
+    let server_cpu =
+        ServerCpu::from_samples(target.cpu_scope(), samples, completed_jobs, outcome.elapsed);
     let server_counters = match (before.broker, after.broker) {
         (Some(before), Some(after)) => {
             Some(ServerCounters::between(&before, &after, completed_jobs))
