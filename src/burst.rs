@@ -6,7 +6,8 @@
 //! dozens. When a commit round releases many replies at once, the tasks that produce them
 //! are woken together, but a writer that runs first would find one frame and write it
 //! alone. Giving the other tasks one turn before the write lets their frames join it: at
-//! 32 requests in flight this cut the server's CPU per job by 15% (`benches/README.md`).
+//! 32 requests in flight this cut the server's CPU per job by a fifth and the load
+//! generator's by half (`benches/README.md`, table 13).
 
 use tokio::sync::mpsc::{self, error::TryRecvError};
 

@@ -29,7 +29,7 @@ static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `MIMALLOC_PURGE_DELAY` says otherwise. Its default of 1 s is shorter than the journal's
 /// checkpoint period, so each checkpoint's buffers were returned and then faulted in again
 /// (as zeroed 2 MiB huge pages): 6–7% of the server's CPU at 32 in flight. With 10 s the
-/// memory is reused; throughput rose 8% and RSS with 1M pending jobs 7%
+/// memory is reused: CPU per job fell 6%, for 2–5% more RSS with 1M pending jobs
 /// (`benches/README.md`, table 13).
 const ALLOCATOR_PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 

@@ -49,7 +49,9 @@ async fn lifecycle_completes_every_job_exactly_once() {
     assert_eq!(report.exactly_once.acked_distinct, 300);
     assert_eq!(report.latency.samples, 300);
     assert!(report.server_counters.is_some());
-    let cpu = report.server_cpu.expect("the embedded server's process is sampled");
+    let cpu = report
+        .server_cpu
+        .expect("the embedded server's process is sampled");
     let settled = cpu
         .cpu_us_per_job_settled
         .expect("the server is sampled again once idle");
