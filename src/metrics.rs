@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Counter, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 use taskforge_protocol::{ErrorBody, JobState, Opcode, Response};
@@ -161,6 +161,18 @@ pub struct BrokerMirror {
     pub recovery_duration_seconds: Gauge,
     /// The storage schema version the store is at.
     pub schema_version: IntGauge,
+    /// Journal files checkpointed into sled.
+    pub journal_checkpoints: IntCounter,
+    /// Keys the checkpoints copied into sled.
+    pub journal_checkpointed_keys: IntCounter,
+    /// Time spent checkpointing.
+    pub journal_checkpoint_seconds: Counter,
+    /// Commit rounds that waited for a checkpoint (journal back-pressure).
+    pub journal_writer_waits: IntCounter,
+    /// Time those rounds waited.
+    pub journal_writer_wait_seconds: Counter,
+    /// Bytes in the current journal file.
+    pub journal_file_bytes: IntGauge,
 }
 
 /// Every metric of one server, and the registry that exports them.
@@ -219,6 +231,9 @@ impl Metrics {
         };
         let gauge = |name: &str, help: &str| -> IntGauge {
             registered!(registry, IntGauge::with_opts(opts(name, help)))
+        };
+        let seconds = |name: &str, help: &str| -> Counter {
+            registered!(registry, Counter::with_opts(opts(name, help)))
         };
         let build_info = registered!(
             registry,
@@ -365,6 +380,31 @@ impl Metrics {
                 ))
             ),
             schema_version: gauge("schema_version", "Storage schema version of the store"),
+            journal_checkpoints: counter(
+                "journal_checkpoints_total",
+                "Commit journal files checkpointed into sled",
+            ),
+            journal_checkpointed_keys: counter(
+                "journal_checkpointed_keys_total",
+                "Keys checkpoints copied from the commit journal into sled",
+            ),
+            journal_checkpoint_seconds: seconds(
+                "journal_checkpoint_seconds_total",
+                "Time spent checkpointing the commit journal into sled",
+            ),
+            journal_writer_waits: counter(
+                "journal_writer_waits_total",
+                "Commit rounds that waited for a checkpoint because the journal held two \
+                 checkpoints' worth",
+            ),
+            journal_writer_wait_seconds: seconds(
+                "journal_writer_wait_seconds_total",
+                "Time commit rounds waited for checkpoints",
+            ),
+            journal_file_bytes: gauge(
+                "journal_file_bytes",
+                "Bytes in the current commit journal file, not yet checkpointed",
+            ),
         };
         Metrics {
             registry,
@@ -500,6 +540,14 @@ impl Drop for OpenConnection {
 
 /// Brings a mirrored counter up to `value` (the broker's own count, which only grows).
 pub fn mirror_counter(counter: &IntCounter, value: u64) {
+    let current = counter.get();
+    if value > current {
+        counter.inc_by(value - current);
+    }
+}
+
+/// Brings a mirrored seconds counter up to `value` (a total that only grows).
+pub fn mirror_seconds(counter: &Counter, value: f64) {
     let current = counter.get();
     if value > current {
         counter.inc_by(value - current);

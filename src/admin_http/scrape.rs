@@ -11,7 +11,7 @@ use taskforge_protocol::JobCounts;
 
 use super::{plain, AdminState};
 use crate::broker::Broker;
-use crate::metrics::{mirror_counter, Metrics};
+use crate::metrics::{mirror_counter, mirror_seconds, Metrics};
 
 /// The states exported for every queue, in this order, with their counts.
 fn state_counts(counts: &JobCounts) -> [(&'static str, u64); 8] {
@@ -111,6 +111,22 @@ fn refresh(metrics: &Metrics, broker: &Broker) {
     mirror_counter(&mirror.lease_expiries, stats.lease_expiries);
     mirror_counter(&mirror.jobs_expired, stats.jobs_expired);
     mirror_counter(&mirror.workers_lost, stats.workers_lost);
+    if let Some(journal) = broker.journal_stats() {
+        mirror_counter(&mirror.journal_checkpoints, journal.checkpoints);
+        mirror_counter(&mirror.journal_checkpointed_keys, journal.checkpointed_keys);
+        mirror_seconds(
+            &mirror.journal_checkpoint_seconds,
+            journal.checkpoint_seconds,
+        );
+        mirror_counter(&mirror.journal_writer_waits, journal.writer_waits);
+        mirror_seconds(
+            &mirror.journal_writer_wait_seconds,
+            journal.writer_wait_seconds,
+        );
+        mirror
+            .journal_file_bytes
+            .set(i64::try_from(journal.file_bytes).unwrap_or(i64::MAX));
+    }
     match broker.storage_size_on_disk_bytes() {
         Ok(bytes) => mirror
             .storage_size_bytes

@@ -527,6 +527,11 @@ impl Broker {
         self.shared.storage.size_on_disk_bytes()
     }
 
+    /// The commit journal's counters, when the store has a journal.
+    pub fn journal_stats(&self) -> Option<crate::storage::journal::stats::JournalSnapshot> {
+        self.shared.storage.journal_stats()
+    }
+
     /// The group committer's batch-size and round-duration histograms.
     pub fn commit_histograms(&self) -> &crate::metrics::CommitHistograms {
         &self.shared.stats.histograms

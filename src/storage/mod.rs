@@ -88,6 +88,11 @@ pub trait Storage: Send + Sync + 'static {
     fn reopen(&self) -> Result<(), StorageError> {
         Ok(())
     }
+
+    /// The commit journal's counters, for stores with one.
+    fn journal_stats(&self) -> Option<journal::stats::JournalSnapshot> {
+        None
+    }
 }
 
 /// A scan visitor that can fail: `Ok(true)` to go on, `Ok(false)` to stop, `Err` to abort.

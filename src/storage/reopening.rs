@@ -9,8 +9,9 @@
 //! device is back) the broker serves again without a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
+use super::journal::stats::{JournalSnapshot, JournalStats};
 use super::{JournalOptions, JournaledStorage, SledOptions, Storage, StorageError, Write};
 
 /// A [`JournaledStorage`] behind a lock, so [`Storage::reopen`] can replace it.
@@ -25,6 +26,8 @@ pub struct ReopeningStorage {
     lock_wait_ms: u64,
     /// The open handle; `None` after a reopen failed (the next reopen tries again).
     current: RwLock<Option<JournaledStorage>>,
+    /// The journal's counters, kept across reopenings.
+    stats: Arc<JournalStats>,
 }
 
 impl ReopeningStorage {
@@ -35,13 +38,21 @@ impl ReopeningStorage {
         journal: JournalOptions,
         lock_wait_ms: u64,
     ) -> Result<ReopeningStorage, StorageError> {
-        let store = JournaledStorage::open(dir, options, journal, lock_wait_ms)?;
+        let stats = Arc::new(JournalStats::default());
+        let store = JournaledStorage::open_counting(
+            dir,
+            options,
+            journal,
+            lock_wait_ms,
+            Arc::clone(&stats),
+        )?;
         Ok(ReopeningStorage {
             dir: dir.to_path_buf(),
             options,
             journal,
             lock_wait_ms,
             current: RwLock::new(Some(store)),
+            stats,
         })
     }
 
@@ -95,11 +106,20 @@ impl Storage for ReopeningStorage {
         // The old handle must be gone (and its lock released) before the directory opens
         // again; dropping it flushes what it still can.
         drop(current.take());
-        let store =
-            JournaledStorage::open(&self.dir, self.options, self.journal, self.lock_wait_ms)?;
+        let store = JournaledStorage::open_counting(
+            &self.dir,
+            self.options,
+            self.journal,
+            self.lock_wait_ms,
+            Arc::clone(&self.stats),
+        )?;
         *current = Some(store);
         tracing::warn!(dir = %self.dir.display(), "storage reopened after a failure");
         Ok(())
+    }
+
+    fn journal_stats(&self) -> Option<JournalSnapshot> {
+        Some(self.stats.snapshot())
     }
 }
 
@@ -125,6 +145,26 @@ mod tests {
 
     fn open(dir: &Path, journal: JournalOptions) -> ReopeningStorage {
         ReopeningStorage::open(dir, SledOptions::default(), journal, LOCK_WAIT_MS).expect("open")
+    }
+
+    #[test]
+    fn the_journal_counters_go_on_across_a_reopen() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let storage = open(directory.path(), JournalOptions::default());
+        storage.apply(&[put(b"a", b"1")]).expect("apply");
+        storage
+            .with("sync", JournaledStorage::checkpoint_now)
+            .expect("checkpointed into sled");
+        let first = storage.journal_stats().expect("a journal");
+        assert_eq!(first.checkpoints, 1);
+        storage.reopen().expect("reopen");
+        storage.apply(&[put(b"b", b"2")]).expect("apply");
+        storage
+            .with("sync", JournaledStorage::checkpoint_now)
+            .expect("checkpointed into sled");
+        let second = storage.journal_stats().expect("a journal");
+        assert_eq!(second.checkpoints, 2, "{second:?}");
+        assert_eq!(second.checkpointed_keys, 2);
     }
 
     #[test]

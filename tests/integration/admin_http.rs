@@ -162,6 +162,22 @@ async fn metrics_follow_jobs_through_the_broker() {
     );
     assert!(value(&enqueued, "taskforge_connections_open", &[]) >= 1.0);
     assert!(value(&enqueued, "taskforge_storage_size_bytes", &[]) > 0.0);
+    // The enqueues are in the current journal file, or a checkpoint took them into sled.
+    assert!(
+        value(&enqueued, "taskforge_journal_file_bytes", &[]) > 0.0
+            || value(&enqueued, "taskforge_journal_checkpoints_total", &[]) > 0.0
+    );
+    for name in [
+        "taskforge_journal_checkpointed_keys_total",
+        "taskforge_journal_checkpoint_seconds_total",
+        "taskforge_journal_writer_waits_total",
+        "taskforge_journal_writer_wait_seconds_total",
+    ] {
+        assert!(
+            enqueued.samples.iter().any(|sample| sample.metric == name),
+            "{name} is exported"
+        );
+    }
     assert!(histogram_count(&enqueued, "taskforge_commit_batch_writes") >= 1.0);
     assert!(histogram_count(&enqueued, "taskforge_commit_round_duration_seconds") >= 1.0);
 

@@ -36,6 +36,7 @@
 pub mod files;
 pub mod overlay;
 pub mod record;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -46,6 +47,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use self::overlay::{Lookup, Overlay};
+use self::stats::{JournalSnapshot, JournalStats};
 use super::{SledOptions, SledStorage, Storage, StorageError, Write};
 
 /// Default size of a journal file at which it is checkpointed into sled.
@@ -105,6 +107,8 @@ struct Inner {
     checkpoint_done: Condvar,
     /// What reads see above sled.
     layers: RwLock<Layers>,
+    /// Counters for the metrics.
+    stats: Arc<JournalStats>,
 }
 
 struct Writer {
@@ -143,6 +147,18 @@ impl JournaledStorage {
         options: JournalOptions,
         lock_wait_ms: u64,
     ) -> Result<JournaledStorage, StorageError> {
+        let stats = Arc::new(JournalStats::default());
+        JournaledStorage::open_counting(dir, sled_options, options, lock_wait_ms, stats)
+    }
+
+    /// Opens like [`JournaledStorage::open`], counting into `stats`.
+    pub fn open_counting(
+        dir: &Path,
+        sled_options: SledOptions,
+        options: JournalOptions,
+        lock_wait_ms: u64,
+        stats: Arc<JournalStats>,
+    ) -> Result<JournaledStorage, StorageError> {
         if options.checkpoint_bytes == 0 || options.checkpoint_interval_ms == Some(0) {
             return Err(StorageError::new(
                 "open",
@@ -177,7 +193,9 @@ impl JournaledStorage {
             checkpoint_wanted: Condvar::new(),
             checkpoint_done: Condvar::new(),
             layers: RwLock::new(Layers::default()),
+            stats,
         });
+        inner.stats.set_file_bytes(0);
         let checkpointer = {
             let inner = Arc::clone(&inner);
             std::thread::Builder::new()
@@ -335,6 +353,7 @@ impl Inner {
         writer.generation = next;
         writer.last_file_bytes = writer.bytes;
         writer.bytes = 0;
+        self.stats.set_file_bytes(0);
         writer.first_write_at = None;
         writer.checkpointing = Some(closing);
         {
@@ -416,6 +435,7 @@ impl Inner {
             let started = Instant::now();
             let result = files::checkpoint(&self.sled, &frozen, generation, "checkpoint");
             if result.is_ok() {
+                self.stats.checkpointed(frozen.len(), started.elapsed());
                 tracing::debug!(
                     generation,
                     keys = frozen.len(),
@@ -522,11 +542,16 @@ impl Storage for JournaledStorage {
         let inner = &self.inner;
         let ahead_max = inner.options.checkpoint_bytes * JOURNAL_CHECKPOINTS_AHEAD_MAX;
         let mut writer = inner.lock_writer();
+        let mut waiting_since = None;
         while !Inner::can_close_file(&writer)
             && writer.bytes >= ahead_max
             && writer.failure.is_none()
         {
+            waiting_since.get_or_insert_with(Instant::now);
             writer = wait(&inner.checkpoint_done, writer);
+        }
+        if let Some(since) = waiting_since {
+            inner.stats.writer_waited(since.elapsed());
         }
         refuse_after_failure(&writer, "apply")?;
         let mut buffer = std::mem::take(&mut writer.buffer);
@@ -544,6 +569,7 @@ impl Storage for JournaledStorage {
             ));
         }
         writer.bytes += record_bytes;
+        inner.stats.set_file_bytes(writer.bytes);
         if writer.first_write_at.is_none() {
             writer.first_write_at = Some(Instant::now());
             // The checkpointer sleeps without a deadline while the file is empty.
@@ -639,6 +665,10 @@ impl Storage for JournaledStorage {
             .map(|metadata| metadata.len())
             .sum();
         Ok(self.inner.sled.size_on_disk_bytes()? + journal_bytes)
+    }
+
+    fn journal_stats(&self) -> Option<JournalSnapshot> {
+        Some(self.inner.stats.snapshot())
     }
 }
 
@@ -945,6 +975,30 @@ mod tests {
             .err()
             .expect("refused");
         assert!(error.message.contains("not a journal file"), "{error}");
+    }
+
+    #[test]
+    fn the_journal_counts_its_checkpoints_their_keys_and_the_current_file() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let options = JournalOptions {
+            checkpoint_bytes: CHECKPOINT_BYTES_DEFAULT,
+            checkpoint_interval_ms: None,
+        };
+        let storage = open_with(directory.path(), options).expect("open");
+        assert_eq!(storage.journal_stats(), Some(JournalSnapshot::default()));
+        storage
+            .apply(&[put(b"a", b"1"), put(b"b", b"2")])
+            .expect("apply");
+        storage.apply(&[put(b"a", b"3")]).expect("apply");
+        let written = storage.journal_stats().expect("a journal");
+        assert_eq!(written.checkpoints, 0);
+        assert!(written.file_bytes > 0, "{written:?}");
+        storage.checkpoint_now().expect("checkpoint");
+        let checkpointed = storage.journal_stats().expect("a journal");
+        assert_eq!(checkpointed.checkpoints, 1);
+        assert_eq!(checkpointed.checkpointed_keys, 2, "each changed key once");
+        assert_eq!(checkpointed.file_bytes, 0);
+        assert_eq!(checkpointed.writer_waits, 0);
     }
 
     #[test]
