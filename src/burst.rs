@@ -12,20 +12,20 @@
 use tokio::sync::mpsc::{self, error::TryRecvError};
 
 /// Appends what `receiver` holds to `burst`, up to `max_items` in all. When the queue runs
-/// dry and `more_coming(burst.len())` says other frames are on their way (requests still
-/// running on the connection), other tasks get one turn to add theirs before this returns.
+/// dry and `more_coming()` says other frames are on their way (requests still running on
+/// the connection), other tasks get one turn to add theirs before this returns.
 /// With nothing else running the turn would only cost time.
 pub async fn fill<T>(
     receiver: &mut mpsc::Receiver<T>,
     burst: &mut Vec<T>,
     max_items: usize,
-    more_coming: impl Fn(usize) -> bool,
+    more_coming: impl Fn() -> bool,
 ) {
     let mut yielded = false;
     while burst.len() < max_items {
         match receiver.try_recv() {
             Ok(item) => burst.push(item),
-            Err(TryRecvError::Empty) if !yielded && more_coming(burst.len()) => {
+            Err(TryRecvError::Empty) if !yielded && more_coming() => {
                 yielded = true;
                 tokio::task::yield_now().await;
             }
@@ -45,10 +45,10 @@ mod tests {
             sender.send(item).await.expect("the receiver is alive");
         }
         let mut burst = vec![];
-        fill(&mut receiver, &mut burst, 3, |_| true).await;
+        fill(&mut receiver, &mut burst, 3, || true).await;
         assert_eq!(burst, [0, 1, 2]);
         burst.clear();
-        fill(&mut receiver, &mut burst, 3, |_| true).await;
+        fill(&mut receiver, &mut burst, 3, || true).await;
         assert_eq!(burst, [3, 4]);
     }
 
@@ -61,7 +61,7 @@ mod tests {
             }
         });
         let mut burst = vec![];
-        fill(&mut receiver, &mut burst, 16, |_| true).await;
+        fill(&mut receiver, &mut burst, 16, || true).await;
         assert_eq!(burst, [0, 1, 2]);
         late.await.expect("the sender finishes");
     }
@@ -73,7 +73,7 @@ mod tests {
             sender.send(1).await.expect("the receiver is alive");
         });
         let mut burst = vec![0];
-        fill(&mut receiver, &mut burst, 16, |_| false).await;
+        fill(&mut receiver, &mut burst, 16, || false).await;
         assert_eq!(burst, [0]);
         late.await.expect("the sender finishes");
     }

@@ -421,6 +421,43 @@ async fn acknowledge(
     Ok(())
 }
 
+/// The pacing thread of a phase with a fixed arrival rate: one request every
+/// `enqueue_batch / rate` seconds from the phase's start, as many as the phase's job count
+/// or duration allows. `None` without a rate or producers.
+fn pace(
+    args: &BenchArgs,
+    plan: &PhasePlan,
+    origin: Instant,
+    phase_start_ns: u64,
+    producer_tasks: usize,
+    stop: &CancellationToken,
+) -> Result<Option<Metronome>, BenchError> {
+    let Some(rate) = args.rate.filter(|_| producer_tasks > 0) else {
+        return Ok(None);
+    };
+    let interval_ns = args.enqueue_batch as f64 * NANOS_PER_S / rate;
+    let by_jobs = plan
+        .jobs
+        .map(|jobs| jobs.div_ceil(args.enqueue_batch as u64));
+    let by_time = plan
+        .duration
+        .map(|duration| (duration.as_nanos() as f64 / interval_ns).ceil() as u64);
+    let requests = match (by_jobs, by_time) {
+        (Some(jobs), Some(time)) => Some(jobs.min(time)),
+        (jobs, time) => jobs.or(time),
+    };
+    let schedule = Schedule {
+        origin,
+        start_ns: phase_start_ns,
+        interval_ns,
+        requests,
+        producer_tasks,
+    };
+    Metronome::start(schedule, stop.clone())
+        .map(Some)
+        .map_err(BenchError::Metronome)
+}
+
 /// Runs one phase to its end.
 async fn run_phase(
     args: &BenchArgs,
@@ -440,30 +477,7 @@ async fn run_phase(
     let producer_tasks = plan.producers * args.in_flight;
     let phase_start_ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let stop = CancellationToken::new();
-    let metronome = match args.rate {
-        Some(rate) if producer_tasks > 0 => {
-            let interval_ns = args.enqueue_batch as f64 * NANOS_PER_S / rate;
-            let by_jobs = plan
-                .jobs
-                .map(|jobs| jobs.div_ceil(args.enqueue_batch as u64));
-            let by_time = plan
-                .duration
-                .map(|duration| (duration.as_nanos() as f64 / interval_ns).ceil() as u64);
-            let requests = match (by_jobs, by_time) {
-                (Some(jobs), Some(time)) => Some(jobs.min(time)),
-                (jobs, time) => jobs.or(time),
-            };
-            let schedule = Schedule {
-                origin,
-                start_ns: phase_start_ns,
-                interval_ns,
-                requests,
-                producer_tasks,
-            };
-            Some(Metronome::start(schedule, stop.clone()).map_err(BenchError::Metronome)?)
-        }
-        _ => None,
-    };
+    let metronome = pace(args, &plan, origin, phase_start_ns, producer_tasks, &stop)?;
     let shared = Arc::new(Shared {
         origin,
         phase_start_ns,

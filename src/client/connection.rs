@@ -461,7 +461,7 @@ async fn write_frames(
         burst.push(first);
         // Callers woken by the answers just read are about to send again, and the client
         // cannot tell how many (they register only when they send): always give them a turn.
-        let more_coming = |_| true;
+        let more_coming = || true;
         crate::burst::fill(
             &mut outgoing,
             &mut burst,

@@ -1,7 +1,7 @@
 //! The writer task of a connection: it owns the socket's write half, drains a bounded
-//! queue of frames, and flushes once per burst (see [`crate::burst`]). A write or flush that does not finish
-//! within the write deadline ends the connection, so a client that stops reading cannot
-//! make the server hold its responses.
+//! queue of frames, and flushes once per burst (see [`crate::burst`]). A write or flush
+//! that does not finish within the write deadline ends the connection, so a client that
+//! stops reading cannot make the server hold its responses.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,7 +94,7 @@ async fn write_frames(
     let mut burst = Vec::with_capacity(WRITE_BURST_FRAMES_MAX);
     while let Some(frame) = receiver.recv().await {
         burst.push(frame);
-        let more_coming = |_| running.load(Ordering::Relaxed) > 0;
+        let more_coming = || running.load(Ordering::Relaxed) > 0;
         crate::burst::fill(
             &mut receiver,
             &mut burst,
