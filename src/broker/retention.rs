@@ -67,7 +67,7 @@ impl Broker {
                     };
                     let expired = record.state == tag
                         && record
-                            .finished_at_ms
+                            .finished_at_ms()
                             .is_some_and(|finished_ms| finished_ms <= cutoff_ms);
                     if expired {
                         doomed.push((*job_id, tag));

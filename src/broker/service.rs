@@ -668,7 +668,7 @@ impl Broker {
     }
 
     async fn job_get(&self, project_id: ProjectId, job_id: JobId) -> Reply<JobInfo> {
-        let Some(record) = self.read_job(project_id, job_id).await? else {
+        let Some(mut record) = self.read_job(project_id, job_id).await? else {
             return Err(CoreError::NotLive.to_error_body());
         };
         let body = self.read_body(project_id, job_id)?;
@@ -681,6 +681,7 @@ impl Broker {
         let now_ms = self.clock.now_ms();
         let latest_execution = self.latest_execution(project_id, job_id, &record)?;
         let children = self.children(project_id, job_id)?;
+        let rare = record.take_rare();
         Ok(JobInfo {
             job_id,
             queue,
@@ -695,10 +696,10 @@ impl Broker {
             created_at_ms: record.created_at_ms,
             run_at_ms: record.run_at_ms,
             updated_at_ms: record.updated_at_ms,
-            finished_at_ms: record.finished_at_ms,
+            finished_at_ms: rare.finished_at_ms,
             lease_deadline_ms: record.lease.map(|lease| lease.deadline_ms),
             cancel_requested: record.cancel_requested,
-            last_error: record.last_error,
+            last_error: rare.last_error,
             result,
             executions: record.executions,
             latest_execution,
@@ -707,8 +708,8 @@ impl Broker {
             parents_remaining: record.parents_remaining,
             on_parent_failure: record.on_parent_failure,
             children,
-            unique_key: record.unique.map(|unique| unique.key),
-            expires_at_ms: record.expires_at_ms,
+            unique_key: rare.unique.map(|unique| unique.key),
+            expires_at_ms: rare.expires_at_ms,
         })
     }
 
@@ -810,7 +811,7 @@ impl Broker {
         let mut used_bytes = RESPONSE_OVERHEAD_BYTES;
         let mut full = false;
         for job_id in candidates {
-            let Some(record) = self.read_job_now(project_id, job_id)? else {
+            let Some(mut record) = self.read_job_now(project_id, job_id)? else {
                 last_seen = Some(job_id);
                 continue;
             };
@@ -821,7 +822,7 @@ impl Broker {
             }
             let summary_bytes = JOB_SUMMARY_OVERHEAD_BYTES
                 + request.queue.len()
-                + record.last_error.as_ref().map_or(0, String::len);
+                + record.last_error().map_or(0, str::len);
             if jobs.len() == limit
                 || (!jobs.is_empty() && used_bytes + summary_bytes > budget_bytes)
             {
@@ -840,7 +841,7 @@ impl Broker {
                 created_at_ms: record.created_at_ms,
                 run_at_ms: record.run_at_ms,
                 updated_at_ms: record.updated_at_ms,
-                last_error: record.last_error,
+                last_error: record.take_rare().last_error,
             });
         }
         let next_after = if full || !scanned_all {

@@ -139,7 +139,12 @@ pub struct LeaseRecord {
 
 /// A job's mutable state. Live jobs keep exactly this in memory; every transition rewrites
 /// it. The payload lives apart in [`JobBody`] so transitions never copy it.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+///
+/// The fields most jobs never set live in a [`JobRare`] behind one pointer, which keeps the
+/// record in mimalloc's 112-byte size class instead of its 160-byte one. The stored
+/// encoding is unchanged by that: [`Encode`] and [`Decode`] are written by hand to the
+/// field order a derived implementation had (checked against one in the tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
     /// The queue it belongs to.
     pub queue_id: u64,
@@ -166,27 +171,174 @@ pub struct JobRecord {
     pub created_at_ms: u64,
     /// Last transition time.
     pub updated_at_ms: u64,
-    /// When it reached a final state.
-    pub finished_at_ms: Option<u64>,
     /// The current lease while leased.
     pub lease: Option<Box<LeaseRecord>>,
     /// Cancel waiting for the lease holder.
     pub cancel_requested: bool,
-    /// The last failure's message.
-    pub last_error: Option<String>,
     /// Parents not yet finished in a way that releases it; the job is blocked while
     /// this is not zero.
     pub parents_remaining: u32,
     /// What it does when a parent ends dead, cancelled or expired.
     pub on_parent_failure: ParentFailure,
-    /// It expires unless started by then.
-    pub expires_at_ms: Option<u64>,
-    /// Its unique key, kept so that the key's hold is rebuilt after a restart. Boxed so
-    /// that the many jobs without one pay a pointer, not the key, in memory.
-    pub unique: Option<Box<UniqueKey>>,
+    /// The optional fields, `None` while all of them are unset.
+    rare: Option<Box<JobRare>>,
 }
 
+/// The fields of a [`JobRecord`] most jobs never set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobRare {
+    /// When it reached a final state.
+    pub finished_at_ms: Option<u64>,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// It expires unless started by then.
+    pub expires_at_ms: Option<u64>,
+    /// Its unique key, kept so that the key's hold is rebuilt after a restart.
+    pub unique: Option<UniqueKey>,
+}
+
+impl Encode for JobRecord {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.queue_id.encode(encoder)?;
+        self.state.encode(encoder)?;
+        self.priority.encode(encoder)?;
+        self.run_at_ms.encode(encoder)?;
+        self.seq.encode(encoder)?;
+        self.attempts.encode(encoder)?;
+        self.executions.encode(encoder)?;
+        self.max_attempts.encode(encoder)?;
+        self.backoff.encode(encoder)?;
+        self.lease_ms.encode(encoder)?;
+        self.created_at_ms.encode(encoder)?;
+        self.updated_at_ms.encode(encoder)?;
+        self.finished_at_ms().encode(encoder)?;
+        self.lease.encode(encoder)?;
+        self.cancel_requested.encode(encoder)?;
+        self.last_error().encode(encoder)?;
+        self.parents_remaining.encode(encoder)?;
+        self.on_parent_failure.encode(encoder)?;
+        self.expires_at_ms().encode(encoder)?;
+        self.unique().encode(encoder)
+    }
+}
+
+impl<Context> Decode<Context> for JobRecord {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let mut record = JobRecord {
+            queue_id: Decode::decode(decoder)?,
+            state: Decode::decode(decoder)?,
+            priority: Decode::decode(decoder)?,
+            run_at_ms: Decode::decode(decoder)?,
+            seq: Decode::decode(decoder)?,
+            attempts: Decode::decode(decoder)?,
+            executions: Decode::decode(decoder)?,
+            max_attempts: Decode::decode(decoder)?,
+            backoff: Decode::decode(decoder)?,
+            lease_ms: Decode::decode(decoder)?,
+            created_at_ms: Decode::decode(decoder)?,
+            updated_at_ms: Decode::decode(decoder)?,
+            lease: None,
+            cancel_requested: false,
+            parents_remaining: 0,
+            on_parent_failure: ParentFailure::default(),
+            rare: None,
+        };
+        let finished_at_ms = Decode::decode(decoder)?;
+        record.lease = Decode::decode(decoder)?;
+        record.cancel_requested = Decode::decode(decoder)?;
+        let last_error = Decode::decode(decoder)?;
+        record.parents_remaining = Decode::decode(decoder)?;
+        record.on_parent_failure = Decode::decode(decoder)?;
+        let rare = JobRare {
+            finished_at_ms,
+            last_error,
+            expires_at_ms: Decode::decode(decoder)?,
+            unique: Decode::decode(decoder)?,
+        };
+        record.set_rare(|fields| *fields = rare);
+        Ok(record)
+    }
+}
+
+bincode::impl_borrow_decode!(JobRecord);
+
 impl JobRecord {
+    /// A pending job's record: never attempted, no lease, no optional field set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pending(
+        queue_id: u64,
+        priority: i32,
+        run_at_ms: u64,
+        seq: u64,
+        max_attempts: u32,
+        backoff: Backoff,
+        lease_ms: u32,
+        now_ms: u64,
+        parents_remaining: u32,
+        on_parent_failure: ParentFailure,
+    ) -> JobRecord {
+        JobRecord {
+            queue_id,
+            state: StateTag::Pending,
+            priority,
+            run_at_ms,
+            seq,
+            attempts: 0,
+            executions: 0,
+            max_attempts,
+            backoff,
+            lease_ms,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            lease: None,
+            cancel_requested: false,
+            parents_remaining,
+            on_parent_failure,
+            rare: None,
+        }
+    }
+
+    /// When it reached a final state.
+    pub fn finished_at_ms(&self) -> Option<u64> {
+        self.rare.as_ref().and_then(|rare| rare.finished_at_ms)
+    }
+
+    /// The last failure's message.
+    pub fn last_error(&self) -> Option<&str> {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.last_error.as_deref())
+    }
+
+    /// It expires unless started by then.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.rare.as_ref().and_then(|rare| rare.expires_at_ms)
+    }
+
+    /// Its unique key.
+    pub fn unique(&self) -> Option<&UniqueKey> {
+        self.rare.as_ref().and_then(|rare| rare.unique.as_ref())
+    }
+
+    /// Changes the optional fields; they take no memory again once all are unset.
+    pub fn set_rare(&mut self, change: impl FnOnce(&mut JobRare)) {
+        let mut rare = self.rare.take().unwrap_or_default();
+        change(&mut rare);
+        if *rare != JobRare::default() {
+            self.rare = Some(rare);
+        }
+    }
+
+    /// Takes the optional fields out (for a record that is being turned into a reply).
+    pub fn take_rare(&mut self) -> JobRare {
+        self.rare.take().map(|rare| *rare).unwrap_or_default()
+    }
+
     /// The state a client sees at `now_ms`: pending splits into blocked, scheduled and
     /// ready.
     pub fn visible_state(&self, now_ms: u64) -> taskforge_protocol::JobState {
@@ -239,6 +391,146 @@ pub struct ApiKeyRecord {
 mod tests {
     use super::*;
 
+    /// `JobRecord` as it was declared before its optional fields moved into [`JobRare`],
+    /// with the derived encoding every stored job record has.
+    #[derive(Debug, Encode, Decode)]
+    struct DerivedJobRecord {
+        queue_id: u64,
+        state: StateTag,
+        priority: i32,
+        run_at_ms: u64,
+        seq: u64,
+        attempts: u32,
+        executions: u32,
+        max_attempts: u32,
+        backoff: Backoff,
+        lease_ms: u32,
+        created_at_ms: u64,
+        updated_at_ms: u64,
+        finished_at_ms: Option<u64>,
+        lease: Option<Box<LeaseRecord>>,
+        cancel_requested: bool,
+        last_error: Option<String>,
+        parents_remaining: u32,
+        on_parent_failure: ParentFailure,
+        expires_at_ms: Option<u64>,
+        unique: Option<Box<UniqueKey>>,
+    }
+
+    fn maybe<T>(rng: &mut fastrand::Rng, value: impl FnOnce(&mut fastrand::Rng) -> T) -> Option<T> {
+        rng.bool().then(|| value(rng))
+    }
+
+    /// A record with every field random, and the same record declared the old way.
+    fn random_record(rng: &mut fastrand::Rng) -> (JobRecord, DerivedJobRecord) {
+        let derived = DerivedJobRecord {
+            queue_id: rng.u64(..),
+            state: StateTag::ALL[rng.usize(..StateTag::ALL.len())],
+            priority: rng.i32(..),
+            run_at_ms: rng.u64(..),
+            seq: rng.u64(..),
+            attempts: rng.u32(..),
+            executions: rng.u32(..),
+            max_attempts: rng.u32(..),
+            backoff: Backoff {
+                initial_ms: rng.u32(..),
+                factor_percent: rng.u32(..),
+                max_ms: rng.u32(..),
+                jitter_percent: rng.u8(..),
+            },
+            lease_ms: rng.u32(..),
+            created_at_ms: rng.u64(..),
+            updated_at_ms: rng.u64(..),
+            finished_at_ms: maybe(rng, |rng| rng.u64(..)),
+            lease: maybe(rng, |rng| {
+                Box::new(LeaseRecord {
+                    lease_id: rng.u64(..),
+                    leased_at_ms: rng.u64(..),
+                    deadline_ms: rng.u64(..),
+                    worker_id: maybe(rng, |rng| rng.u64(..)),
+                })
+            }),
+            cancel_requested: rng.bool(),
+            last_error: maybe(rng, |rng| "e".repeat(rng.usize(0..300))),
+            parents_remaining: rng.u32(..),
+            on_parent_failure: if rng.bool() {
+                ParentFailure::Run
+            } else {
+                ParentFailure::Cancel
+            },
+            expires_at_ms: maybe(rng, |rng| rng.u64(..)),
+            unique: maybe(rng, |rng| {
+                Box::new(UniqueKey {
+                    key: "k".repeat(rng.usize(1..40)),
+                    until: maybe(rng, |rng| {
+                        if rng.bool() {
+                            taskforge_protocol::UniqueUntil::Started
+                        } else {
+                            taskforge_protocol::UniqueUntil::Finished
+                        }
+                    }),
+                    window_ms: maybe(rng, |rng| rng.u64(..)),
+                })
+            }),
+        };
+        let mut record = JobRecord::pending(
+            derived.queue_id,
+            derived.priority,
+            derived.run_at_ms,
+            derived.seq,
+            derived.max_attempts,
+            derived.backoff,
+            derived.lease_ms,
+            derived.created_at_ms,
+            derived.parents_remaining,
+            derived.on_parent_failure,
+        );
+        record.state = derived.state;
+        record.attempts = derived.attempts;
+        record.executions = derived.executions;
+        record.updated_at_ms = derived.updated_at_ms;
+        record.lease = derived.lease.clone();
+        record.cancel_requested = derived.cancel_requested;
+        record.set_rare(|rare| {
+            rare.finished_at_ms = derived.finished_at_ms;
+            rare.last_error = derived.last_error.clone();
+            rare.expires_at_ms = derived.expires_at_ms;
+            rare.unique = derived.unique.as_deref().cloned();
+        });
+        (record, derived)
+    }
+
+    #[test]
+    fn job_records_encode_and_decode_exactly_as_the_derived_layout_did() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2_000 {
+            let (record, derived) = random_record(&mut rng);
+            let bytes = encode(&record);
+            assert_eq!(bytes, encode(&derived), "{record:?}");
+            assert_eq!(decode::<JobRecord>("job", &bytes), Ok(record));
+        }
+    }
+
+    #[test]
+    fn unset_optional_fields_take_no_memory() {
+        let backoff = Backoff {
+            initial_ms: 1,
+            factor_percent: 100,
+            max_ms: 1,
+            jitter_percent: 0,
+        };
+        let plain = JobRecord::pending(1, 0, 5, 6, 3, backoff, 1_000, 5, 0, ParentFailure::Cancel);
+        let mut record = plain.clone();
+        record.set_rare(|rare| rare.last_error = Some("boom".into()));
+        assert_eq!(record.last_error(), Some("boom"));
+        assert_ne!(record, plain);
+        record.set_rare(|rare| rare.last_error = None);
+        // Equal to the plain record means no empty box is left behind either.
+        assert_eq!(record, plain);
+        let decoded = decode::<JobRecord>("job", &encode(&plain));
+        assert_eq!(decoded, Ok(plain));
+    }
+
     #[test]
     fn records_round_trip_and_reject_bad_versions() {
         let body = JobBody {
@@ -259,7 +551,7 @@ mod tests {
         // Every pending job holds one of these in memory (plus its map entry): the memory
         // bar per pending job depends on it. Optional parts are boxed or small.
         assert!(
-            std::mem::size_of::<JobRecord>() <= 160,
+            std::mem::size_of::<JobRecord>() <= 112,
             "JobRecord grew to {} bytes",
             std::mem::size_of::<JobRecord>()
         );

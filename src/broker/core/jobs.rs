@@ -277,28 +277,22 @@ impl Core {
             .iter()
             .filter(|(_, status)| *status == ParentStatus::Live)
             .count() as u32;
-        let record = JobRecord {
+        let mut record = JobRecord::pending(
             queue_id,
-            state: StateTag::Pending,
-            priority: job.priority.unwrap_or(defaults.priority),
+            job.priority.unwrap_or(defaults.priority),
             run_at_ms,
-            seq: self.next_seq(),
-            attempts: 0,
-            executions: 0,
-            max_attempts: job.max_attempts.unwrap_or(defaults.max_attempts),
-            backoff: job.backoff.unwrap_or(defaults.backoff),
-            lease_ms: job.lease_ms.unwrap_or(defaults.lease_ms),
-            created_at_ms: now_ms,
-            updated_at_ms: now_ms,
-            finished_at_ms: None,
-            lease: None,
-            cancel_requested: false,
-            last_error: None,
+            self.next_seq(),
+            job.max_attempts.unwrap_or(defaults.max_attempts),
+            job.backoff.unwrap_or(defaults.backoff),
+            job.lease_ms.unwrap_or(defaults.lease_ms),
+            now_ms,
             parents_remaining,
-            on_parent_failure: job.on_parent_failure,
-            expires_at_ms,
-            unique: job.unique.map(Box::new),
-        };
+            job.on_parent_failure,
+        );
+        record.set_rare(|rare| {
+            rare.expires_at_ms = expires_at_ms;
+            rare.unique = job.unique;
+        });
         for (parent, status) in parents {
             self.writes.push(Write::Put(
                 keys::child(project_id, *parent, job_id),
@@ -318,7 +312,7 @@ impl Core {
             records::encode(&body),
         ));
         self.persist(job_id, None, &record);
-        if let Some(unique) = &record.unique {
+        if let Some(unique) = record.unique() {
             self.hold_unique(queue_id, job_id, unique, now_ms);
         }
         if parents_remaining > 0 {
@@ -498,7 +492,7 @@ impl Core {
         record.attempts = 0;
         record.run_at_ms = now_ms;
         record.seq = self.next_seq();
-        record.finished_at_ms = None;
+        record.set_rare(|rare| rare.finished_at_ms = None);
         record.updated_at_ms = now_ms;
         record.cancel_requested = false;
         self.persist(job_id, Some(StateTag::Dead), &record);
@@ -638,7 +632,7 @@ impl Core {
         record.seq = self.next_seq();
         record.updated_at_ms = now_ms;
         if error.is_some() {
-            record.last_error = error;
+            record.set_rare(|rare| rare.last_error = error);
         }
         self.persist(job_id, Some(previous), &record);
         self.jobs.insert(job_id, record);
@@ -664,13 +658,15 @@ impl Core {
         }
         record.state = tag;
         record.lease = None;
-        record.finished_at_ms = Some(now_ms);
         record.updated_at_ms = now_ms;
-        if error.is_some() {
-            record.last_error = error;
-        }
+        record.set_rare(|rare| {
+            rare.finished_at_ms = Some(now_ms);
+            if error.is_some() {
+                rare.last_error = error;
+            }
+        });
         self.persist(job_id, Some(previous), &record);
-        if let Some(unique) = &record.unique {
+        if let Some(unique) = record.unique() {
             self.release_unique(record.queue_id, job_id, unique, now_ms);
         }
         self.settle_children_of(job_id, tag, now_ms);

@@ -411,7 +411,7 @@ impl Core {
         if !self.queues.contains_key(&record.queue_id) {
             return false;
         }
-        if record.unique.is_some() {
+        if record.unique().is_some() {
             self.restore_unique(record.queue_id, job_id, &record, now_ms);
         }
         let Some(queue) = self.queues.get_mut(&record.queue_id) else {
@@ -424,7 +424,7 @@ impl Core {
         }
         queue.live.insert(job_id);
         self.seq_next = self.seq_next.max(record.seq + 1);
-        if let Some(expires_at_ms) = record.expires_at_ms.filter(|_| record.executions == 0) {
+        if let Some(expires_at_ms) = record.expires_at_ms().filter(|_| record.executions == 0) {
             self.timers
                 .push(Reverse((expires_at_ms, TimerKind::Expire, job_id)));
         }
@@ -556,7 +556,7 @@ impl Core {
                 TimerKind::Expire => {
                     let due = record.state == StateTag::Pending
                         && record.executions == 0
-                        && record.expires_at_ms == Some(at_ms);
+                        && record.expires_at_ms() == Some(at_ms);
                     if due {
                         self.jobs_expired += 1;
                         self.unready(job_id);

@@ -113,7 +113,7 @@ impl Core {
         record: &JobRecord,
         now_ms: u64,
     ) {
-        let Some(key) = &record.unique else {
+        let Some(key) = record.unique() else {
             return;
         };
         let hold = Hold::new(job_id, record.created_at_ms, key);
