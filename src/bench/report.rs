@@ -203,6 +203,11 @@ pub struct ServerMemory {
     pub rss_after_restart_bytes: Option<u64>,
     /// The same per pending job, beyond its payload, counted from `rss_before_bytes`.
     pub bytes_per_pending_job_after_restart_beyond_payload: Option<f64>,
+    /// RSS of the restarted server after it idled `--rest-after-restart-ms` more: what
+    /// the backlog holds once start-up's freed memory went back to the OS.
+    pub rss_at_rest_after_restart_bytes: Option<u64>,
+    /// The same per pending job, beyond its payload, counted from `rss_before_bytes`.
+    pub bytes_per_pending_job_at_rest_beyond_payload: Option<f64>,
 }
 
 impl ServerMemory {
@@ -222,22 +227,31 @@ impl ServerMemory {
             bytes_per_pending_job_beyond_payload: per_job - payload_bytes as f64,
             rss_after_restart_bytes: None,
             bytes_per_pending_job_after_restart_beyond_payload: None,
+            rss_at_rest_after_restart_bytes: None,
+            bytes_per_pending_job_at_rest_beyond_payload: None,
         })
     }
 
-    /// Adds the restarted server's RSS with `jobs` pending.
+    /// Adds the restarted server's RSS with `jobs` pending, once it served its first job
+    /// (`serving`) and once it rested (`resting`).
     pub(crate) fn with_restart(
         mut self,
-        restarted: Option<ProcessSample>,
+        serving: Option<ProcessSample>,
+        resting: Option<ProcessSample>,
         jobs: u64,
         payload_bytes: usize,
     ) -> ServerMemory {
-        if let Some(restarted) = restarted {
-            let per_job =
-                (restarted.rss_bytes as f64 - self.rss_before_bytes as f64) / jobs.max(1) as f64;
-            self.rss_after_restart_bytes = Some(restarted.rss_bytes);
-            self.bytes_per_pending_job_after_restart_beyond_payload =
-                Some(per_job - payload_bytes as f64);
+        let beyond_payload = |sample: ProcessSample| {
+            (sample.rss_bytes as f64 - self.rss_before_bytes as f64) / jobs.max(1) as f64
+                - payload_bytes as f64
+        };
+        if let Some(serving) = serving {
+            self.rss_after_restart_bytes = Some(serving.rss_bytes);
+            self.bytes_per_pending_job_after_restart_beyond_payload = Some(beyond_payload(serving));
+        }
+        if let Some(resting) = resting {
+            self.rss_at_rest_after_restart_bytes = Some(resting.rss_bytes);
+            self.bytes_per_pending_job_at_rest_beyond_payload = Some(beyond_payload(resting));
         }
         self
     }
@@ -478,6 +492,17 @@ impl fmt::Display for BenchReport {
                 writeln!(
                     formatter,
                     "           after the restart: RSS {:.1} MiB, {per_job:.0} bytes per pending \
+                     job beyond the payload",
+                    rss as f64 / 1048576.0
+                )?;
+            }
+            if let (Some(rss), Some(per_job)) = (
+                memory.rss_at_rest_after_restart_bytes,
+                memory.bytes_per_pending_job_at_rest_beyond_payload,
+            ) {
+                writeln!(
+                    formatter,
+                    "           at rest after it: RSS {:.1} MiB, {per_job:.0} bytes per pending \
                      job beyond the payload",
                     rss as f64 / 1048576.0
                 )?;

@@ -748,8 +748,16 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
                 let (_, sequence) = read_payload(&first_payload)?;
                 acked.push(sequence);
                 backlog_jobs -= 1;
+                let serving_sample = target.sample();
+                tokio::time::sleep(Duration::from_millis(args.rest_after_restart_ms)).await;
+                let resting_sample = target.sample();
                 memory = memory.map(|memory| {
-                    memory.with_restart(target.sample(), backlog_jobs, args.payload_bytes)
+                    memory.with_restart(
+                        serving_sample,
+                        resting_sample,
+                        backlog_jobs,
+                        args.payload_bytes,
+                    )
                 });
                 restart_to_first_job_ms = Some(serving.as_secs_f64() * 1e3);
             }

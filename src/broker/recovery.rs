@@ -185,6 +185,7 @@ pub fn rebuild(
         }
         Ok(true)
     })?;
+    core.finish_restore();
     restore_edges(storage, &mut core)?;
     restore_schedules(storage, &mut core, now_ms)?;
     restore_log_lines(storage, &mut core)?;

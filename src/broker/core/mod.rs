@@ -282,6 +282,9 @@ pub struct Core {
     waiters: HashMap<WaiterId, fetch::Waiter>,
     /// Waiters served since the last [`Core::take_handoffs`].
     handoffs: Vec<Handoff>,
+    /// Live jobs restored since recovery started (queue, job, its ready key if ready),
+    /// built into the queues' indexes by [`Core::finish_restore`].
+    restoring: Vec<(u64, JobId, Option<ReadyKey>)>,
     /// Queues where jobs became ready (or that resumed) during the current operation.
     dirty_queues: Vec<u64>,
     /// Writes since the last [`Core::take_writes`].
@@ -352,6 +355,7 @@ impl Core {
             timers_lowered: false,
             waiters: HashMap::new(),
             handoffs: Vec::new(),
+            restoring: Vec::new(),
             dirty_queues: Vec::new(),
             writes: Vec::new(),
             force_sync: false,
@@ -406,7 +410,8 @@ impl Core {
     }
 
     /// Restores one stored job. Returns false (and ignores it) when its queue is unknown,
-    /// which recovery reports as an inconsistency.
+    /// which recovery reports as an inconsistency. A live job is listed and delivered only
+    /// once [`Core::finish_restore`] ran.
     pub fn restore_job(&mut self, job_id: JobId, record: JobRecord, now_ms: u64) -> bool {
         if !self.queues.contains_key(&record.queue_id) {
             return false;
@@ -422,7 +427,7 @@ impl Core {
         if record.state.is_finished() {
             return true;
         }
-        queue.live.insert(job_id);
+        let mut ready_key = None;
         self.seq_next = self.seq_next.max(record.seq + 1);
         if let Some(expires_at_ms) = record.expires_at_ms().filter(|_| record.executions == 0) {
             self.timers
@@ -435,9 +440,8 @@ impl Core {
                 }
             }
             StateTag::Pending => {
-                let key = (Reverse(record.priority), record.run_at_ms, record.seq);
                 if record.run_at_ms <= now_ms {
-                    queue.ready.insert(key, job_id);
+                    ready_key = Some((Reverse(record.priority), record.run_at_ms, record.seq));
                 } else {
                     self.timers
                         .push(Reverse((record.run_at_ms, TimerKind::Promote, job_id)));
@@ -459,13 +463,40 @@ impl Core {
             }
             _ => {}
         }
+        self.restoring.push((record.queue_id, job_id, ready_key));
         self.jobs.insert(job_id, Box::new(record));
         true
+    }
+
+    /// Builds the queues' ordered indexes of live and ready jobs from the jobs restored,
+    /// once recovery restored the last one. Built from sorted entries, std's B-tree nodes
+    /// are full; inserted one by one in key order, as jobs are restored, they stay a little
+    /// over half full (a full node splits at its middle): 42 instead of 78 bytes per ready
+    /// job and 18 instead of 34 per live job.
+    pub fn finish_restore(&mut self) {
+        let mut restored = std::mem::take(&mut self.restoring);
+        restored.sort_unstable_by_key(|&(queue_id, job_id, _)| (queue_id, job_id));
+        for jobs in restored.chunk_by(|a, b| a.0 == b.0) {
+            let Some(queue) = self.queues.get_mut(&jobs[0].0) else {
+                unreachable!("restore_job keeps only jobs of known queues")
+            };
+            let mut live = jobs.iter().map(|&(_, job_id, _)| job_id).collect();
+            queue.live.append(&mut live);
+            let mut ready = jobs
+                .iter()
+                .filter_map(|&(_, job_id, key)| Some((key?, job_id)))
+                .collect();
+            queue.ready.append(&mut ready);
+        }
     }
 
     /// Takes the writes accumulated since the last call, and whether they must be synced
     /// whatever the fsync policy.
     pub fn take_writes(&mut self) -> (Vec<Write>, bool) {
+        debug_assert!(
+            self.restoring.is_empty(),
+            "restored jobs were never indexed"
+        );
         let force_sync = std::mem::take(&mut self.force_sync);
         (std::mem::take(&mut self.writes), force_sync)
     }

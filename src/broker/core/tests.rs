@@ -373,6 +373,7 @@ fn job_ids_increase_within_one_millisecond_and_after_a_restore() {
             .clone(),
     );
     restored.restore_job(last, *record, T0);
+    restored.finish_restore();
     let next = restored
         .enqueue(PROJECT, vec![job(b"y")], &Default::default(), T0)
         .expect("enqueue")[0]
@@ -381,4 +382,38 @@ fn job_ids_increase_within_one_millisecond_and_after_a_restore() {
         next > last,
         "a restored core continues after the ids it found"
     );
+}
+
+#[test]
+fn a_restored_core_indexes_its_live_jobs_as_the_original_did() {
+    let mut core = core_with_queue(QueueSettings::default());
+    core.queue_create(PROJECT, "other", &QueueSettings::default(), T0)
+        .expect("create queue");
+    for n in 0..300u32 {
+        let mut new_job = job(&n.to_be_bytes());
+        new_job.priority = Some((n % 7) as i32 - 3);
+        if n % 5 == 0 {
+            new_job.delay_ms = Some(60_000);
+        }
+        if n % 3 == 0 {
+            new_job.queue = "other".into();
+        }
+        enqueue(&mut core, new_job, T0);
+    }
+    let leased = fetch(&mut core, 40, T0);
+    assert_eq!(leased.len(), 40);
+    let mut restored = Core::new(8, Settings::default());
+    for (queue_id, queue) in &core.queues {
+        assert!(queue.live.len() > 40, "queue {queue_id} holds live jobs");
+        restored.restore_queue(PROJECT, queue.record.clone());
+    }
+    for (job_id, record) in &core.jobs {
+        assert!(restored.restore_job(*job_id, (**record).clone(), T0));
+    }
+    restored.finish_restore();
+    for (queue_id, queue) in &core.queues {
+        let again = &restored.queues[queue_id];
+        assert_eq!(again.live, queue.live, "live jobs of queue {queue_id}");
+        assert_eq!(again.ready, queue.ready, "ready jobs of queue {queue_id}");
+    }
 }
