@@ -40,6 +40,13 @@ const ALLOCATOR_PURGE_DELAY_ENV_VAR: &str = "MIMALLOC_PURGE_DELAY";
 /// bindings do not name.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// How often a background thread asks mimalloc to purge the freed memory whose delay
+/// expired. mimalloc purges only from inside an allocation's slow path or an explicit
+/// collect, so a server that went idle kept what it had freed for good: 1 267 MiB at rest
+/// after loading 1M jobs, against 870 MiB when freed memory was purged at once
+/// (`benches/README.md`, table 14).
+const ALLOCATOR_COLLECT_EVERY_MS: u64 = 5_000;
+
 /// Applies [`ALLOCATOR_PURGE_DELAY_MS`] unless the operator chose a delay.
 fn tune_allocator() {
     if std::env::var_os(ALLOCATOR_PURGE_DELAY_ENV_VAR).is_none() {
@@ -49,6 +56,28 @@ fn tune_allocator() {
             libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS);
         }
     }
+}
+
+/// Starts the thread that purges every [`ALLOCATOR_COLLECT_EVERY_MS`], for the server's
+/// lifetime.
+fn start_allocator_collector() {
+    let collector = std::thread::Builder::new()
+        .name("taskforge-allocator".to_string())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_millis(ALLOCATOR_COLLECT_EVERY_MS));
+            collect_allocator_garbage();
+        });
+    if let Err(error) = collector {
+        tracing::warn!(%error, "cannot start the allocator's collector thread; memory freed by threads that then idle stays with the process");
+    }
+}
+
+/// Returns to the operating system the memory mimalloc freed longer ago than its purge
+/// delay.
+fn collect_allocator_garbage() {
+    // SAFETY: mi_collect only walks mimalloc's own structures; `false` purges only what is
+    // due, without forcing.
+    unsafe { libmimalloc_sys::mi_collect(false) }
 }
 
 /// Default address `taskforge ping` checks: the default listen address.
@@ -217,6 +246,7 @@ fn run_server(args: ServerArgs) -> ExitCode {
     if let Err(error) = init_tracing(&config.log, sources.variable(RUST_LOG_ENV_VAR)) {
         return fail(&format!("logging: {error}"));
     }
+    start_allocator_collector();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -69,9 +69,9 @@ pub const BATCH_JOBS_MAX: usize = 1_000;
 /// least this often.
 pub const FETCH_WAIT_MS_DEFAULT: u64 = 1_000;
 
-/// Default idle time of a restarted server before its memory is read at rest: the
-/// server's allocator purge delay (10 s) plus a margin.
-pub const REST_AFTER_RESTART_MS_DEFAULT: u64 = 12_000;
+/// Default idle time of a spawned server before its memory is read at rest: the server's
+/// allocator purge delay (10 s) plus a margin.
+pub const REST_MS_DEFAULT: u64 = 12_000;
 
 /// The workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -173,11 +173,12 @@ pub struct BenchArgs {
     /// the time until it serves the first job
     #[arg(long)]
     pub restart_after_preload: bool,
-    /// With --restart-after-preload: how long the restarted server idles before its memory
-    /// is read again "at rest", in ms. The server's allocator returns freed memory to the
-    /// OS 10 s after it was freed (`ALLOCATOR_PURGE_DELAY_MS`)
-    #[arg(long, default_value_t = REST_AFTER_RESTART_MS_DEFAULT)]
-    pub rest_after_restart_ms: u64,
+    /// With --workload drain and --spawn: how long the server idles, after the preload
+    /// settled and after a restart, before its memory is read again "at rest", in ms. The
+    /// server's allocator returns freed memory to the OS 10 s after it was freed
+    /// (`ALLOCATOR_PURGE_DELAY_MS`)
+    #[arg(long, default_value_t = REST_MS_DEFAULT)]
+    pub rest_ms: u64,
     /// Queue (tube, list) name; default: a fresh name per run
     #[arg(long)]
     pub queue: Option<String>,

@@ -198,33 +198,45 @@ pub struct ServerMemory {
     pub bytes_per_pending_job: f64,
     /// Growth per pending job beyond its payload.
     pub bytes_per_pending_job_beyond_payload: f64,
+    /// With `--spawn`: RSS after the preload's checkpoints settled and the server idled
+    /// `--rest-ms` more: what a running server holds for the backlog.
+    pub rss_at_rest_after_preload_bytes: Option<u64>,
+    /// The same per pending job, beyond its payload, counted from `rss_before_bytes`.
+    pub bytes_per_pending_job_at_rest_after_preload_beyond_payload: Option<f64>,
     /// With `--restart-after-preload`: RSS of the restarted server once it served its first
     /// job, with the whole backlog pending (no write-path garbage).
     pub rss_after_restart_bytes: Option<u64>,
     /// The same per pending job, beyond its payload, counted from `rss_before_bytes`.
     pub bytes_per_pending_job_after_restart_beyond_payload: Option<f64>,
-    /// RSS of the restarted server after it idled `--rest-after-restart-ms` more: what
-    /// the backlog holds once start-up's freed memory went back to the OS.
+    /// RSS of the restarted server after it idled `--rest-ms` more: what the backlog
+    /// holds once start-up's freed memory went back to the OS.
     pub rss_at_rest_after_restart_bytes: Option<u64>,
     /// The same per pending job, beyond its payload, counted from `rss_before_bytes`.
     pub bytes_per_pending_job_at_rest_beyond_payload: Option<f64>,
 }
 
 impl ServerMemory {
-    /// From process samples around the preload; `None` when a sample is missing.
+    /// From process samples around the preload (`resting`: after it settled and the server
+    /// idled); `None` when the samples before or after it are missing.
     pub(crate) fn from_samples(
         before: Option<ProcessSample>,
         after: Option<ProcessSample>,
+        resting: Option<ProcessSample>,
         jobs: u64,
         payload_bytes: usize,
     ) -> Option<ServerMemory> {
         let (before, after) = (before?, after?);
-        let per_job = (after.rss_bytes as f64 - before.rss_bytes as f64) / jobs.max(1) as f64;
+        let per_job = |sample: ProcessSample| {
+            (sample.rss_bytes as f64 - before.rss_bytes as f64) / jobs.max(1) as f64
+        };
         Some(ServerMemory {
             rss_before_bytes: before.rss_bytes,
             rss_after_bytes: after.rss_bytes,
-            bytes_per_pending_job: per_job,
-            bytes_per_pending_job_beyond_payload: per_job - payload_bytes as f64,
+            bytes_per_pending_job: per_job(after),
+            bytes_per_pending_job_beyond_payload: per_job(after) - payload_bytes as f64,
+            rss_at_rest_after_preload_bytes: resting.map(|sample| sample.rss_bytes),
+            bytes_per_pending_job_at_rest_after_preload_beyond_payload: resting
+                .map(|sample| per_job(sample) - payload_bytes as f64),
             rss_after_restart_bytes: None,
             bytes_per_pending_job_after_restart_beyond_payload: None,
             rss_at_rest_after_restart_bytes: None,
@@ -485,6 +497,17 @@ impl fmt::Display for BenchReport {
                 memory.bytes_per_pending_job,
                 memory.bytes_per_pending_job_beyond_payload
             )?;
+            if let (Some(rss), Some(per_job)) = (
+                memory.rss_at_rest_after_preload_bytes,
+                memory.bytes_per_pending_job_at_rest_after_preload_beyond_payload,
+            ) {
+                writeln!(
+                    formatter,
+                    "           at rest after the preload: RSS {:.1} MiB, {per_job:.0} bytes per \
+                     pending job beyond the payload",
+                    rss as f64 / 1048576.0
+                )?;
+            }
             if let (Some(rss), Some(per_job)) = (
                 memory.rss_after_restart_bytes,
                 memory.bytes_per_pending_job_after_restart_beyond_payload,

@@ -73,6 +73,16 @@ async fn settle(target: &Target) -> Option<f64> {
     Some(started.elapsed().as_secs_f64())
 }
 
+/// With `--spawn`, lets the server idle `--rest-ms` and samples it: its memory at rest,
+/// once its allocator returned what it freed to the OS.
+async fn rest_then_sample(args: &BenchArgs, target: &Target) -> Option<ProcessSample> {
+    if !args.spawn {
+        return None;
+    }
+    tokio::time::sleep(Duration::from_millis(args.rest_ms)).await;
+    target.sample()
+}
+
 /// Nanoseconds per second, for rate arithmetic.
 const NANOS_PER_S: f64 = 1e9;
 
@@ -738,8 +748,10 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
             .await?;
             let after = target.sample();
             let loaded_jobs = loaded.produced.len() as u64;
-            memory = ServerMemory::from_samples(before, after, loaded_jobs, args.payload_bytes);
             let settle_s = settle(target).await;
+            let resting = rest_then_sample(args, target).await;
+            memory =
+                ServerMemory::from_samples(before, after, resting, loaded_jobs, args.payload_bytes);
             let mut backlog_jobs = loaded_jobs;
             let mut restart_to_first_job_ms = None;
             if args.restart_after_preload {
@@ -749,8 +761,7 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
                 acked.push(sequence);
                 backlog_jobs -= 1;
                 let serving_sample = target.sample();
-                tokio::time::sleep(Duration::from_millis(args.rest_after_restart_ms)).await;
-                let resting_sample = target.sample();
+                let resting_sample = rest_then_sample(args, target).await;
                 memory = memory.map(|memory| {
                     memory.with_restart(
                         serving_sample,
