@@ -697,7 +697,7 @@ impl Broker {
             run_at_ms: record.run_at_ms,
             updated_at_ms: record.updated_at_ms,
             finished_at_ms: rare.finished_at_ms,
-            lease_deadline_ms: record.lease.map(|lease| lease.deadline_ms),
+            lease_deadline_ms: rare.lease.map(|lease| lease.deadline_ms),
             cancel_requested: record.cancel_requested,
             last_error: rare.last_error,
             result,

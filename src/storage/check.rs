@@ -363,7 +363,7 @@ fn check_jobs(
             )),
             Some(_) => {}
         }
-        match (record.state, record.lease.is_some()) {
+        match (record.state, record.lease().is_some()) {
             (StateTag::Leased, false) => {
                 problems.push(format!("job {job_id} is leased without a lease"))
             }

@@ -140,8 +140,9 @@ pub struct LeaseRecord {
 /// A job's mutable state. Live jobs keep exactly this in memory; every transition rewrites
 /// it. The payload lives apart in [`JobBody`] so transitions never copy it.
 ///
-/// The fields most jobs never set live in a [`JobRare`] behind one pointer, which keeps the
-/// record in mimalloc's 112-byte size class instead of its 160-byte one. The stored
+/// The fields most jobs never set, and the lease that only the jobs being worked on hold,
+/// live in a [`JobRare`] behind one pointer, which keeps the record in mimalloc's 96-byte
+/// size class instead of its 160-byte one. The stored
 /// encoding is unchanged by that: [`Encode`] and [`Decode`] are written by hand to the
 /// field order a derived implementation had (checked against one in the tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,8 +172,6 @@ pub struct JobRecord {
     pub created_at_ms: u64,
     /// Last transition time.
     pub updated_at_ms: u64,
-    /// The current lease while leased.
-    pub lease: Option<Box<LeaseRecord>>,
     /// Cancel waiting for the lease holder.
     pub cancel_requested: bool,
     /// Parents not yet finished in a way that releases it; the job is blocked while
@@ -184,9 +183,11 @@ pub struct JobRecord {
     rare: Option<Box<JobRare>>,
 }
 
-/// The fields of a [`JobRecord`] most jobs never set.
+/// The fields of a [`JobRecord`] most jobs never set, or set only while leased.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobRare {
+    /// The current lease while leased.
+    pub lease: Option<LeaseRecord>,
     /// When it reached a final state.
     pub finished_at_ms: Option<u64>,
     /// The last failure's message.
@@ -215,7 +216,7 @@ impl Encode for JobRecord {
         self.created_at_ms.encode(encoder)?;
         self.updated_at_ms.encode(encoder)?;
         self.finished_at_ms().encode(encoder)?;
-        self.lease.encode(encoder)?;
+        self.lease().encode(encoder)?;
         self.cancel_requested.encode(encoder)?;
         self.last_error().encode(encoder)?;
         self.parents_remaining.encode(encoder)?;
@@ -242,19 +243,19 @@ impl<Context> Decode<Context> for JobRecord {
             lease_ms: Decode::decode(decoder)?,
             created_at_ms: Decode::decode(decoder)?,
             updated_at_ms: Decode::decode(decoder)?,
-            lease: None,
             cancel_requested: false,
             parents_remaining: 0,
             on_parent_failure: ParentFailure::default(),
             rare: None,
         };
         let finished_at_ms = Decode::decode(decoder)?;
-        record.lease = Decode::decode(decoder)?;
+        let lease = Decode::decode(decoder)?;
         record.cancel_requested = Decode::decode(decoder)?;
         let last_error = Decode::decode(decoder)?;
         record.parents_remaining = Decode::decode(decoder)?;
         record.on_parent_failure = Decode::decode(decoder)?;
         let rare = JobRare {
+            lease,
             finished_at_ms,
             last_error,
             expires_at_ms: Decode::decode(decoder)?,
@@ -295,12 +296,26 @@ impl JobRecord {
             lease_ms,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
-            lease: None,
             cancel_requested: false,
             parents_remaining,
             on_parent_failure,
             rare: None,
         }
+    }
+
+    /// The current lease while leased.
+    pub fn lease(&self) -> Option<&LeaseRecord> {
+        self.rare.as_ref().and_then(|rare| rare.lease.as_ref())
+    }
+
+    /// The current lease, to extend it.
+    pub fn lease_mut(&mut self) -> Option<&mut LeaseRecord> {
+        self.rare.as_mut().and_then(|rare| rare.lease.as_mut())
+    }
+
+    /// Grants (`Some`) or ends (`None`) the lease.
+    pub fn set_lease(&mut self, lease: Option<LeaseRecord>) {
+        self.set_rare(|rare| rare.lease = lease);
     }
 
     /// When it reached a final state.
@@ -489,9 +504,9 @@ mod tests {
         record.attempts = derived.attempts;
         record.executions = derived.executions;
         record.updated_at_ms = derived.updated_at_ms;
-        record.lease = derived.lease.clone();
         record.cancel_requested = derived.cancel_requested;
         record.set_rare(|rare| {
+            rare.lease = derived.lease.as_deref().copied();
             rare.finished_at_ms = derived.finished_at_ms;
             rare.last_error = derived.last_error.clone();
             rare.expires_at_ms = derived.expires_at_ms;
@@ -551,7 +566,7 @@ mod tests {
         // Every pending job holds one of these in memory (plus its map entry): the memory
         // bar per pending job depends on it. Optional parts are boxed or small.
         assert!(
-            std::mem::size_of::<JobRecord>() <= 112,
+            std::mem::size_of::<JobRecord>() <= 96,
             "JobRecord grew to {} bytes",
             std::mem::size_of::<JobRecord>()
         );

@@ -16,8 +16,7 @@ use crate::storage::{keys, Write};
 /// The running execution of a stored or live job record, if it is leased.
 pub fn open_execution(record: &JobRecord) -> Option<ExecutionInfo> {
     let lease = record
-        .lease
-        .as_deref()
+        .lease()
         .copied()
         .filter(|_| record.state == StateTag::Leased)?;
     Some(ExecutionInfo {

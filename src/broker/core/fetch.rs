@@ -194,16 +194,16 @@ impl Core {
             let Some(record) = self.jobs.get(&delivery.job_id) else {
                 continue;
             };
-            if record.lease.as_deref().map(|lease| lease.lease_id) != Some(delivery.lease_id) {
+            if record.lease().map(|lease| lease.lease_id) != Some(delivery.lease_id) {
                 continue;
             }
             let mut record = record.clone();
             self.detach_lease(
-                record.lease.and_then(|lease| lease.worker_id),
+                record.lease().and_then(|lease| lease.worker_id),
                 delivery.job_id,
             );
             record.state = StateTag::Pending;
-            record.lease = None;
+            record.set_lease(None);
             record.attempts = record.attempts.saturating_sub(1);
             record.executions = record.executions.saturating_sub(1);
             record.updated_at_ms = now_ms;
@@ -307,7 +307,7 @@ impl Core {
                 record.attempts += 1;
                 record.executions += 1;
                 record.updated_at_ms = now_ms;
-                record.lease = Some(Box::new(LeaseRecord {
+                record.set_lease(Some(LeaseRecord {
                     lease_id,
                     leased_at_ms: now_ms,
                     deadline_ms,

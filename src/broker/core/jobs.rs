@@ -432,7 +432,7 @@ impl Core {
     ) -> Result<ExtendResponse, CoreError> {
         let mut record = self.leased_job(project_id, job_id, lease_id)?.clone();
         let deadline_ms = now_ms + u64::from(lease_ms);
-        if let Some(lease) = record.lease.as_mut() {
+        if let Some(lease) = record.lease_mut() {
             lease.deadline_ms = deadline_ms;
         }
         record.updated_at_ms = now_ms;
@@ -612,7 +612,7 @@ impl Core {
         lease_id: LeaseId,
     ) -> Result<&JobRecord, CoreError> {
         let record = self.live_job(project_id, job_id)?;
-        match record.lease.as_deref() {
+        match record.lease() {
             Some(lease) if record.state == StateTag::Leased && lease.lease_id == lease_id => {
                 Ok(record)
             }
@@ -627,7 +627,7 @@ impl Core {
         };
         let previous = record.state;
         record.state = StateTag::Pending;
-        record.lease = None;
+        record.set_lease(None);
         record.run_at_ms = run_at_ms;
         record.seq = self.next_seq();
         record.updated_at_ms = now_ms;
@@ -657,7 +657,7 @@ impl Core {
             }
         }
         record.state = tag;
-        record.lease = None;
+        record.set_lease(None);
         record.updated_at_ms = now_ms;
         record.set_rare(|rare| {
             rare.finished_at_ms = Some(now_ms);

@@ -450,14 +450,8 @@ impl Core {
             StateTag::Leased => {
                 // A lease whose deadline passed while the broker was down fires on the
                 // first timer pass; its holder may still ACK until then.
-                let deadline_ms = record
-                    .lease
-                    .as_deref()
-                    .map_or(now_ms, |lease| lease.deadline_ms);
-                self.attach_lease(
-                    record.lease.as_deref().and_then(|lease| lease.worker_id),
-                    job_id,
-                );
+                let deadline_ms = record.lease().map_or(now_ms, |lease| lease.deadline_ms);
+                self.attach_lease(record.lease().and_then(|lease| lease.worker_id), job_id);
                 self.timers
                     .push(Reverse((deadline_ms, TimerKind::LeaseExpiry, job_id)));
             }
@@ -613,8 +607,7 @@ impl Core {
                 TimerKind::LeaseExpiry => {
                     let current = record.state == StateTag::Leased
                         && record
-                            .lease
-                            .as_deref()
+                            .lease()
                             .is_some_and(|lease| lease.deadline_ms == at_ms);
                     if current {
                         self.expire_lease(job_id, now_ms);
@@ -814,7 +807,7 @@ impl Core {
             let in_ready = queue.ready.get(&key) == Some(job_id);
             match record.state {
                 StateTag::Pending => {
-                    if record.lease.is_some() {
+                    if record.lease().is_some() {
                         return Err(format!("pending job {job_id} holds a lease"));
                     }
                     if record.parents_remaining > 0 {
@@ -826,7 +819,7 @@ impl Core {
                     counted.entry(record.queue_id).or_default()[0] += 1;
                 }
                 StateTag::Leased => {
-                    if record.lease.is_none() || in_ready {
+                    if record.lease().is_none() || in_ready {
                         return Err(format!("leased job {job_id} without lease or ready"));
                     }
                     counted.entry(record.queue_id).or_default()[1] += 1;

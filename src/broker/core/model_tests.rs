@@ -410,7 +410,7 @@ fn run_seed(seed: u64) {
                 } => {
                     let holder = by_worker.then_some(model.worker.worker_id);
                     record.state == StateTag::Leased
-                        && record.lease.as_deref().is_some_and(|lease| {
+                        && record.lease().is_some_and(|lease| {
                             lease.lease_id == lease_id
                                 && lease.deadline_ms == deadline_ms
                                 && lease.worker_id == holder

@@ -435,7 +435,7 @@ impl Core {
         for job_id in leased {
             let held = self.jobs.get(&job_id).is_some_and(|record| {
                 record.state == StateTag::Leased
-                    && record.lease.as_deref().and_then(|lease| lease.worker_id) == Some(worker_id)
+                    && record.lease().and_then(|lease| lease.worker_id) == Some(worker_id)
             });
             if held {
                 self.end_attempt(
