@@ -43,8 +43,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How often a background thread asks mimalloc to purge the freed memory whose delay
 /// expired. mimalloc purges only from inside an allocation's slow path or an explicit
 /// collect, so a server that went idle kept what it had freed for good: 1 267 MiB at rest
-/// after loading 1M jobs, against 870 MiB when freed memory was purged at once
-/// (`benches/README.md`, table 14).
+/// after loading 1M jobs, 897–904 MiB with this thread, 870 MiB when freed memory is
+/// purged at once (`benches/README.md`, table 14).
 const ALLOCATOR_COLLECT_EVERY_MS: u64 = 5_000;
 
 /// Applies [`ALLOCATOR_PURGE_DELAY_MS`] unless the operator chose a delay.

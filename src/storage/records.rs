@@ -198,6 +198,13 @@ pub struct JobRare {
     pub unique: Option<UniqueKey>,
 }
 
+impl JobRare {
+    /// True when no field is set: the record then holds no `JobRare` at all.
+    fn is_empty(&self) -> bool {
+        *self == JobRare::default()
+    }
+}
+
 impl Encode for JobRecord {
     fn encode<E: bincode::enc::Encoder>(
         &self,
@@ -230,30 +237,24 @@ impl<Context> Decode<Context> for JobRecord {
     fn decode<D: bincode::de::Decoder<Context = Context>>(
         decoder: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
-        let mut record = JobRecord {
-            queue_id: Decode::decode(decoder)?,
-            state: Decode::decode(decoder)?,
-            priority: Decode::decode(decoder)?,
-            run_at_ms: Decode::decode(decoder)?,
-            seq: Decode::decode(decoder)?,
-            attempts: Decode::decode(decoder)?,
-            executions: Decode::decode(decoder)?,
-            max_attempts: Decode::decode(decoder)?,
-            backoff: Decode::decode(decoder)?,
-            lease_ms: Decode::decode(decoder)?,
-            created_at_ms: Decode::decode(decoder)?,
-            updated_at_ms: Decode::decode(decoder)?,
-            cancel_requested: false,
-            parents_remaining: 0,
-            on_parent_failure: ParentFailure::default(),
-            rare: None,
-        };
+        let queue_id = Decode::decode(decoder)?;
+        let state = Decode::decode(decoder)?;
+        let priority = Decode::decode(decoder)?;
+        let run_at_ms = Decode::decode(decoder)?;
+        let seq = Decode::decode(decoder)?;
+        let attempts = Decode::decode(decoder)?;
+        let executions = Decode::decode(decoder)?;
+        let max_attempts = Decode::decode(decoder)?;
+        let backoff = Decode::decode(decoder)?;
+        let lease_ms = Decode::decode(decoder)?;
+        let created_at_ms = Decode::decode(decoder)?;
+        let updated_at_ms = Decode::decode(decoder)?;
         let finished_at_ms = Decode::decode(decoder)?;
         let lease = Decode::decode(decoder)?;
-        record.cancel_requested = Decode::decode(decoder)?;
+        let cancel_requested = Decode::decode(decoder)?;
         let last_error = Decode::decode(decoder)?;
-        record.parents_remaining = Decode::decode(decoder)?;
-        record.on_parent_failure = Decode::decode(decoder)?;
+        let parents_remaining = Decode::decode(decoder)?;
+        let on_parent_failure = Decode::decode(decoder)?;
         let rare = JobRare {
             lease,
             finished_at_ms,
@@ -261,8 +262,24 @@ impl<Context> Decode<Context> for JobRecord {
             expires_at_ms: Decode::decode(decoder)?,
             unique: Decode::decode(decoder)?,
         };
-        record.set_rare(|fields| *fields = rare);
-        Ok(record)
+        Ok(JobRecord {
+            queue_id,
+            state,
+            priority,
+            run_at_ms,
+            seq,
+            attempts,
+            executions,
+            max_attempts,
+            backoff,
+            lease_ms,
+            created_at_ms,
+            updated_at_ms,
+            cancel_requested,
+            parents_remaining,
+            on_parent_failure,
+            rare: (!rare.is_empty()).then(|| Box::new(rare)),
+        })
     }
 }
 
@@ -344,7 +361,7 @@ impl JobRecord {
     pub fn set_rare(&mut self, change: impl FnOnce(&mut JobRare)) {
         let mut rare = self.rare.take().unwrap_or_default();
         change(&mut rare);
-        if *rare != JobRare::default() {
+        if !rare.is_empty() {
             self.rare = Some(rare);
         }
     }
