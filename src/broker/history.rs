@@ -105,8 +105,30 @@ impl Broker {
         if record.executions == 0 {
             return Ok(None);
         }
+        if let Some(last) = self.final_execution(job_id, record)? {
+            return Ok(Some(Box::new(last)));
+        }
         let key = keys::execution(project_id, job_id, record.executions);
         Ok(self.read_record(&key, "execution")?.map(Box::new))
+    }
+
+    /// The execution a finished job's index entry holds: the one whose end finished the
+    /// job, if one did (`Core::finish`). Every other ended execution has its own key.
+    pub(super) fn final_execution(
+        &self,
+        job_id: JobId,
+        record: &JobRecord,
+    ) -> Reply<Option<ExecutionInfo>> {
+        if !record.state.is_finished() {
+            return Ok(None);
+        }
+        let key = keys::queue_index(record.queue_id, record.state, job_id);
+        match self.shared.storage.get(&key).map_err(storage_error)? {
+            Some(value) if !value.is_empty() => records::decode("execution", &value)
+                .map(Some)
+                .map_err(storage_error),
+            _ => Ok(None),
+        }
     }
 
     /// A job's last progress report.
@@ -161,8 +183,12 @@ impl Broker {
         if let Some(error) = decode_error {
             return Err(storage_error(error));
         }
-        if let Some(open) = open_execution(&record).filter(|open| open.execution > after) {
-            executions.push(open);
+        let last = match open_execution(&record) {
+            Some(open) => Some(open),
+            None => self.final_execution(request.job_id, &record)?,
+        };
+        if let Some(last) = last.filter(|last| last.execution > after) {
+            executions.push(last);
         }
         let mut next_after = None;
         if executions.len() > limit {

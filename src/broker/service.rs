@@ -922,7 +922,11 @@ impl Broker {
         for (index, job_id) in job_ids.into_iter().enumerate() {
             let refusal = match self.read_job_now(project_id, job_id)? {
                 Some(record) if record.queue_id == queue_id && record.state == StateTag::Dead => {
-                    dead.push((job_id, record));
+                    let ended = match retry {
+                        true => self.final_execution(job_id, &record)?,
+                        false => None,
+                    };
+                    dead.push((job_id, record, ended));
                     continue;
                 }
                 Some(record) if record.queue_id == queue_id => ErrorBody::new(
@@ -945,8 +949,11 @@ impl Broker {
             .mutate(|core, now_ms| {
                 let affected = if retry {
                     let mut revived = 0;
-                    for (job_id, record) in dead {
-                        if core.revive_dead(project_id, job_id, record, now_ms).is_ok() {
+                    for (job_id, record, ended) in dead {
+                        if core
+                            .revive_dead(project_id, job_id, record, ended, now_ms)
+                            .is_ok()
+                        {
                             revived += 1;
                         }
                     }
@@ -954,7 +961,7 @@ impl Broker {
                 } else {
                     let entries: Vec<(JobId, StateTag)> = dead
                         .iter()
-                        .map(|(job_id, _)| (*job_id, StateTag::Dead))
+                        .map(|(job_id, _, _)| (*job_id, StateTag::Dead))
                         .collect();
                     core.delete_jobs(queue_id, &entries, now_ms)
                 };

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use taskforge_protocol::{JobId, ProjectId, ScheduleInfo, WorkerInfo};
+use taskforge_protocol::{ExecutionInfo, JobId, ProjectId, ScheduleInfo, WorkerInfo};
 
 use super::keys;
 use super::migrations;
@@ -376,9 +376,8 @@ fn check_jobs(
             problems.push(format!("job {job_id} has no body"));
         }
         for tag in StateTag::INDEXED {
-            let present = storage
-                .get(&keys::queue_index(record.queue_id, tag, job_id))?
-                .is_some();
+            let entry = storage.get(&keys::queue_index(record.queue_id, tag, job_id))?;
+            let present = entry.is_some();
             if present != (tag == record.state) {
                 let what = if present { "an extra" } else { "no" };
                 problems.push(format!(
@@ -386,6 +385,13 @@ fn check_jobs(
                     state_name(record.state),
                     state_name(tag)
                 ));
+            }
+            if let Some(value) = entry.filter(|value| !value.is_empty()) {
+                if let Some(problem) =
+                    check_final_execution(storage, project_id, job_id, &record, &value)?
+                {
+                    problems.push(problem);
+                }
             }
         }
         Ok(true)
@@ -495,6 +501,42 @@ fn check_edges(storage: &dyn Storage, report: &mut CheckReport) -> Result<(), St
         report.problem(problem);
     }
     Ok(())
+}
+
+/// What is wrong with the execution a finished job's index entry holds, if anything: it
+/// must be the job's last execution, stored nowhere else.
+fn check_final_execution(
+    storage: &dyn Storage,
+    project_id: ProjectId,
+    job_id: JobId,
+    record: &JobRecord,
+    value: &[u8],
+) -> Result<Option<String>, StorageError> {
+    let info = match records::decode::<ExecutionInfo>("execution", value) {
+        Ok(info) => info,
+        Err(error) => {
+            return Ok(Some(format!(
+                "index entry of job {job_id}: {}",
+                error.message
+            )))
+        }
+    };
+    if info.execution != record.executions {
+        return Ok(Some(format!(
+            "index entry of job {job_id} holds execution {}, but its last is {}",
+            info.execution, record.executions
+        )));
+    }
+    if storage
+        .get(&keys::execution(project_id, job_id, info.execution))?
+        .is_some()
+    {
+        return Ok(Some(format!(
+            "execution {} of job {job_id} is stored twice",
+            info.execution
+        )));
+    }
+    Ok(None)
 }
 
 /// Checks that every index entry points at a job of that queue in that state.
@@ -628,5 +670,63 @@ mod tests {
             .problems
             .iter()
             .any(|problem| problem.contains("unknown prefix")));
+    }
+
+    #[test]
+    fn an_execution_held_by_an_index_entry_must_be_the_last_and_stored_once() {
+        use crate::broker::core::FetchPlan;
+        let mut core = Core::new(4, Default::default());
+        let now_ms = 1_000;
+        core.queue_create(1, "acked", &Default::default(), now_ms)
+            .expect("queue");
+        let job = NewJob {
+            queue: "acked".into(),
+            payload: b"hello".to_vec(),
+            ..NewJob::default()
+        };
+        core.enqueue(1, vec![job.clone(), job], &Default::default(), now_ms)
+            .expect("enqueue");
+        let plan = FetchPlan::queues(vec![1], 2, None);
+        let leased = core.fetch(1, &plan, now_ms).expect("fetch");
+        for delivery in &leased {
+            core.ack(1, delivery.job_id, delivery.lease_id, None, now_ms)
+                .expect("ack");
+        }
+        let storage = MemoryStorage::new();
+        let (writes, _) = core.take_writes();
+        storage.apply(&writes).expect("apply");
+        let report = check(&storage).expect("check");
+        assert!(report.is_consistent(), "{:?}", report.problems);
+        assert_eq!(report.index_entries, 2);
+        assert_eq!(
+            report.history_records, 0,
+            "each execution is in its index entry"
+        );
+
+        let (twice, garbled) = (leased[0].job_id, leased[1].job_id);
+        let held = storage
+            .get(&keys::queue_index(1, StateTag::Succeeded, twice))
+            .expect("read")
+            .expect("entry");
+        storage
+            .apply(&[
+                Write::Put(keys::execution(1, twice, 1), held),
+                Write::Put(
+                    keys::queue_index(1, StateTag::Succeeded, garbled),
+                    vec![0xFF; 3],
+                ),
+            ])
+            .expect("damage");
+        let report = check(&storage).expect("check");
+        assert_eq!(report.problems_total, 2, "{:?}", report.problems);
+        assert!(report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("execution 1 of job")
+                && problem.contains("stored twice")));
+        assert!(report
+            .problems
+            .iter()
+            .any(|problem| problem.contains(&format!("index entry of job {garbled}"))));
     }
 }

@@ -13,9 +13,9 @@
 //! | `0x02` | project u64, job id (16)                 | [`super::records::JobRecord`] (mutable state) |
 //! | `0x03` | project u64, job id (16)                 | [`super::records::JobBody`] (immutable payload) |
 //! | `0x04` | project u64, job id (16)                 | result bytes                  |
-//! | `0x05` | queue id u64, state tag u8, job id (16)  | empty: finished jobs of a queue by state ([`StateTag::INDEXED`]) |
+//! | `0x05` | queue id u64, state tag u8, job id (16)  | finished jobs of a queue by state ([`StateTag::INDEXED`]): the [`taskforge_protocol::ExecutionInfo`] whose end finished the job, or empty if none did |
 //! | `0x06` | project u64, job id (16), `0x00`         | [`taskforge_protocol::ProgressInfo`] |
-//! | `0x06` | project u64, job id (16), `0x01`, execution u32 | [`taskforge_protocol::ExecutionInfo`] (ended) |
+//! | `0x06` | project u64, job id (16), `0x01`, execution u32 | [`taskforge_protocol::ExecutionInfo`] (ended, and not held by the job's `0x05` entry) |
 //! | `0x06` | project u64, job id (16), `0x02`, execution u32, seq u32 | [`taskforge_protocol::LogLine`] |
 //! | `0x07` | project u64, worker id u64               | [`taskforge_protocol::WorkerInfo`] |
 //! | `0x08` | project u64, parent job id (16), child job id (16) | empty: dependency edges |

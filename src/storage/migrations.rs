@@ -8,9 +8,11 @@
 //! between.
 //!
 //! Version 1 is the baseline layout; version 2 ([`SHARED_LIVE_INDEX`]) gave leased and
-//! pending jobs one shared index entry; version 3 ([`LIVE_JOBS_IN_MEMORY`]), the layout
-//! described in [`keys`], drops those live entries. A fresh, empty store is stamped with the newest version; one
-//! holding data but no version (written before versions were stamped) is stamped 1. The list in
+//! pending jobs one shared index entry; version 3 ([`LIVE_JOBS_IN_MEMORY`]) dropped those
+//! live entries; version 4 ([`FINAL_EXECUTION_IN_INDEX`]), the layout described in
+//! [`keys`], keeps the execution that finished a job in its index entry. A fresh, empty
+//! store is stamped with the newest version; one holding data but no version (written
+//! before versions were stamped) is stamped 1. The list in
 //! force is passed in, never global: [`production`] holds the real migrations, and tests
 //! pass a longer list with test-only migrations.
 //!
@@ -23,11 +25,13 @@
 
 use std::path::{Path, PathBuf};
 
-use taskforge_protocol::JobId;
+use std::collections::HashMap;
+
+use taskforge_protocol::{ExecutionInfo, JobId, ProjectId};
 
 use super::dump::{self, DumpError};
 use super::keys;
-use super::records::{self, JobRecord, StateTag};
+use super::records::{self, JobRecord, QueueRecord, StateTag};
 use super::{Storage, StorageError, Write};
 
 /// One direction of a migration: reads the store, returns the writes that change it.
@@ -149,6 +153,90 @@ fn restore_live_index_entries(storage: &dyn Storage) -> Result<Vec<Write>, Stora
         .collect())
 }
 
+/// Version 4: the execution whose end finished a job is stored as the value of the job's
+/// finished index entry instead of under its own key, which saves every finished job a
+/// stored key. Version-3 stores already satisfy the rule (every entry is empty and every
+/// execution has its own key: readers look in both places), so going up writes nothing.
+pub const FINAL_EXECUTION_IN_INDEX: Migration = Migration {
+    version: 4,
+    description: "a finished job's index entry holds the execution that finished it",
+    up: no_writes,
+    down: move_final_executions_to_own_keys,
+};
+
+/// Moves every execution held by an index entry back under its own key.
+fn move_final_executions_to_own_keys(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
+    let projects = queue_projects(storage)?;
+    let mut writes = Vec::new();
+    let mut failure = None;
+    let (start, end) = keys::prefix_range(keys::QUEUE_INDEX);
+    storage.scan(&start, &end, &mut |key, value| {
+        if value.is_empty() {
+            return true;
+        }
+        let owner = keys::parse_queue_index(key)
+            .zip(index_queue(key).and_then(|queue_id| projects.get(&queue_id)));
+        let Some((job_id, project_id)) = owner else {
+            failure = Some(StorageError::new(
+                "read",
+                format!(
+                    "index entry {} holds an execution but names no known queue",
+                    hex::encode(key)
+                ),
+            ));
+            return false;
+        };
+        match records::decode::<ExecutionInfo>("execution", value) {
+            Ok(info) => {
+                writes.push(Write::Put(
+                    keys::execution(*project_id, job_id, info.execution),
+                    value.to_vec(),
+                ));
+                writes.push(Write::Put(key.to_vec(), Vec::new()));
+                true
+            }
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(writes),
+    }
+}
+
+/// The project of every stored queue, by queue id.
+fn queue_projects(storage: &dyn Storage) -> Result<HashMap<u64, ProjectId>, StorageError> {
+    let mut projects = HashMap::new();
+    let mut failure = None;
+    let (start, end) = keys::queue_range();
+    storage.scan(&start, &end, &mut |key, value| {
+        let Some(project_id) = key
+            .get(1..9)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u64::from_be_bytes)
+        else {
+            return true;
+        };
+        match records::decode::<QueueRecord>("queue", value) {
+            Ok(record) => {
+                projects.insert(record.queue_id, project_id);
+                true
+            }
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        }
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(projects),
+    }
+}
+
 /// Queue, id and state of every stored job that is pending or leased.
 fn live_jobs(storage: &dyn Storage) -> Result<Vec<(u64, JobId, StateTag)>, StorageError> {
     let mut live = Vec::new();
@@ -184,7 +272,12 @@ fn index_queue(key: &[u8]) -> Option<u64> {
 
 /// The migrations of this build, oldest first.
 pub fn production() -> Vec<Migration> {
-    vec![BASELINE, SHARED_LIVE_INDEX, LIVE_JOBS_IN_MEMORY]
+    vec![
+        BASELINE,
+        SHARED_LIVE_INDEX,
+        LIVE_JOBS_IN_MEMORY,
+        FINAL_EXECUTION_IN_INDEX,
+    ]
 }
 
 /// Why migrating failed.
@@ -577,6 +670,8 @@ mod tests {
             (vec![], vec![])
         );
 
+        let report = rollback(&storage, &production(), None).expect("4 → 3");
+        assert_eq!((report.version, report.steps[0].writes), (3, 0));
         let report = rollback(&storage, &production(), None).expect("3 → 2");
         assert_eq!((report.version, report.steps[0].writes), (2, 2));
         assert_eq!(
@@ -590,19 +685,103 @@ mod tests {
             (vec![1], vec![0])
         );
 
-        let report = migrate_to(&storage, &production(), 3, None).expect("1 → 3");
+        let report = migrate_to(&storage, &production(), 4, None).expect("1 → 4");
         assert_eq!(
             report
                 .steps
                 .iter()
                 .map(|step| step.writes)
                 .collect::<Vec<_>>(),
-            vec![2, 2]
+            vec![2, 2, 0]
         );
         assert_eq!(
             (index_tags(&storage, leased), index_tags(&storage, pending)),
             (vec![], vec![])
         );
+        consistent(&storage);
+    }
+
+    /// The execution numbers stored for job `job_id` of project 1: those under their own
+    /// keys, and the one its index entry in queue 1 holds.
+    fn stored_executions(storage: &MemoryStorage, job_id: JobId) -> (Vec<u32>, Option<u32>) {
+        let (start, end) = keys::execution_range(1, job_id, 0);
+        let mut own = Vec::new();
+        storage
+            .scan(&start, &end, &mut |_, value| {
+                let info: ExecutionInfo = records::decode("execution", value).expect("decode");
+                own.push(info.execution);
+                true
+            })
+            .expect("scan");
+        let held = StateTag::INDEXED.iter().find_map(|tag| {
+            let value = storage
+                .get(&keys::queue_index(1, *tag, job_id))
+                .expect("read")?;
+            let info: Option<ExecutionInfo> =
+                (!value.is_empty()).then(|| records::decode("execution", &value).expect("decode"));
+            info.map(|info| info.execution)
+        });
+        (own, held)
+    }
+
+    #[test]
+    fn final_executions_move_to_their_own_keys_on_rollback_to_3_and_stay_valid_at_4() {
+        use crate::broker::core::{Core, Failure, FetchPlan};
+        use taskforge_protocol::Retry;
+        let mut core = Core::new(3, Default::default());
+        let now_ms = 1_000;
+        core.queue_create(1, "mail", &Default::default(), now_ms)
+            .expect("queue");
+        let job = taskforge_protocol::NewJob {
+            queue: "mail".into(),
+            payload: b"hello".to_vec(),
+            ..Default::default()
+        };
+        core.enqueue(1, vec![job.clone(), job], &Default::default(), now_ms)
+            .expect("enqueue");
+        let plan = FetchPlan::queues(vec![1], 1, None);
+        let once = core.fetch(1, &plan, now_ms).expect("fetch")[0].clone();
+        core.ack(1, once.job_id, once.lease_id, None, now_ms)
+            .expect("ack");
+        let twice = core.fetch(1, &plan, now_ms).expect("fetch")[0].clone();
+        core.fail(
+            1,
+            twice.job_id,
+            twice.lease_id,
+            Failure::new("flaky", Retry::At(now_ms)),
+            now_ms,
+        )
+        .expect("fail");
+        let again = core.fetch(1, &plan, now_ms).expect("fetch")[0].clone();
+        assert_eq!(again.job_id, twice.job_id);
+        core.ack(1, again.job_id, again.lease_id, None, now_ms)
+            .expect("ack");
+        let storage = MemoryStorage::new();
+        let (mut writes, _) = core.take_writes();
+        writes.push(stamp(latest_version(&production())));
+        storage.apply(&writes).expect("apply");
+        let consistent = |storage: &MemoryStorage| {
+            let report = crate::storage::check::check(storage).expect("check");
+            assert!(report.is_consistent(), "{:?}", report.problems);
+        };
+        consistent(&storage);
+        assert_eq!(stored_executions(&storage, once.job_id), (vec![], Some(1)));
+        assert_eq!(
+            stored_executions(&storage, twice.job_id),
+            (vec![1], Some(2))
+        );
+
+        let report = rollback(&storage, &production(), None).expect("4 → 3");
+        assert_eq!((report.version, report.steps[0].writes), (3, 4));
+        assert_eq!(stored_executions(&storage, once.job_id), (vec![1], None));
+        assert_eq!(
+            stored_executions(&storage, twice.job_id),
+            (vec![1, 2], None)
+        );
+        consistent(&storage);
+
+        let report = migrate_to(&storage, &production(), 4, None).expect("3 → 4");
+        assert_eq!(report.steps[0].writes, 0);
         consistent(&storage);
     }
 

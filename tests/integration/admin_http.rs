@@ -140,7 +140,7 @@ async fn metrics_follow_jobs_through_the_broker() {
     let before = scrape(admin).await;
     assert_eq!(queue_jobs(&before, "metered", "ready"), 0.0);
     assert_eq!(value(&before, "taskforge_ready", &[]), 1.0);
-    assert_eq!(value(&before, "taskforge_schema_version", &[]), 3.0);
+    assert_eq!(value(&before, "taskforge_schema_version", &[]), 4.0);
     let acked_before = value(&before, "taskforge_jobs_acked_total", &[]);
 
     for index in 0..10 {

@@ -408,7 +408,7 @@ async fn storage_commands_work_offline_and_refuse_a_running_broker() {
     let checked = cli
         .json(&["storage", "check", "--data-dir", arg(&data_dir)])
         .await;
-    assert_eq!(checked["schema_version"], 3);
+    assert_eq!(checked["schema_version"], 4);
     assert_eq!(checked["queues"], 1);
     assert_eq!(checked["jobs"], 3);
     assert_eq!(checked["bodies"], 3);
@@ -435,8 +435,8 @@ async fn storage_commands_work_offline_and_refuse_a_running_broker() {
     let migrated = cli
         .json(&["storage", "migrate", "--data-dir", arg(&data_dir)])
         .await;
-    assert_eq!(migrated["version"], 3);
-    for version in [2, 1] {
+    assert_eq!(migrated["version"], 4);
+    for version in [3, 2, 1] {
         let rolled_back = cli
             .json(&["storage", "rollback", "--data-dir", arg(&data_dir)])
             .await;

@@ -1,8 +1,9 @@
 //! Storage migrations through a real server: a store rolled back to schema version 1
 //! (live jobs in the stored index, leased ones under their own tag) is migrated at
-//! start-up to version 3 (with a backup left behind) and its leased job stays leased; a
-//! test-only version 4 shows that a build which does not know a version refuses the store,
-//! and that rollback brings it back with its data.
+//! start-up to version 4 (with a backup left behind) and its leased job stays leased; once
+//! acknowledged, rolling back to version 3 moves its execution out of its index entry and
+//! the execution is still listed; a test-only version 5 shows that a build which does not
+//! know a version refuses the store, and that rollback brings it back with its data.
 
 use std::path::Path;
 
@@ -10,15 +11,17 @@ use taskforge::server::StartError;
 use taskforge::storage::maintenance;
 use taskforge::storage::migrations::{self, Migration, MigrationError};
 use taskforge::storage::{keys, Storage, StorageError, Write};
-use taskforge_protocol::{FetchRequest, JobId, JobListRequest, JobState, QueueSettings};
+use taskforge_protocol::{
+    ExecutionOutcome, FetchRequest, JobId, JobListRequest, JobState, QueueSettings,
+};
 
 use crate::admin_http::{scrape, value};
 use crate::support::{job, TestServer};
 
 /// Where the test migration records what it saw.
-const QUEUE_COUNT_KEY: &[u8] = b"\x00test_v4_queue_count";
+const QUEUE_COUNT_KEY: &[u8] = b"\x00test_v5_queue_count";
 
-/// Test-only v4: counts the queue records into a meta key (so `up` really reads the store).
+/// Test-only v5: counts the queue records into a meta key (so `up` really reads the store).
 fn count_queues(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     let mut queues: u64 = 0;
     let (start, end) = keys::queue_range();
@@ -32,16 +35,16 @@ fn count_queues(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     )])
 }
 
-/// Test-only v4's way back.
+/// Test-only v5's way back.
 fn forget_queue_count(_: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     Ok(vec![Write::Delete(QUEUE_COUNT_KEY.to_vec())])
 }
 
 /// The production list with a test-only version after it.
-fn with_test_v4() -> Vec<Migration> {
+fn with_test_v5() -> Vec<Migration> {
     let mut migrations = migrations::production();
     migrations.push(Migration {
-        version: 4,
+        version: 5,
         description: "test only: record the number of queues",
         up: count_queues,
         down: forget_queue_count,
@@ -90,8 +93,8 @@ fn stored(data_dir: &Path, key: &[u8]) -> Option<Vec<u8>> {
 async fn startup_migrates_with_a_backup_and_rollback_restores_the_old_version() {
     let latest = migrations::latest_version(&migrations::production());
     assert_eq!(
-        latest, 3,
-        "production: baseline, shared live entry, live jobs in memory"
+        latest, 4,
+        "production: baseline, shared live entry, live jobs in memory, final execution in the index"
     );
     let mut server = TestServer::start().await;
     let client = server.client().await;
@@ -131,21 +134,24 @@ async fn startup_migrates_with_a_backup_and_rollback_restores_the_old_version() 
         "nothing to migrate, no backup"
     );
 
-    // Back to version 1, as `taskforge storage rollback` does it (one version a call): the
-    // three live jobs get index entries again, then the leased one its own. A normal
-    // start-up migrates to version 3, backup first, and the leased job is still leased.
+    // Back to version 1, as `taskforge storage rollback` does it (one version a call): no
+    // job has finished, so nothing moves to version 3; the three live jobs get index
+    // entries again, then the leased one its own. A normal start-up migrates to version 4,
+    // backup first, and the leased job is still leased.
     let production = migrations::production();
+    let report = maintenance::rollback(&data_dir, &production).expect("rollback to v3");
+    assert_eq!((report.version, report.steps[0].writes), (3, 0));
     let report = maintenance::rollback(&data_dir, &production).expect("rollback to v2");
     assert_eq!((report.version, report.steps[0].writes), (2, 3));
     let report = maintenance::rollback(&data_dir, &production).expect("rollback to v1");
     assert_eq!((report.version, report.steps[0].writes), (1, 2));
     server.restart().await;
     let metrics = scrape(server.admin_addr()).await;
-    assert_eq!(value(&metrics, "taskforge_schema_version", &[]), 3.0);
+    assert_eq!(value(&metrics, "taskforge_schema_version", &[]), 4.0);
     let taken = backups(&data_dir);
     assert_eq!(
         taken.len(),
-        3,
+        4,
         "one before each rollback, one before migrating: {taken:?}"
     );
     assert!(taken.iter().any(|name| name.ends_with("-v1")), "{taken:?}");
@@ -166,35 +172,41 @@ async fn startup_migrates_with_a_backup_and_rollback_restores_the_old_version() 
     let checked = maintenance::check(&data_dir).expect("check");
     assert!(checked.is_consistent(), "{:?}", checked.problems);
 
-    // Start-up with a test-only v4 registered: v3 → v4.
-    let running = taskforge::server::start_with_migrations(server.config.clone(), with_test_v4())
+    // The ACK stored the execution in the job's index entry; version 3 gives it its key.
+    let report = maintenance::rollback(&data_dir, &production).expect("rollback to v3");
+    assert_eq!((report.version, report.steps[0].writes), (3, 2));
+    let checked = maintenance::check(&data_dir).expect("check");
+    assert!(checked.is_consistent(), "{:?}", checked.problems);
+
+    // Start-up with a test-only v5 registered: v3 → v4 → v5.
+    let running = taskforge::server::start_with_migrations(server.config.clone(), with_test_v5())
         .await
         .expect("start and migrate");
     let metrics = scrape(running.admin_addr()).await;
-    assert_eq!(value(&metrics, "taskforge_schema_version", &[]), 4.0);
+    assert_eq!(value(&metrics, "taskforge_schema_version", &[]), 5.0);
     running.shutdown().await.expect("shutdown");
     assert_eq!(
         stored(&data_dir, keys::META_SCHEMA_VERSION),
-        Some(4u64.to_be_bytes().to_vec())
+        Some(5u64.to_be_bytes().to_vec())
     );
     assert_eq!(
         stored(&data_dir, QUEUE_COUNT_KEY),
         Some(1u64.to_be_bytes().to_vec())
     );
 
-    // A build that does not know version 4 refuses the store instead of misreading it.
+    // A build that does not know version 5 refuses the store instead of misreading it.
     match taskforge::server::start(server.config.clone()).await {
         Err(StartError::Migration(MigrationError::NewerThanBuild { stored, latest })) => {
-            assert_eq!((stored, latest), (4, 3));
+            assert_eq!((stored, latest), (5, 4));
         }
         Err(other) => panic!("expected a refusal of the newer store, got {other}"),
-        Ok(_) => panic!("a version-3 build started on a version-4 store"),
+        Ok(_) => panic!("a version-4 build started on a version-5 store"),
     }
 
     // Rollback with the test list, then the production build starts and every job is
     // still there.
-    let report = maintenance::rollback(&data_dir, &with_test_v4()).expect("rollback");
-    assert_eq!(report.version, 3);
+    let report = maintenance::rollback(&data_dir, &with_test_v5()).expect("rollback");
+    assert_eq!(report.version, 4);
     assert!(report.backup.is_some(), "rollback backs up first");
     assert_eq!(stored(&data_dir, QUEUE_COUNT_KEY), None);
     server.restart().await;
@@ -205,6 +217,20 @@ async fn startup_migrates_with_a_backup_and_rollback_restores_the_old_version() 
         .await
         .expect("stats");
     assert_eq!((stats.counts.ready, stats.counts.succeeded), (2, 1));
+    let executions = server
+        .client()
+        .await
+        .execution_list(leased.job_id, None, 10)
+        .await
+        .expect("executions")
+        .executions;
+    assert_eq!(
+        executions
+            .iter()
+            .map(|info| (info.execution, info.outcome))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(ExecutionOutcome::Succeeded))]
+    );
     let checked = maintenance::check(&data_dir);
     assert!(
         matches!(checked, Err(maintenance::MaintenanceError::Storage(_))),

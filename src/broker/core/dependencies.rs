@@ -86,6 +86,7 @@ impl Core {
                 child,
                 StateTag::Cancelled,
                 Some(parent_failed_error(parent, tag)),
+                None,
                 now_ms,
             );
             return;

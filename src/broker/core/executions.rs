@@ -2,7 +2,10 @@
 //! progress a lease holder reports.
 //!
 //! A running execution is not stored on its own: the job record's lease and execution
-//! number describe it ([`open_execution`]). Its record is written once, when it ends.
+//! number describe it ([`open_execution`]). Its record is written once, when it ends: under
+//! its own key if the job goes on (a retry), or as the value of the finished job's index
+//! entry if the job finished with it, which saves the job a stored key (see
+//! [`crate::storage::keys`]).
 
 use taskforge_protocol::{
     ExecutionInfo, ExecutionOutcome, JobId, LeaseId, LogLine, LogResponse, NewLogLine,
@@ -124,9 +127,10 @@ impl Core {
         Ok(())
     }
 
-    /// Writes the record of the execution a leased job is running, as ended now with
-    /// `outcome`, and forgets its lease's worker and log count. The caller then moves the
-    /// job on.
+    /// Ends the execution a leased job is running, as of now with `outcome`, forgets its
+    /// lease's worker and log count, and returns its record. The caller moves the job on and
+    /// stores the record with it: [`Core::finish`] in the finished job's index entry,
+    /// [`Core::requeue`] under the execution's own key.
     pub(super) fn close_execution(
         &mut self,
         job_id: JobId,
@@ -134,25 +138,29 @@ impl Core {
         error: Option<String>,
         error_details: Option<String>,
         now_ms: u64,
-    ) {
-        let Some(record) = self.jobs.get(&job_id) else {
-            return;
-        };
-        let Some(mut info) = open_execution(record) else {
-            return;
-        };
-        let project_id = self.project_of(record.queue_id);
+    ) -> Option<ExecutionInfo> {
+        let mut info = open_execution(self.jobs.get(&job_id)?)?;
         info.finished_at_ms = Some(now_ms);
         info.outcome = Some(outcome);
         info.error = error;
         info.error_details = error_details;
         info.duration_ms = Some(now_ms.saturating_sub(info.leased_at_ms));
-        self.writes.push(Write::Put(
-            keys::execution(project_id, job_id, info.execution),
-            records::encode(&info),
-        ));
         self.detach_lease(info.worker_id, job_id);
         self.log_lines.remove(&job_id);
         self.log_events.push(job_id);
+        Some(info)
+    }
+
+    /// Stores an ended execution of a job that stays live under its own key.
+    pub(super) fn store_execution(
+        &mut self,
+        project_id: ProjectId,
+        job_id: JobId,
+        info: &ExecutionInfo,
+    ) {
+        self.writes.push(Write::Put(
+            keys::execution(project_id, job_id, info.execution),
+            records::encode(info),
+        ));
     }
 }

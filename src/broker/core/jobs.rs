@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use taskforge_protocol::{
-    CancelResponse, ExecutionOutcome, ExtendResponse, FailResponse, JobId, JobState, LeaseId,
-    NewJob, ParentRef, ProjectId, Retry,
+    CancelResponse, ExecutionInfo, ExecutionOutcome, ExtendResponse, FailResponse, JobId, JobState,
+    LeaseId, NewJob, ParentRef, ProjectId, Retry,
 };
 
 use super::dependencies::{self, ParentStatus};
@@ -170,6 +170,7 @@ impl Core {
                     child,
                     StateTag::Cancelled,
                     Some(dependencies::parent_failed_error(parent, tag)),
+                    None,
                     now_ms,
                 );
             }
@@ -338,16 +339,17 @@ impl Core {
     ) -> Result<(), CoreError> {
         let record = self.leased_job(project_id, job_id, lease_id)?;
         if record.cancel_requested {
-            self.close_execution(job_id, ExecutionOutcome::Cancelled, None, None, now_ms);
-            self.finish(job_id, StateTag::Cancelled, None, now_ms);
+            let ended =
+                self.close_execution(job_id, ExecutionOutcome::Cancelled, None, None, now_ms);
+            self.finish(job_id, StateTag::Cancelled, None, ended, now_ms);
             return Err(CoreError::LeaseLost);
         }
         if let Some(result) = result {
             self.writes
                 .push(Write::Put(keys::result(project_id, job_id), result));
         }
-        self.close_execution(job_id, ExecutionOutcome::Succeeded, None, None, now_ms);
-        self.finish(job_id, StateTag::Succeeded, None, now_ms);
+        let ended = self.close_execution(job_id, ExecutionOutcome::Succeeded, None, None, now_ms);
+        self.finish(job_id, StateTag::Succeeded, None, ended, now_ms);
         Ok(())
     }
 
@@ -367,14 +369,14 @@ impl Core {
         } = failure;
         let record = self.leased_job(project_id, job_id, lease_id)?;
         if record.cancel_requested {
-            self.close_execution(
+            let ended = self.close_execution(
                 job_id,
                 ExecutionOutcome::Cancelled,
                 Some(error.clone()),
                 error_details,
                 now_ms,
             );
-            self.finish(job_id, StateTag::Cancelled, Some(error), now_ms);
+            self.finish(job_id, StateTag::Cancelled, Some(error), ended, now_ms);
             return Err(CoreError::LeaseLost);
         }
         let (attempts, backoff) = (record.attempts, record.backoff);
@@ -388,7 +390,7 @@ impl Core {
             }
             Retry::At(at_ms) => Some(at_ms.max(now_ms)),
         };
-        self.close_execution(
+        let ended = self.close_execution(
             job_id,
             ExecutionOutcome::Failed,
             Some(error.clone()),
@@ -397,7 +399,7 @@ impl Core {
         );
         match run_at_ms {
             None => {
-                self.finish(job_id, StateTag::Dead, Some(error), now_ms);
+                self.finish(job_id, StateTag::Dead, Some(error), ended, now_ms);
                 Ok(FailResponse {
                     state: JobState::Dead,
                     run_at_ms: None,
@@ -405,7 +407,7 @@ impl Core {
                 })
             }
             Some(run_at_ms) => {
-                self.requeue(job_id, run_at_ms, Some(error), now_ms);
+                self.requeue(job_id, run_at_ms, Some(error), ended, now_ms);
                 let state = if run_at_ms <= now_ms {
                     JobState::Ready
                 } else {
@@ -467,19 +469,21 @@ impl Core {
             });
         }
         self.unready(job_id);
-        self.finish(job_id, StateTag::Cancelled, None, now_ms);
+        self.finish(job_id, StateTag::Cancelled, None, None, now_ms);
         Ok(CancelResponse {
             state: JobState::Cancelled,
             cancel_requested: false,
         })
     }
 
-    /// Makes a dead job (read from storage by the caller) ready again with fresh attempts.
+    /// Makes a dead job (read from storage by the caller, with the execution its index
+    /// entry holds) ready again with fresh attempts. That execution moves to its own key.
     pub fn revive_dead(
         &mut self,
         project_id: ProjectId,
         job_id: JobId,
         mut record: JobRecord,
+        ended: Option<ExecutionInfo>,
         now_ms: u64,
     ) -> Result<(), CoreError> {
         if self.jobs.contains_key(&job_id) || record.state != StateTag::Dead {
@@ -487,6 +491,9 @@ impl Core {
         }
         if self.project_of(record.queue_id) != project_id {
             return Err(CoreError::NotFound(format!("job {job_id} not found")));
+        }
+        if let Some(ended) = &ended {
+            self.store_execution(project_id, job_id, ended);
         }
         record.state = StateTag::Pending;
         record.attempts = 0;
@@ -594,13 +601,13 @@ impl Core {
         } else {
             outcome
         };
-        self.close_execution(job_id, outcome, Some(error.clone()), None, now_ms);
+        let ended = self.close_execution(job_id, outcome, Some(error.clone()), None, now_ms);
         if cancelled {
-            self.finish(job_id, StateTag::Cancelled, Some(error), now_ms);
+            self.finish(job_id, StateTag::Cancelled, Some(error), ended, now_ms);
         } else if exhausted {
-            self.finish(job_id, StateTag::Dead, Some(error), now_ms);
+            self.finish(job_id, StateTag::Dead, Some(error), ended, now_ms);
         } else {
-            self.requeue(job_id, now_ms, Some(error), now_ms);
+            self.requeue(job_id, now_ms, Some(error), ended, now_ms);
         }
     }
 
@@ -620,11 +627,21 @@ impl Core {
         }
     }
 
-    /// Returns a leased job to pending at `run_at_ms`.
-    fn requeue(&mut self, job_id: JobId, run_at_ms: u64, error: Option<String>, now_ms: u64) {
+    /// Returns a leased job to pending at `run_at_ms`, storing the execution that `ended`.
+    pub(super) fn requeue(
+        &mut self,
+        job_id: JobId,
+        run_at_ms: u64,
+        error: Option<String>,
+        ended: Option<ExecutionInfo>,
+        now_ms: u64,
+    ) {
         let Some(mut record) = self.jobs.remove(&job_id) else {
             return;
         };
+        if let Some(ended) = &ended {
+            self.store_execution(self.project_of(record.queue_id), job_id, ended);
+        }
         let previous = record.state;
         record.state = StateTag::Pending;
         record.set_lease(None);
@@ -640,11 +657,14 @@ impl Core {
     }
 
     /// Moves a live job to a final state, drops it from memory, and settles its children.
+    /// `ended` is the execution whose end finished the job, if one did; it is stored in the
+    /// job's finished index entry.
     pub(super) fn finish(
         &mut self,
         job_id: JobId,
         tag: StateTag,
         error: Option<String>,
+        ended: Option<ExecutionInfo>,
         now_ms: u64,
     ) {
         let Some(mut record) = self.jobs.remove(&job_id) else {
@@ -665,7 +685,7 @@ impl Core {
                 rare.last_error = error;
             }
         });
-        self.persist(job_id, Some(previous), &record);
+        self.persist_ending(job_id, Some(previous), &record, ended.as_ref());
         if let Some(unique) = record.unique() {
             self.release_unique(record.queue_id, job_id, unique, now_ms);
         }

@@ -26,7 +26,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::ops::Bound;
 
-use taskforge_protocol::{ErrorBody, ErrorCode, ErrorDetails, JobId, LeaseId, ProjectId};
+use taskforge_protocol::{
+    ErrorBody, ErrorCode, ErrorDetails, ExecutionInfo, JobId, LeaseId, ProjectId,
+};
 
 use crate::storage::keys;
 use crate::storage::records::{self, JobRecord, QueueRecord, StateTag};
@@ -589,6 +591,7 @@ impl Core {
                             job_id,
                             StateTag::Expired,
                             Some(jobs::EXPIRED_ERROR.to_owned()),
+                            None,
                             now_ms,
                         );
                     }
@@ -664,6 +667,19 @@ impl Core {
     /// live set and the finished jobs' index entry when the state changed. `previous` is
     /// `None` for a new job.
     fn persist(&mut self, job_id: JobId, previous: Option<StateTag>, record: &JobRecord) {
+        self.persist_ending(job_id, previous, record, None);
+    }
+
+    /// [`Core::persist`] for a job whose state change ended an execution: a finished job's
+    /// index entry holds that execution's record (only [`Core::finish`] passes one).
+    fn persist_ending(
+        &mut self,
+        job_id: JobId,
+        previous: Option<StateTag>,
+        record: &JobRecord,
+        ended: Option<&ExecutionInfo>,
+    ) {
+        debug_assert!(ended.is_none() || record.state.is_finished());
         let Some(queue) = self.queues.get_mut(&record.queue_id) else {
             // Jobs are only created in existing queues and queues with jobs cannot be
             // deleted, so this is a broken invariant, not an operating error.
@@ -692,7 +708,7 @@ impl Core {
             if let Some(is) = is_finished {
                 self.writes.push(Write::Put(
                     keys::queue_index(record.queue_id, is, job_id),
-                    Vec::new(),
+                    ended.map(records::encode).unwrap_or_default(),
                 ));
             }
             // A lease ending frees a place under the queue's in-flight limit.
