@@ -2,7 +2,7 @@
 //! SIGKILL at random moments while producers and consumers run, restarted each time, and
 //! drained at the end. A ledger of every enqueue outcome, delivery and ack must show no
 //! acknowledged enqueue lost, no job delivered after its ack succeeded, and no lease id
-//! issued twice. Set `TASKFORGE_CRASH_CYCLES` for a longer run (default 4) and
+//! issued twice; the store left behind must pass `storage check`. Set `TASKFORGE_CRASH_CYCLES` for a longer run (default 4) and
 //! `TASKFORGE_CRASH_SEED` to replay one.
 
 use std::collections::{HashMap, HashSet};
@@ -232,7 +232,7 @@ async fn sigterm_under_load_shuts_down_cleanly_and_loses_nothing() {
 }
 
 /// Runs producers and consumers against the real binary, stops and restarts it `cycles`
-/// times the `stop` way, drains, and checks the ledger.
+/// times the `stop` way, drains, and checks the ledger and the store.
 async fn stop_start_loop(stop: Stop, cycles: usize) {
     let seed: u64 = std::env::var("TASKFORGE_CRASH_SEED")
         .ok()
@@ -352,6 +352,10 @@ async fn stop_start_loop(stop: Stop, cycles: usize) {
         task.await.expect("task");
     }
     drop(server);
+    // The store the last stop left behind, opened offline, holds every record in one place
+    // and state: index entries, executions and bodies agree with the job records.
+    let checked = taskforge::storage::maintenance::check(data_dir.path()).expect("check");
+    assert!(checked.is_consistent(), "{:?}", checked.problems);
 
     let ledger = ledger.lock().expect("ledger");
     let delivered: HashSet<JobId> = ledger
