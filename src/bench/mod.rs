@@ -173,6 +173,10 @@ pub struct BenchArgs {
     /// the time until it serves the first job
     #[arg(long)]
     pub restart_after_preload: bool,
+    /// With --spawn: how long the server gets to accept connections after it starts or
+    /// restarts (recovering its data dir), in ms
+    #[arg(long, default_value_t = target::SPAWN_READY_TIMEOUT_MS_DEFAULT)]
+    pub spawn_ready_timeout_ms: u64,
     /// With --workload drain and --spawn: how long the server idles, after the preload
     /// settled and after a restart, before its memory is read again "at rest", in ms. The
     /// server's allocator returns freed memory to the OS 10 s after it was freed
