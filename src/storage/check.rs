@@ -3,8 +3,9 @@
 //!
 //! Checked: every record decodes; every queue key matches its record and queue ids are
 //! unique; every job's queue exists in the job's project; every job has a body and exactly
-//! the index entry of its state; leases agree with states; every body, result and index
-//! entry belongs to an existing job; every schedule record decodes, has a valid cron
+//! the index entry of its state; an execution an index entry holds is the job's last and is
+//! not also stored under its own key; leases agree with states; every body, result and
+//! index entry belongs to an existing job; every schedule record decodes, has a valid cron
 //! expression and time zone and names an existing queue of its project; no key has an
 //! unknown prefix; the meta counters are 8 bytes. Memory grows with the number of queues only: jobs are checked one at a time
 //! with point reads.

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use taskforge::client::ClientError;
 use taskforge_protocol::{
-    Backoff, DeadListRequest, ErrorCode, ErrorDetails, FetchRequest, JobListRequest, JobState,
-    LeasedJob, NewJob, QueueSettings, Retry,
+    Backoff, DeadListRequest, ErrorCode, ErrorDetails, ExecutionList, ExecutionOutcome,
+    FetchRequest, JobListRequest, JobState, LeasedJob, NewJob, QueueSettings, Retry,
 };
 
 use crate::support::{code, eventually, job, TestServer};
@@ -295,6 +295,40 @@ async fn dead_jobs_can_be_retried_and_discarded() {
     let leased = fetch_now(&client, "q", 10).await;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].job_id, ids[0]);
+
+    // The failure that made it dead was stored with its finished state; the retry moved it
+    // to its own key, and the ACK stores the second execution with the new finished state.
+    client
+        .ack(leased[0].job_id, leased[0].lease_id, None)
+        .await
+        .expect("ack");
+    let outcomes = |list: ExecutionList| {
+        list.executions
+            .iter()
+            .map(|info| (info.execution, info.attempt, info.outcome))
+            .collect::<Vec<_>>()
+    };
+    let all = client
+        .execution_list(ids[0], None, 10)
+        .await
+        .expect("executions");
+    assert_eq!(
+        outcomes(all),
+        vec![
+            (1, 1, Some(ExecutionOutcome::Failed)),
+            (2, 1, Some(ExecutionOutcome::Succeeded))
+        ]
+    );
+    let after_first = client
+        .execution_list(ids[0], Some(1), 10)
+        .await
+        .expect("executions");
+    assert_eq!(
+        outcomes(after_first),
+        vec![(2, 1, Some(ExecutionOutcome::Succeeded))]
+    );
+    let latest = client.job_get(ids[0]).await.expect("get").latest_execution;
+    assert_eq!(latest.map(|info| info.execution), Some(2));
 }
 
 #[tokio::test]
