@@ -32,7 +32,7 @@ use taskforge_protocol::{ExecutionInfo, JobId, ProjectId};
 use super::dump::{self, DumpError};
 use super::keys;
 use super::records::{self, JobRecord, QueueRecord, StateTag};
-use super::{Storage, StorageError, Write};
+use super::{try_scan, Storage, StorageError, Write};
 
 /// One direction of a migration: reads the store, returns the writes that change it.
 pub type MigrationStep = fn(&dyn Storage) -> Result<Vec<Write>, StorageError>;
@@ -168,101 +168,67 @@ pub const FINAL_EXECUTION_IN_INDEX: Migration = Migration {
 fn move_final_executions_to_own_keys(storage: &dyn Storage) -> Result<Vec<Write>, StorageError> {
     let projects = queue_projects(storage)?;
     let mut writes = Vec::new();
-    let mut failure = None;
     let (start, end) = keys::prefix_range(keys::QUEUE_INDEX);
-    storage.scan(&start, &end, &mut |key, value| {
+    try_scan(storage, &start, &end, &mut |key, value| {
         if value.is_empty() {
-            return true;
+            return Ok(true);
         }
         let owner = keys::parse_queue_index(key)
             .zip(index_queue(key).and_then(|queue_id| projects.get(&queue_id)));
         let Some((job_id, project_id)) = owner else {
-            failure = Some(StorageError::new(
+            return Err(StorageError::new(
                 "read",
                 format!(
                     "index entry {} holds an execution but names no known queue",
                     hex::encode(key)
                 ),
             ));
-            return false;
         };
-        match records::decode::<ExecutionInfo>("execution", value) {
-            Ok(info) => {
-                writes.push(Write::Put(
-                    keys::execution(*project_id, job_id, info.execution),
-                    value.to_vec(),
-                ));
-                writes.push(Write::Put(key.to_vec(), Vec::new()));
-                true
-            }
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
-        }
+        let info: ExecutionInfo = records::decode("execution", value)?;
+        writes.push(Write::Put(
+            keys::execution(*project_id, job_id, info.execution),
+            value.to_vec(),
+        ));
+        writes.push(Write::Put(key.to_vec(), Vec::new()));
+        Ok(true)
     })?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(writes),
-    }
+    Ok(writes)
 }
 
 /// The project of every stored queue, by queue id.
 fn queue_projects(storage: &dyn Storage) -> Result<HashMap<u64, ProjectId>, StorageError> {
     let mut projects = HashMap::new();
-    let mut failure = None;
     let (start, end) = keys::queue_range();
-    storage.scan(&start, &end, &mut |key, value| {
+    try_scan(storage, &start, &end, &mut |key, value| {
         let Some(project_id) = key
             .get(1..9)
             .and_then(|bytes| bytes.try_into().ok())
             .map(u64::from_be_bytes)
         else {
-            return true;
+            return Ok(true);
         };
-        match records::decode::<QueueRecord>("queue", value) {
-            Ok(record) => {
-                projects.insert(record.queue_id, project_id);
-                true
-            }
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
-        }
+        let record: QueueRecord = records::decode("queue", value)?;
+        projects.insert(record.queue_id, project_id);
+        Ok(true)
     })?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(projects),
-    }
+    Ok(projects)
 }
 
 /// Queue, id and state of every stored job that is pending or leased.
 fn live_jobs(storage: &dyn Storage) -> Result<Vec<(u64, JobId, StateTag)>, StorageError> {
     let mut live = Vec::new();
-    let mut failure = None;
     let (start, end) = keys::prefix_range(keys::JOB);
-    storage.scan(&start, &end, &mut |key, value| {
+    try_scan(storage, &start, &end, &mut |key, value| {
         let Some((_, job_id)) = keys::parse_job(key) else {
-            return true;
+            return Ok(true);
         };
-        match records::decode::<JobRecord>("job", value) {
-            Ok(record) => {
-                if !record.state.is_finished() {
-                    live.push((record.queue_id, job_id, record.state));
-                }
-                true
-            }
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
+        let record: JobRecord = records::decode("job", value)?;
+        if !record.state.is_finished() {
+            live.push((record.queue_id, job_id, record.state));
         }
+        Ok(true)
     })?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(live),
-    }
+    Ok(live)
 }
 
 /// The queue id of an index key.
