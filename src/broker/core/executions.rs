@@ -151,7 +151,8 @@ impl Core {
         Some(info)
     }
 
-    /// Stores an ended execution of a job that stays live under its own key.
+    /// Stores under its own key an ended execution of a job that goes on (a retry, or a dead
+    /// job retried).
     pub(super) fn store_execution(
         &mut self,
         project_id: ProjectId,
