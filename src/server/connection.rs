@@ -1,7 +1,8 @@
 //! One connection: handshake, then the session loop, then an orderly close.
 //!
-//! The session loop reads request frames and starts each as its own task (see
-//! `in_flight.rs`); answers go to the writer task as they complete, in any order. It stops
+//! The session loop reads request frames and starts each as a future it polls alongside
+//! its reads (see `in_flight.rs`); answers go to the writer task as they complete, in any
+//! order. It stops
 //! reading at the in-flight cap until a request finishes (backpressure), closes an idle
 //! session, and on BYE, end of stream or shutdown stops reading and answers what is in
 //! flight before closing (except FETCHes when the client closed: nobody would receive

@@ -1,12 +1,17 @@
-//! A connection's requests in flight. Each runs in its own task, so that a long FETCH
-//! never delays a PING on the same connection and a panic inside the broker ends one
-//! request (answered INTERNAL), not the connection or the server.
+//! A connection's requests in flight. They run concurrently inside the connection's own
+//! task, so that a long FETCH never delays a PING on the same connection, without a task
+//! spawn, a scheduler hand-off and a wake-up per request. A panic inside the broker ends
+//! one request (answered INTERNAL), not the connection or the server.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 
+use futures::future::{AbortHandle, Abortable};
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::FutureExt as _;
 use taskforge_protocol::{ErrorBody, ErrorCode, Opcode, Response};
-use tokio::task::{AbortHandle, Id, JoinSet};
 use tracing::Instrument as _;
 
 /// A finished request.
@@ -19,41 +24,36 @@ pub(crate) struct Completed {
     pub(crate) outcome: Result<Response, ErrorBody>,
 }
 
-/// One running request.
-struct Running {
-    /// The client's id for it.
-    request_id: u32,
-    /// Its operation.
-    opcode: Opcode,
-    /// Stops its task.
-    abort: AbortHandle,
-}
+/// What one request's future yields: its id and operation, and its outcome unless it was
+/// aborted.
+type Finished = (u32, Opcode, Option<Result<Response, ErrorBody>>);
 
-/// The running requests of one connection. Dropping it aborts them.
+/// One request being handled.
+type Handling = Pin<Box<dyn Future<Output = Finished> + Send>>;
+
+/// The running requests of one connection. Dropping it drops them unanswered.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    /// The request tasks.
-    tasks: JoinSet<Result<Response, ErrorBody>>,
-    /// Which request each task runs (found again when a task panics), and its abort handle.
-    requests: HashMap<Id, Running>,
-    /// Request ids in flight, to refuse a duplicate.
-    request_ids: HashSet<u32>,
+    /// The requests' futures, polled by [`InFlight::next`].
+    handling: FuturesUnordered<Handling>,
+    /// The operation and abort handle of each request in flight, by request id.
+    running: HashMap<u32, (Opcode, AbortHandle)>,
 }
 
 impl InFlight {
     /// Requests running.
     pub(crate) fn len(&self) -> usize {
-        self.requests.len()
+        self.running.len()
     }
 
     /// True when nothing runs.
     pub(crate) fn is_empty(&self) -> bool {
-        self.requests.is_empty()
+        self.running.is_empty()
     }
 
     /// True when `request_id` is running.
     pub(crate) fn contains(&self, request_id: u32) -> bool {
-        self.request_ids.contains(&request_id)
+        self.running.contains_key(&request_id)
     }
 
     /// Starts `handling` as request `request_id`. The caller has checked the id is free.
@@ -62,46 +62,37 @@ impl InFlight {
         F: Future<Output = Result<Response, ErrorBody>> + Send + 'static,
     {
         let span = tracing::debug_span!("request", request_id, opcode = opcode.name());
-        let abort: AbortHandle = self.tasks.spawn(handling.instrument(span));
-        self.requests.insert(
-            abort.id(),
-            Running {
-                request_id,
-                opcode,
-                abort,
-            },
-        );
-        self.request_ids.insert(request_id);
+        let (abort, registration) = AbortHandle::new_pair();
+        let guarded = AssertUnwindSafe(handling.instrument(span)).catch_unwind();
+        let running = Abortable::new(guarded, registration).map(move |result| {
+            let outcome = match result {
+                Ok(Ok(outcome)) => Some(outcome),
+                Ok(Err(_panic)) => {
+                    tracing::error!(
+                        request_id,
+                        opcode = opcode.name(),
+                        "handling a request panicked; answering INTERNAL"
+                    );
+                    Some(Err(ErrorBody::new(
+                        ErrorCode::Internal,
+                        "internal error while handling this request; the server logged it",
+                    )))
+                }
+                // Aborted: it has no one left to answer.
+                Err(_aborted) => None,
+            };
+            (request_id, opcode, outcome)
+        });
+        self.handling.push(Box::pin(running));
+        self.running.insert(request_id, (opcode, abort));
     }
 
     /// The next request to finish, or `None` when nothing runs. Cancel-safe.
     pub(crate) async fn next(&mut self) -> Option<Completed> {
         loop {
-            let (task_id, outcome) = match self.tasks.join_next_with_id().await? {
-                Ok((task_id, outcome)) => (task_id, outcome),
-                Err(error) => {
-                    let task_id = error.id();
-                    if !error.is_panic() {
-                        // Aborted: it has no one left to answer.
-                        self.forget(task_id);
-                        continue;
-                    }
-                    let running = self.requests.get(&task_id);
-                    let request_id = running.map(|running| running.request_id);
-                    let opcode = running.map(|running| running.opcode);
-                    tracing::error!(
-                        request_id,
-                        opcode = opcode.map(Opcode::name),
-                        "handling a request panicked; answering INTERNAL"
-                    );
-                    let error = ErrorBody::new(
-                        ErrorCode::Internal,
-                        "internal error while handling this request; the server logged it",
-                    );
-                    (task_id, Err(error))
-                }
-            };
-            if let Some((request_id, opcode)) = self.forget(task_id) {
+            let (request_id, opcode, outcome) = self.handling.next().await?;
+            self.running.remove(&request_id);
+            if let Some(outcome) = outcome {
                 return Some(Completed {
                     request_id,
                     opcode,
@@ -113,27 +104,22 @@ impl InFlight {
 
     /// Aborts every running request; their answers are never sent.
     pub(crate) fn abort_all(&mut self) {
-        self.tasks.abort_all();
+        self.handling.clear();
+        self.running.clear();
     }
 
     /// Aborts the running requests of operation `opcode`; their answers are never sent.
     pub(crate) fn abort_opcode(&mut self, opcode: Opcode) -> usize {
         let mut aborted = 0;
-        for running in self
-            .requests
+        for (_, abort) in self
+            .running
             .values()
-            .filter(|running| running.opcode == opcode)
+            .filter(|(running, _)| *running == opcode)
         {
-            running.abort.abort();
+            abort.abort();
             aborted += 1;
         }
         aborted
-    }
-
-    fn forget(&mut self, task_id: Id) -> Option<(u32, Opcode)> {
-        let running = self.requests.remove(&task_id)?;
-        self.request_ids.remove(&running.request_id);
-        Some((running.request_id, running.opcode))
     }
 }
 

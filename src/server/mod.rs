@@ -5,8 +5,8 @@
 //! - `connection.rs`: one task per connection: the session loop after the handshake, with
 //!   pipelined requests, backpressure, idle timeout and orderly close.
 //! - `handshake.rs`: what a connection may do before HELLO succeeds (HELLO and PING only).
-//! - `in_flight.rs`: a connection's running requests, each in its own task so a panic
-//!   becomes an INTERNAL reply instead of a dead server.
+//! - `in_flight.rs`: a connection's running requests, polled together inside the
+//!   connection's task; a panic in one becomes an INTERNAL reply instead of a dead server.
 //! - `writer.rs`: the per-connection writer task (bounded queue, burst flush, write
 //!   deadline).
 //! - `reply.rs`: turning responses and errors into frames.
