@@ -2,6 +2,10 @@
 //! task, so that a long FETCH never delays a PING on the same connection, without a task
 //! spawn, a scheduler hand-off and a wake-up per request. A panic inside the broker ends
 //! one request (answered INTERNAL), not the connection or the server.
+//!
+//! The price: requests progress only while the session loop polls [`InFlight::next`], and
+//! one request's synchronous work (a long storage scan, say) holds up the others of its
+//! connection, though never another connection's.
 
 use std::collections::HashMap;
 use std::future::Future;
