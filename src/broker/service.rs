@@ -922,9 +922,11 @@ impl Broker {
         for (index, job_id) in job_ids.into_iter().enumerate() {
             let refusal = match self.read_job_now(project_id, job_id)? {
                 Some(record) if record.queue_id == queue_id && record.state == StateTag::Dead => {
-                    let ended = match retry {
-                        true => self.final_execution(job_id, &record)?,
-                        false => None,
+                    // Only a retry needs the execution the dead index entry holds.
+                    let ended = if retry {
+                        self.final_execution(job_id, &record)?
+                    } else {
+                        None
                     };
                     dead.push((job_id, record, ended));
                     continue;
