@@ -1,7 +1,15 @@
-//! Group commit: one thread takes every change the core produced since its last round,
+//! Group commit: a round takes every change the core produced since the last round,
 //! applies them as one atomic storage batch, syncs according to the fsync policy, and only
-//! then releases the replies waiting on that round. Many connections' changes share one
-//! flush — the reason `fsync=always` is fast.
+//! then releases the replies waiting on it. Many connections' changes share one flush — the
+//! reason `fsync=always` is fast.
+//!
+//! One round runs at a time (`State::committing`). Under `fsync=never` and `interval`, a
+//! request whose change finds no round running and nobody waiting commits that round
+//! itself, on its own thread ([`Durability::Lead`]): under light load its reply then costs
+//! no hand-off to the committer thread and back (benches/README.md, table 16). Rounds that
+//! sync, and rounds for requests that arrive while another runs, are the committer
+//! thread's; it also keeps the interval policy's syncs and rebuilds memory after a failed
+//! round.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +37,15 @@ pub struct State {
     pub core: Core,
     /// Replies waiting for the next commit round.
     pub commit_waiters: Vec<CommitWaiter>,
-    /// True while a round is being applied and synced outside the lock.
+    /// True while a round is being applied and synced outside the lock, by the committer
+    /// or by a request leading it (see [`Shared::commit_wait`]).
     pub committing: bool,
+    /// Set when a round failed: the committer reopens storage and rebuilds memory.
+    pub rebuild_pending: bool,
+    /// True when writes were applied since the last sync (the interval policy's due sync).
+    pub unsynced: bool,
+    /// When storage was last synced.
+    pub last_sync: Instant,
     /// Where to send jobs handed to long-polling FETCHes.
     pub waiter_senders: HashMap<WaiterId, oneshot::Sender<Vec<Delivery>>>,
     /// Set once shutdown starts: the committer finishes what is pending and stops.
@@ -39,6 +54,34 @@ pub struct State {
     pub unavailable: Option<String>,
     /// LOG_TAIL followers waiting for a job's log or execution to change.
     pub log_followers: HashMap<JobId, Arc<Notify>>,
+}
+
+/// What a request does, after its operation, before it may answer (see
+/// [`Shared::commit_wait`]).
+pub enum Durability {
+    /// Nothing it could depend on is pending: it answers at once.
+    Durable,
+    /// A round is running or queued: it waits for the committer's next round.
+    Wait(oneshot::Receiver<Result<(), StorageError>>),
+    /// No round runs, nobody waits and the round need not sync: it commits the round
+    /// itself ([`Shared::lead`]), sparing the hand-off to the committer thread and back.
+    Lead(Round),
+}
+
+/// Writes taken from the core for a round that does not sync.
+pub struct Round {
+    writes: Vec<crate::storage::Write>,
+}
+
+/// What a round did to storage.
+#[derive(Clone, Copy)]
+enum RoundOutcome {
+    /// Nothing to write.
+    Empty,
+    /// Written, not synced.
+    Applied,
+    /// Written and synced.
+    Synced,
 }
 
 /// Counters the committer keeps, for stats and benchmarks.
@@ -125,103 +168,133 @@ impl Shared {
         }
     }
 
-    /// Registers a reply that must wait for the next commit round, if anything is pending
-    /// or being committed; `None` means the caller may answer at once.
-    pub fn commit_wait(
-        &self,
-        state: &mut State,
-    ) -> Option<oneshot::Receiver<Result<(), StorageError>>> {
-        if !state.core.has_writes() && !state.committing && state.commit_waiters.is_empty() {
-            return None;
+    /// What a request does, after its operation, before it may answer.
+    pub fn commit_wait(&self, state: &mut State) -> Durability {
+        let idle = !state.committing && state.commit_waiters.is_empty();
+        if idle && !state.core.has_writes() {
+            return Durability::Durable;
+        }
+        // A round that syncs blocks for a disk flush: that stays on the committer thread,
+        // off the threads that serve connections (leading it there cost 15-25% of the
+        // throughput at 1 in flight with `fsync=always`, benches/README.md table 16).
+        if idle && self.fsync != FsyncPolicy::Always && !state.core.sync_forced() {
+            state.committing = true;
+            let (writes, _) = state.core.take_writes();
+            return Durability::Lead(Round { writes });
         }
         let (sender, receiver) = oneshot::channel();
         state.commit_waiters.push(sender);
-        self.work.notify_one();
-        Some(receiver)
+        if !state.committing {
+            self.work.notify_one();
+        }
+        Durability::Wait(receiver)
     }
 
-    /// The committer thread's loop. Returns after shutdown once everything is synced.
+    /// Commits a round the caller took with [`Shared::commit_wait`], on the caller's
+    /// thread, then hands whatever queued up meanwhile to the committer. Blocks for the
+    /// round's write: into the page cache, as such a round does not sync, but also while
+    /// the journal makes a writer wait for a checkpoint to catch up.
+    pub fn lead(&self, round: Round) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let result = self.commit_round(&round.writes, false);
+        self.stats
+            .histograms
+            .observe_round(round.writes.len(), started.elapsed());
+        self.finish_round(&mut self.lock(), result.clone(), Vec::new());
+        if result.is_ok() {
+            self.stats.replies.fetch_add(1, Ordering::Relaxed);
+        }
+        result.map(|_| ())
+    }
+
+    /// The committer thread's loop: commits rounds nobody leads, syncs for the interval
+    /// policy, rebuilds memory after a failed round. Returns after shutdown once everything
+    /// is synced.
     pub fn run_committer(&self) {
-        let mut unsynced = false;
-        let mut last_sync = Instant::now();
+        let mut state = self.lock();
         loop {
-            let (writes, force_sync, waiters) = {
-                let mut state = self.lock();
-                state.committing = false;
-                loop {
-                    if state.core.has_writes() || !state.commit_waiters.is_empty() {
-                        break;
-                    }
-                    if state.stopping {
-                        drop(state);
-                        if let Err(error) = self.storage.sync() {
-                            tracing::error!(%error, "final sync at shutdown failed");
-                        }
-                        return;
-                    }
-                    let timeout = match self.fsync {
-                        FsyncPolicy::IntervalMs(interval_ms) if unsynced => {
-                            let due = last_sync + Duration::from_millis(interval_ms);
-                            let now = Instant::now();
-                            if now >= due {
-                                drop(state);
-                                unsynced = !self.sync_logged();
-                                last_sync = Instant::now();
-                                state = self.lock();
-                                continue;
-                            }
-                            due - now
-                        }
-                        _ => Duration::from_secs(3600),
-                    };
-                    state = match self.work.wait_timeout(state, timeout) {
-                        Ok((guard, _)) => guard,
-                        Err(_) => panic!("broker state lock poisoned by an earlier panic"),
-                    };
-                }
+            if state.rebuild_pending {
+                state = self.rebuild(state);
+                continue;
+            }
+            if state.committing {
+                state = self.wait(state, None);
+                continue;
+            }
+            if state.core.has_writes() || !state.commit_waiters.is_empty() {
                 state.committing = true;
                 let (writes, force_sync) = state.core.take_writes();
-                (
-                    writes,
-                    force_sync,
-                    std::mem::take(&mut state.commit_waiters),
-                )
-            };
-            let round_started = Instant::now();
-            let result = self.commit_round(&writes, force_sync, &mut unsynced, &mut last_sync);
-            self.stats
-                .histograms
-                .observe_round(writes.len(), round_started.elapsed());
-            match result {
-                Ok(()) => {
-                    self.stats
-                        .replies
-                        .fetch_add(waiters.len() as u64, Ordering::Relaxed);
-                    for waiter in waiters {
-                        let _ = waiter.send(Ok(()));
-                    }
-                }
-                Err(error) => {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%error, writes = writes.len(), "commit failed; rebuilding memory from storage");
-                    for waiter in waiters {
-                        let _ = waiter.send(Err(error.clone()));
-                    }
-                    self.recover_from_failure(error);
-                }
+                let waiters = std::mem::take(&mut state.commit_waiters);
+                drop(state);
+                let started = Instant::now();
+                let result = self.commit_round(&writes, force_sync);
+                self.stats
+                    .histograms
+                    .observe_round(writes.len(), started.elapsed());
+                state = self.lock();
+                self.finish_round(&mut state, result, waiters);
+                continue;
             }
+            if state.stopping {
+                drop(state);
+                if let Err(error) = self.storage.sync() {
+                    tracing::error!(%error, "final sync at shutdown failed");
+                }
+                return;
+            }
+            let timeout = match self.fsync {
+                FsyncPolicy::IntervalMs(interval_ms) if state.unsynced => {
+                    let due = state.last_sync + Duration::from_millis(interval_ms);
+                    let now = Instant::now();
+                    if now >= due {
+                        // A round of its own, so no leader applies writes this sync
+                        // would wrongly count as synced.
+                        state.committing = true;
+                        drop(state);
+                        let synced = self.sync_logged();
+                        state = self.lock();
+                        state.committing = false;
+                        state.unsynced = !synced;
+                        state.last_sync = Instant::now();
+                        continue;
+                    }
+                    Some(due - now)
+                }
+                _ => None,
+            };
+            state = self.wait(state, timeout);
         }
     }
 
+    /// Waits on the committer's condition variable, for at most `timeout`.
+    fn wait<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        let waited = match timeout {
+            Some(timeout) => self
+                .work
+                .wait_timeout(state, timeout)
+                .ok()
+                .map(|(guard, _)| guard),
+            None => self.work.wait(state).ok(),
+        };
+        match waited {
+            Some(guard) => guard,
+            None => panic!("broker state lock poisoned by an earlier panic"),
+        }
+    }
+
+    /// Applies `writes` and syncs them as the policy (or `force_sync`) asks. Runs without
+    /// the lock, while `committing` keeps every other round out.
     fn commit_round(
         &self,
         writes: &[crate::storage::Write],
         force_sync: bool,
-        unsynced: &mut bool,
-        last_sync: &mut Instant,
-    ) -> Result<(), StorageError> {
+    ) -> Result<RoundOutcome, StorageError> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(RoundOutcome::Empty);
         }
         self.storage.apply(writes)?;
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
@@ -231,12 +304,66 @@ impl Shared {
         if self.fsync == FsyncPolicy::Always || force_sync {
             self.storage.sync()?;
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-            *unsynced = false;
-            *last_sync = Instant::now();
-        } else {
-            *unsynced = true;
+            return Ok(RoundOutcome::Synced);
         }
-        Ok(())
+        Ok(RoundOutcome::Applied)
+    }
+
+    /// Ends a round under the lock: answers its waiters, or fails everything computed on
+    /// top of it, and wakes the committer if there is work for it.
+    fn finish_round(
+        &self,
+        state: &mut State,
+        result: Result<RoundOutcome, StorageError>,
+        waiters: Vec<CommitWaiter>,
+    ) {
+        state.committing = false;
+        let mut committer_needed = false;
+        match result {
+            Ok(outcome) => {
+                match outcome {
+                    RoundOutcome::Empty => {}
+                    RoundOutcome::Applied => {
+                        // The committer's sleep was computed without this sync due.
+                        committer_needed = !state.unsynced;
+                        state.unsynced = true;
+                    }
+                    RoundOutcome::Synced => {
+                        state.unsynced = false;
+                        state.last_sync = Instant::now();
+                    }
+                }
+                self.stats
+                    .replies
+                    .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "commit failed; rebuilding memory from storage");
+                for waiter in waiters {
+                    let _ = waiter.send(Err(error.clone()));
+                }
+                // Memory may claim changes storage does not hold: fail every reply
+                // computed on top of them and drop long-polls until memory is rebuilt.
+                let _ = state.core.take_writes();
+                for waiter in std::mem::take(&mut state.commit_waiters) {
+                    let _ = waiter.send(Err(error.clone()));
+                }
+                state.waiter_senders.clear();
+                state.unavailable = Some(error.to_string());
+                state.rebuild_pending = true;
+            }
+        }
+        committer_needed |= state.rebuild_pending
+            || state.stopping
+            || state.core.has_writes()
+            || !state.commit_waiters.is_empty();
+        if committer_needed {
+            self.work.notify_one();
+        }
     }
 
     /// Syncs for the interval policy; returns true on success.
@@ -264,17 +391,10 @@ impl Shared {
         }
     }
 
-    /// After a failed round, memory may claim changes storage does not hold. Fail every
-    /// reply computed on top of them, drop long-polls, reopen the store and rebuild memory
-    /// from it, retrying while storage keeps failing. Requests get UNAVAILABLE meanwhile.
-    fn recover_from_failure(&self, first_error: StorageError) {
-        let mut state = self.lock();
-        let _ = state.core.take_writes();
-        for waiter in std::mem::take(&mut state.commit_waiters) {
-            let _ = waiter.send(Err(first_error.clone()));
-        }
-        state.waiter_senders.clear();
-        state.unavailable = Some(first_error.to_string());
+    /// Reopens the store and rebuilds memory from it after a failed round, retrying while
+    /// storage keeps failing. Requests get UNAVAILABLE meanwhile.
+    fn rebuild<'a>(&self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.rebuild_pending = false;
         loop {
             let now_ms = self.clock.now_ms();
             // A store whose sync failed refuses writes until it is reopened.
@@ -292,19 +412,16 @@ impl Shared {
                     state.unavailable = None;
                     tracing::warn!(?report, "memory rebuilt from storage after a failure");
                     self.timer_wake.notify_one();
-                    return;
+                    return state;
                 }
                 Err(error) => {
                     state.unavailable = Some(error.to_string());
                     if state.stopping {
-                        return;
+                        return state;
                     }
                     tracing::error!(%error, "storage still failing; retrying");
                     let timeout = Duration::from_millis(STORAGE_RETRY_INTERVAL_MS);
-                    state = match self.work.wait_timeout(state, timeout) {
-                        Ok((guard, _)) => guard,
-                        Err(_) => panic!("broker state lock poisoned by an earlier panic"),
-                    };
+                    state = self.wait(state, Some(timeout));
                 }
             }
         }

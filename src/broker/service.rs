@@ -14,7 +14,7 @@ use taskforge_protocol::{
 };
 
 use super::budget::RESPONSE_OVERHEAD_BYTES;
-use super::commit::State;
+use super::commit::{Durability, State};
 use super::core::{
     Core, CoreError, Delivery, Failure, FetchPlan, StoredParents, PARENT_MOVED_ERROR,
 };
@@ -331,7 +331,7 @@ impl Broker {
     /// durability of everything changed so far.
     async fn mutate_state<T>(&self, op: impl FnOnce(&mut State, u64) -> T) -> Reply<T> {
         let now_ms = self.clock.now_ms();
-        let (value, wait) = {
+        let (value, durability) = {
             let mut state = self.shared.lock();
             if let Some(reason) = &state.unavailable {
                 return Err(unavailable(reason));
@@ -346,12 +346,14 @@ impl Broker {
             self.shared.after_op(&mut state, now_ms);
             (value, self.shared.commit_wait(&mut state))
         };
-        if let Some(wait) = wait {
-            match wait.await {
+        match durability {
+            Durability::Durable => {}
+            Durability::Wait(wait) => match wait.await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return Err(unavailable(error)),
                 Err(_) => return Err(unavailable("commit abandoned")),
-            }
+            },
+            Durability::Lead(round) => self.shared.lead(round).map_err(unavailable)?,
         }
         Ok(value)
     }

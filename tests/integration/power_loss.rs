@@ -144,3 +144,53 @@ async fn fsync_interval_loses_at_most_its_window() {
         "lost an enqueue acknowledged {oldest_lost:?} before the cut"
     );
 }
+
+/// Under `interval` a request whose write finds no other round commits it itself, without
+/// a sync; the committer must still sync that write within the window, with nothing else
+/// happening to wake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_interval_syncs_a_lone_write_within_its_window() {
+    const INTERVAL_MS: u64 = 50;
+    // Scheduling delays on a loaded machine stretch the window a little.
+    const SLACK_MS: u64 = 500;
+    let fsync = format!("interval:{INTERVAL_MS}");
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let disk = Arc::new(PowerLossStorage::new());
+    let storage: Arc<dyn Storage> = disk.clone();
+    let server = taskforge::server::start_with(
+        config(&fsync, data_dir.path()),
+        storage,
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("server starts");
+    let admin = client(server.local_addr()).await;
+    admin
+        .queue_create("q", QueueSettings::default())
+        .await
+        .expect("queue");
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
+    let lone = admin
+        .enqueue(job("q", b"lone"))
+        .await
+        .expect("enqueue")
+        .job_id;
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
+    let survivor = disk.durable_copy().expect("durable copy");
+    server.shutdown().await.expect("shutdown");
+
+    let reopened_dir = tempfile::tempdir().expect("temp dir");
+    let reopened = taskforge::server::start_with(
+        config(&fsync, reopened_dir.path()),
+        Arc::new(survivor),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("reopens on the durable part");
+    let after = client(reopened.local_addr()).await;
+    assert!(
+        after.job_get(lone).await.is_ok(),
+        "an enqueue acknowledged {INTERVAL_MS} + {SLACK_MS} ms before the cut was lost"
+    );
+    reopened.shutdown().await.expect("shutdown");
+}

@@ -502,6 +502,11 @@ impl Core {
         !self.writes.is_empty()
     }
 
+    /// True when the writes waiting to be taken must be synced whatever the fsync policy.
+    pub fn sync_forced(&self) -> bool {
+        self.force_sync
+    }
+
     /// Takes the long-poll waiters served since the last call.
     pub fn take_handoffs(&mut self) -> Vec<Handoff> {
         std::mem::take(&mut self.handoffs)
