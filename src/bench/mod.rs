@@ -28,6 +28,7 @@ mod metronome;
 mod pipeline;
 mod report;
 mod resp;
+mod scrape;
 mod target;
 mod workload;
 

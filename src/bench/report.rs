@@ -6,8 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::broker::BrokerStats;
-
+use super::scrape::CommitCounters;
 use super::target::{CpuScope, ProcessSample};
 use super::{Peer, Workload};
 
@@ -269,7 +268,7 @@ impl ServerMemory {
     }
 }
 
-/// The embedded broker's commit counters over the measured phase.
+/// The server's commit counters over the measured phase (a server the bench started).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ServerCounters {
     /// Storage syncs (fsyncs under `always`).
@@ -290,7 +289,7 @@ pub struct ServerCounters {
 
 impl ServerCounters {
     /// The difference of two snapshots.
-    pub(crate) fn between(before: &BrokerStats, after: &BrokerStats, jobs: u64) -> Self {
+    pub(crate) fn between(before: &CommitCounters, after: &CommitCounters, jobs: u64) -> Self {
         let rounds = after.commit_rounds.saturating_sub(before.commit_rounds);
         let writes = after.writes.saturating_sub(before.writes);
         let replies = after.commit_replies.saturating_sub(before.commit_replies);

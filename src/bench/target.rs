@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use taskforge_protocol::{Credentials, FetchRequest};
 use tempfile::TempDir;
 
-use crate::broker::BrokerStats;
 use crate::client::{Client, ClientOptions};
 use crate::config::{Config, Environment, Secret};
 use crate::server::RunningServer;
 
+use super::scrape::{self, CommitCounters};
 use super::{BenchArgs, BenchError};
 
 /// Root token of a server the bench starts: it only listens on loopback for one run.
@@ -121,6 +121,8 @@ pub(crate) struct SpawnCommand {
     cpus: Option<String>,
     /// Where it listens.
     address: SocketAddr,
+    /// Where its admin port listens, for the commit counters in `/metrics`.
+    admin_address: SocketAddr,
     /// Its data directory.
     data_dir: PathBuf,
     /// Its fsync policy.
@@ -149,9 +151,8 @@ impl SpawnCommand {
             .arg("server")
             .arg("--listen")
             .arg(self.address.to_string())
-            // The admin port is not measured; an ephemeral one never collides.
             .arg("--admin-listen")
-            .arg("127.0.0.1:0")
+            .arg(self.admin_address.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--fsync")
@@ -202,10 +203,12 @@ impl Target {
                 BenchError::Server(format!("cannot find this executable: {error}"))
             })?,
         };
+        let (address, admin_address) = free_loopback_addresses()?;
         let command = SpawnCommand {
             binary,
             cpus: args.server_cpus.clone(),
-            address: free_loopback_address()?,
+            address,
+            admin_address,
             data_dir,
             fsync: args.fsync.clone(),
             ready_timeout_ms: args.spawn_ready_timeout_ms,
@@ -258,14 +261,16 @@ impl Target {
         }
     }
 
-    /// The embedded broker's counters.
-    pub(crate) fn broker_stats(&self) -> Option<BrokerStats> {
+    /// The broker's commit counters: an embedded one's directly, a spawned one's from its
+    /// `/metrics`; `None` for a server the bench did not start.
+    pub(crate) async fn commit_counters(&self) -> Option<CommitCounters> {
         match self {
             Target::Embedded {
                 running: Some(running),
                 ..
-            } => Some(running.broker_stats()),
-            _ => None,
+            } => Some(CommitCounters::from(&running.broker_stats())),
+            Target::Spawned { command, .. } => scrape::commit_counters(command.admin_address).await,
+            Target::Embedded { running: None, .. } | Target::External { .. } => None,
         }
     }
 
@@ -385,10 +390,16 @@ fn loopback_any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// A loopback port free right now, for a child server to bind.
-fn free_loopback_address() -> Result<SocketAddr, BenchError> {
-    std::net::TcpListener::bind(loopback_any_port())
-        .and_then(|listener| listener.local_addr())
+/// Two distinct free loopback addresses (the server's and its admin port's): both ports
+/// are held while they are chosen, so they cannot be the same one.
+fn free_loopback_addresses() -> Result<(SocketAddr, SocketAddr), BenchError> {
+    let bind = || std::net::TcpListener::bind(loopback_any_port());
+    let (first, second) = bind()
+        .and_then(|first| Ok((first, bind()?)))
+        .map_err(|error| BenchError::Server(format!("cannot find a free port: {error}")))?;
+    first
+        .local_addr()
+        .and_then(|first| Ok((first, second.local_addr()?)))
         .map_err(|error| BenchError::Server(format!("cannot find a free port: {error}")))
 }
 

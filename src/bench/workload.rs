@@ -627,19 +627,19 @@ struct Counters {
     process: Option<ProcessSample>,
     /// This process's sample (the load generator), when the server is another process.
     load_generator: Option<ProcessSample>,
-    /// Embedded broker counters.
-    broker: Option<crate::broker::BrokerStats>,
+    /// The broker's commit counters.
+    commits: Option<super::scrape::CommitCounters>,
 }
 
 impl Counters {
-    fn take(target: &Target) -> Counters {
+    async fn take(target: &Target) -> Counters {
         let separate = !matches!(target, Target::Embedded { .. });
         Counters {
             process: target.sample(),
             load_generator: separate
                 .then(|| super::target::sample_process(None))
                 .flatten(),
-            broker: target.broker_stats(),
+            commits: target.commit_counters().await,
         }
     }
 }
@@ -794,9 +794,9 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
         }
     };
     let consumed = plan.consumers > 0;
-    let before = Counters::take(target);
+    let before = Counters::take(target).await;
     let outcome = run_phase(args, &endpoint, origin, plan, label).await?;
-    let after = Counters::take(target);
+    let after = Counters::take(target).await;
     let settled = match settle(target).await {
         Some(settle_s) => target.sample().map(|sample| (sample, settle_s)),
         None => None,
@@ -835,7 +835,7 @@ async fn run_on(args: &BenchArgs, target: &mut Target) -> Result<BenchReport, Be
     };
     let server_cpu =
         ServerCpu::from_samples(target.cpu_scope(), samples, completed_jobs, outcome.elapsed);
-    let server_counters = match (before.broker, after.broker) {
+    let server_counters = match (before.commits, after.commits) {
         (Some(before), Some(after)) => {
             Some(ServerCounters::between(&before, &after, completed_jobs))
         }

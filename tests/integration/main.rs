@@ -3,6 +3,7 @@
 
 mod admin_http;
 mod bad_input;
+mod bench;
 mod cli;
 mod crash;
 mod dependencies;
