@@ -174,10 +174,16 @@ impl Shared {
         if idle && !state.core.has_writes() {
             return Durability::Durable;
         }
-        // A round that syncs blocks for a disk flush: that stays on the committer thread,
-        // off the threads that serve connections (leading it there cost 15-25% of the
-        // throughput at 1 in flight with `fsync=always`, benches/README.md table 16).
-        if idle && self.fsync != FsyncPolicy::Always && !state.core.sync_forced() {
+        // A round that syncs blocks for a disk flush, and a full journal may block an
+        // apply: those stay on the committer thread, off the threads that serve connections
+        // (a blocked worker can stall the runtime's timers and sockets; leading rounds that
+        // sync also cost 15-25% of the throughput at 1 in flight with `fsync=always`,
+        // benches/README.md table 16).
+        if idle
+            && self.fsync != FsyncPolicy::Always
+            && !state.core.sync_forced()
+            && !self.storage.apply_may_block()
+        {
             state.committing = true;
             let (writes, _) = state.core.take_writes();
             return Durability::Lead(Round { writes });
@@ -192,8 +198,8 @@ impl Shared {
 
     /// Commits a round the caller took with [`Shared::commit_wait`], on the caller's
     /// thread, then hands whatever queued up meanwhile to the committer. Blocks for the
-    /// round's write: into the page cache, as such a round does not sync, but also while
-    /// the journal makes a writer wait for a checkpoint to catch up.
+    /// round's write, into the page cache: such a round does not sync, and is not led while
+    /// the store says an apply may block ([`Storage::apply_may_block`]).
     pub fn lead(&self, round: Round) -> Result<(), StorageError> {
         let started = Instant::now();
         let result = self.commit_round(&round.writes, false);
@@ -217,11 +223,7 @@ impl Shared {
                 state = self.rebuild(state);
                 continue;
             }
-            if state.committing {
-                state = self.wait(state, None);
-                continue;
-            }
-            if state.core.has_writes() || !state.commit_waiters.is_empty() {
+            if !state.committing && (state.core.has_writes() || !state.commit_waiters.is_empty()) {
                 state.committing = true;
                 let (writes, force_sync) = state.core.take_writes();
                 let waiters = std::mem::take(&mut state.commit_waiters);
@@ -235,34 +237,42 @@ impl Shared {
                 self.finish_round(&mut state, result, waiters);
                 continue;
             }
-            if state.stopping {
+            if !state.committing && state.stopping {
                 drop(state);
                 if let Err(error) = self.storage.sync() {
                     tracing::error!(%error, "final sync at shutdown failed");
                 }
                 return;
             }
-            let timeout = match self.fsync {
-                FsyncPolicy::IntervalMs(interval_ms) if state.unsynced => {
-                    let due = state.last_sync + Duration::from_millis(interval_ms);
-                    let now = Instant::now();
-                    if now >= due {
-                        // A round of its own, so no leader applies writes this sync
-                        // would wrongly count as synced.
-                        state.committing = true;
-                        drop(state);
-                        let synced = self.sync_logged();
-                        state = self.lock();
-                        state.committing = false;
-                        state.unsynced = !synced;
-                        state.last_sync = Instant::now();
-                        continue;
-                    }
-                    Some(due - now)
-                }
-                _ => None,
-            };
+            let sync_due_in = self.sync_due_in(&state);
+            if !state.committing && sync_due_in.is_some_and(|due_in| due_in.is_zero()) {
+                // A round of its own, so no leader applies writes this sync would wrongly
+                // count as synced.
+                state.committing = true;
+                drop(state);
+                let synced = self.sync_logged();
+                state = self.lock();
+                state.committing = false;
+                state.unsynced = !synced;
+                state.last_sync = Instant::now();
+                continue;
+            }
+            // While a request leads a round, its end wakes the committer if there is work
+            // or a sync has come due (`finish_round`).
+            let timeout = sync_due_in.filter(|due_in| !due_in.is_zero());
             state = self.wait(state, timeout);
+        }
+    }
+
+    /// How long until the interval policy's next sync is due; zero when it is, `None` when
+    /// no sync is pending.
+    fn sync_due_in(&self, state: &State) -> Option<Duration> {
+        match self.fsync {
+            FsyncPolicy::IntervalMs(interval_ms) if state.unsynced => {
+                let due = state.last_sync + Duration::from_millis(interval_ms);
+                Some(due.saturating_duration_since(Instant::now()))
+            }
+            _ => None,
         }
     }
 
@@ -360,7 +370,10 @@ impl Shared {
         committer_needed |= state.rebuild_pending
             || state.stopping
             || state.core.has_writes()
-            || !state.commit_waiters.is_empty();
+            || !state.commit_waiters.is_empty()
+            || self
+                .sync_due_in(state)
+                .is_some_and(|due_in| due_in.is_zero());
         if committer_needed {
             self.work.notify_one();
         }

@@ -3,7 +3,7 @@
 //! once storage works again. Its counters also let tests see how many groups were committed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::{Storage, StorageError, Write};
 
@@ -21,6 +21,10 @@ pub struct FaultyStorage {
     sync_failing: AtomicBool,
     /// While true, `get`, `scan` and `size_on_disk_bytes` fail without touching `inner`.
     reads_failing: AtomicBool,
+    /// While true, [`Storage::apply`] waits (on `applies_released`) before going on.
+    applies_held: Mutex<bool>,
+    /// Signalled when `applies_held` turns false.
+    applies_released: Condvar,
     /// Batches handed to `inner` (whatever `inner` answered).
     applies: AtomicU64,
     /// Syncs handed to `inner` (whatever `inner` answered).
@@ -37,6 +41,8 @@ impl FaultyStorage {
             apply_failing: AtomicBool::new(false),
             sync_failing: AtomicBool::new(false),
             reads_failing: AtomicBool::new(false),
+            applies_held: Mutex::new(false),
+            applies_released: Condvar::new(),
             applies: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             injected_failures: AtomicU64::new(0),
@@ -57,6 +63,19 @@ impl FaultyStorage {
     /// through again (`false`).
     pub fn fail_reads(&self, failing: bool) {
         self.reads_failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Makes every later `apply` wait until released (`true`), or releases the waiting ones
+    /// (`false`): a slow disk, for tests of what happens while a round is in progress.
+    pub fn hold_applies(&self, held: bool) {
+        let mut holding = self
+            .applies_held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *holding = held;
+        if !held {
+            self.applies_released.notify_all();
+        }
     }
 
     /// Batches passed through to the inner store so far (including ones it rejected).
@@ -99,6 +118,17 @@ impl FaultyStorage {
 
 impl Storage for FaultyStorage {
     fn apply(&self, batch: &[Write]) -> Result<(), StorageError> {
+        let mut held = self
+            .applies_held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *held {
+            held = self
+                .applies_released
+                .wait(held)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        drop(held);
         self.check(&self.apply_failing, "apply", "fail_apply")?;
         self.applies.fetch_add(1, Ordering::SeqCst);
         self.inner.apply(batch)
@@ -128,6 +158,10 @@ impl Storage for FaultyStorage {
     fn size_on_disk_bytes(&self) -> Result<u64, StorageError> {
         self.check(&self.reads_failing, "read", "fail_reads")?;
         self.inner.size_on_disk_bytes()
+    }
+
+    fn apply_may_block(&self) -> bool {
+        self.inner.apply_may_block()
     }
 }
 

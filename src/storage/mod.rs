@@ -93,6 +93,15 @@ pub trait Storage: Send + Sync + 'static {
     fn journal_stats(&self) -> Option<journal::stats::JournalSnapshot> {
         None
     }
+
+    /// True when an [`Storage::apply`] now could block for longer than writing its batch:
+    /// the journal's current file is full and the next apply closes it or, while a
+    /// checkpoint is behind, waits for it. The broker then leaves the round to its
+    /// committer thread instead of a thread that serves connections. Stores whose apply is
+    /// always a plain write answer false.
+    fn apply_may_block(&self) -> bool {
+        false
+    }
 }
 
 /// A scan visitor that can fail: `Ok(true)` to go on, `Ok(false)` to stop, `Err` to abort.

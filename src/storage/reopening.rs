@@ -121,6 +121,11 @@ impl Storage for ReopeningStorage {
     fn journal_stats(&self) -> Option<JournalSnapshot> {
         Some(self.stats.snapshot())
     }
+
+    fn apply_may_block(&self) -> bool {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.as_ref().is_some_and(Storage::apply_may_block)
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use taskforge::client::{Client, ClientOptions};
 use taskforge::clock::SystemClock;
 use taskforge::config::{Config, Environment, Secret};
-use taskforge::storage::{PowerLossStorage, Storage};
+use taskforge::server::RunningServer;
+use taskforge::storage::{FaultyStorage, MemoryStorage, PowerLossStorage, Storage};
 use taskforge_protocol::{Credentials, JobId, QueueSettings};
+use tempfile::TempDir;
 
 use crate::support::{job, ROOT_TOKEN};
 
@@ -36,10 +38,8 @@ async fn client(addr: std::net::SocketAddr) -> Client {
     .expect("connects")
 }
 
-/// Runs producers, cuts the power, reopens on the durable part. Returns every enqueue
-/// acknowledged before the cut with how long before the cut it was acknowledged, and
-/// whether it survived.
-async fn cut_power_under(fsync: &str) -> Vec<(Duration, bool)> {
+/// A server on a fresh disk that keeps only what was synced, with queue `q` created.
+async fn start_on_a_fresh_disk(fsync: &str) -> (TempDir, Arc<PowerLossStorage>, RunningServer) {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let disk = Arc::new(PowerLossStorage::new());
     let storage: Arc<dyn Storage> = disk.clone();
@@ -50,11 +50,33 @@ async fn cut_power_under(fsync: &str) -> Vec<(Duration, bool)> {
     )
     .await
     .expect("server starts");
-    let admin = client(server.local_addr()).await;
-    admin
+    client(server.local_addr())
+        .await
         .queue_create("q", QueueSettings::default())
         .await
         .expect("queue");
+    (data_dir, disk, server)
+}
+
+/// A server opened on what was durable at the cut, and a client of it.
+async fn reopen_on(survivor: MemoryStorage, fsync: &str) -> (TempDir, RunningServer, Client) {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let server = taskforge::server::start_with(
+        config(fsync, data_dir.path()),
+        Arc::new(survivor),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("reopens on the durable part");
+    let after = client(server.local_addr()).await;
+    (data_dir, server, after)
+}
+
+/// Runs producers, cuts the power, reopens on the durable part. Returns every enqueue
+/// acknowledged before the cut with how long before the cut it was acknowledged, and
+/// whether it survived.
+async fn cut_power_under(fsync: &str) -> Vec<(Duration, bool)> {
+    let (_data_dir, disk, server) = start_on_a_fresh_disk(fsync).await;
     let acknowledged: Arc<Mutex<Vec<(JobId, Instant)>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut producers = Vec::new();
@@ -85,15 +107,7 @@ async fn cut_power_under(fsync: &str) -> Vec<(Duration, bool)> {
     }
     server.shutdown().await.expect("shutdown");
 
-    let reopened_dir = tempfile::tempdir().expect("temp dir");
-    let reopened = taskforge::server::start_with(
-        config(fsync, reopened_dir.path()),
-        Arc::new(survivor),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("reopens on the durable part");
-    let after = client(reopened.local_addr()).await;
+    let (_reopened_dir, reopened, after) = reopen_on(survivor, fsync).await;
     let before_cut: Vec<(JobId, Instant)> = acknowledged
         .lock()
         .expect("ledger")
@@ -154,9 +168,38 @@ async fn fsync_interval_syncs_a_lone_write_within_its_window() {
     // Scheduling delays on a loaded machine stretch the window a little.
     const SLACK_MS: u64 = 500;
     let fsync = format!("interval:{INTERVAL_MS}");
+    let (_data_dir, disk, server) = start_on_a_fresh_disk(&fsync).await;
+    let admin = client(server.local_addr()).await;
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
+    let lone = admin
+        .enqueue(job("q", b"lone"))
+        .await
+        .expect("enqueue")
+        .job_id;
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
+    let survivor = disk.durable_copy().expect("durable copy");
+    server.shutdown().await.expect("shutdown");
+
+    let (_reopened_dir, reopened, after) = reopen_on(survivor, &fsync).await;
+    assert!(
+        after.job_get(lone).await.is_ok(),
+        "an enqueue acknowledged {INTERVAL_MS} + {SLACK_MS} ms before the cut was lost"
+    );
+    reopened.shutdown().await.expect("shutdown");
+}
+
+/// Under `interval`, a sync that comes due while a request's round is still being written
+/// must run once that round ends, with nothing else happening to wake the committer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_interval_syncs_a_round_that_was_in_progress_when_its_sync_came_due() {
+    const INTERVAL_MS: u64 = 50;
+    // Scheduling delays on a loaded machine stretch the window a little.
+    const SLACK_MS: u64 = 500;
+    let fsync = format!("interval:{INTERVAL_MS}");
     let data_dir = tempfile::tempdir().expect("temp dir");
     let disk = Arc::new(PowerLossStorage::new());
-    let storage: Arc<dyn Storage> = disk.clone();
+    let slow_disk = Arc::new(FaultyStorage::new(disk.clone()));
+    let storage: Arc<dyn Storage> = slow_disk.clone();
     let server = taskforge::server::start_with(
         config(&fsync, data_dir.path()),
         storage,
@@ -169,28 +212,35 @@ async fn fsync_interval_syncs_a_lone_write_within_its_window() {
         .queue_create("q", QueueSettings::default())
         .await
         .expect("queue");
-    tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
-    let lone = admin
-        .enqueue(job("q", b"lone"))
+    // A first round leaves a sync pending, due INTERVAL_MS later.
+    let first = admin
+        .enqueue(job("q", b"first"))
         .await
+        .expect("enqueue")
+        .job_id;
+    // The second round is still being written when that sync comes due.
+    slow_disk.hold_applies(true);
+    let second_client = client(server.local_addr()).await;
+    let second = tokio::spawn(async move { second_client.enqueue(job("q", b"second")).await });
+    // A thread sleep, not the runtime's: while a request's round blocks a worker the
+    // runtime's timers may not advance.
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS * 4));
+    slow_disk.hold_applies(false);
+    let second = second
+        .await
+        .expect("second enqueue task")
         .expect("enqueue")
         .job_id;
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
     let survivor = disk.durable_copy().expect("durable copy");
     server.shutdown().await.expect("shutdown");
 
-    let reopened_dir = tempfile::tempdir().expect("temp dir");
-    let reopened = taskforge::server::start_with(
-        config(&fsync, reopened_dir.path()),
-        Arc::new(survivor),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("reopens on the durable part");
-    let after = client(reopened.local_addr()).await;
-    assert!(
-        after.job_get(lone).await.is_ok(),
-        "an enqueue acknowledged {INTERVAL_MS} + {SLACK_MS} ms before the cut was lost"
-    );
+    let (_reopened_dir, reopened, after) = reopen_on(survivor, &fsync).await;
+    for (name, job_id) in [("first", first), ("second", second)] {
+        assert!(
+            after.job_get(job_id).await.is_ok(),
+            "the {name} enqueue, acknowledged {SLACK_MS} ms before the cut, was lost"
+        );
+    }
     reopened.shutdown().await.expect("shutdown");
 }

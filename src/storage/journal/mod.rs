@@ -670,6 +670,10 @@ impl Storage for JournaledStorage {
     fn journal_stats(&self) -> Option<JournalSnapshot> {
         Some(self.inner.stats.snapshot())
     }
+
+    fn apply_may_block(&self) -> bool {
+        self.inner.stats.file_bytes() >= self.inner.options.checkpoint_bytes
+    }
 }
 
 #[cfg(test)]
@@ -999,6 +1003,18 @@ mod tests {
         assert_eq!(checkpointed.checkpointed_keys, 2, "each changed key once");
         assert_eq!(checkpointed.file_bytes, 0);
         assert_eq!(checkpointed.writer_waits, 0);
+    }
+
+    #[test]
+    fn an_apply_may_block_once_the_current_file_is_full() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let storage = open_with(directory.path(), tiny_files()).expect("open");
+        assert!(!storage.apply_may_block(), "an empty file");
+        let full = storage.inner.options.checkpoint_bytes;
+        storage.inner.stats.set_file_bytes(full - 1);
+        assert!(!storage.apply_may_block(), "a file with room left");
+        storage.inner.stats.set_file_bytes(full);
+        assert!(storage.apply_may_block(), "a full file");
     }
 
     #[test]

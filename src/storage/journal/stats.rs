@@ -54,6 +54,11 @@ impl JournalStats {
             .fetch_add(micros(elapsed), Ordering::Relaxed);
     }
 
+    /// The size of the current journal file.
+    pub(super) fn file_bytes(&self) -> u64 {
+        self.file_bytes.load(Ordering::Relaxed)
+    }
+
     /// Notes the size of the current journal file.
     pub(super) fn set_file_bytes(&self, bytes: u64) {
         self.file_bytes.store(bytes, Ordering::Relaxed);
