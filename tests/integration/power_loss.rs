@@ -38,11 +38,9 @@ async fn client(addr: std::net::SocketAddr) -> Client {
     .expect("connects")
 }
 
-/// A server on a fresh disk that keeps only what was synced, with queue `q` created.
-async fn start_on_a_fresh_disk(fsync: &str) -> (TempDir, Arc<PowerLossStorage>, RunningServer) {
+/// A server on `storage`, with queue `q` created.
+async fn start_on(storage: Arc<dyn Storage>, fsync: &str) -> (TempDir, RunningServer) {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let disk = Arc::new(PowerLossStorage::new());
-    let storage: Arc<dyn Storage> = disk.clone();
     let server = taskforge::server::start_with(
         config(fsync, data_dir.path()),
         storage,
@@ -55,7 +53,19 @@ async fn start_on_a_fresh_disk(fsync: &str) -> (TempDir, Arc<PowerLossStorage>, 
         .queue_create("q", QueueSettings::default())
         .await
         .expect("queue");
-    (data_dir, disk, server)
+    (data_dir, server)
+}
+
+/// Cuts the power under `server` (what `disk` synced survives), stops it and opens a new
+/// server on the survivor.
+async fn cut_power_and_reopen(
+    disk: &PowerLossStorage,
+    server: RunningServer,
+    fsync: &str,
+) -> (TempDir, RunningServer, Client) {
+    let survivor = disk.durable_copy().expect("durable copy");
+    server.shutdown().await.expect("shutdown");
+    reopen_on(survivor, fsync).await
 }
 
 /// A server opened on what was durable at the cut, and a client of it.
@@ -76,7 +86,8 @@ async fn reopen_on(survivor: MemoryStorage, fsync: &str) -> (TempDir, RunningSer
 /// acknowledged before the cut with how long before the cut it was acknowledged, and
 /// whether it survived.
 async fn cut_power_under(fsync: &str) -> Vec<(Duration, bool)> {
-    let (_data_dir, disk, server) = start_on_a_fresh_disk(fsync).await;
+    let disk = Arc::new(PowerLossStorage::new());
+    let (_data_dir, server) = start_on(disk.clone(), fsync).await;
     let acknowledged: Arc<Mutex<Vec<(JobId, Instant)>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut producers = Vec::new();
@@ -168,7 +179,8 @@ async fn fsync_interval_syncs_a_lone_write_within_its_window() {
     // Scheduling delays on a loaded machine stretch the window a little.
     const SLACK_MS: u64 = 500;
     let fsync = format!("interval:{INTERVAL_MS}");
-    let (_data_dir, disk, server) = start_on_a_fresh_disk(&fsync).await;
+    let disk = Arc::new(PowerLossStorage::new());
+    let (_data_dir, server) = start_on(disk.clone(), &fsync).await;
     let admin = client(server.local_addr()).await;
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
     let lone = admin
@@ -177,10 +189,7 @@ async fn fsync_interval_syncs_a_lone_write_within_its_window() {
         .expect("enqueue")
         .job_id;
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
-    let survivor = disk.durable_copy().expect("durable copy");
-    server.shutdown().await.expect("shutdown");
-
-    let (_reopened_dir, reopened, after) = reopen_on(survivor, &fsync).await;
+    let (_reopened_dir, reopened, after) = cut_power_and_reopen(&disk, server, &fsync).await;
     assert!(
         after.job_get(lone).await.is_ok(),
         "an enqueue acknowledged {INTERVAL_MS} + {SLACK_MS} ms before the cut was lost"
@@ -196,22 +205,10 @@ async fn fsync_interval_syncs_a_round_that_was_in_progress_when_its_sync_came_du
     // Scheduling delays on a loaded machine stretch the window a little.
     const SLACK_MS: u64 = 500;
     let fsync = format!("interval:{INTERVAL_MS}");
-    let data_dir = tempfile::tempdir().expect("temp dir");
     let disk = Arc::new(PowerLossStorage::new());
     let slow_disk = Arc::new(FaultyStorage::new(disk.clone()));
-    let storage: Arc<dyn Storage> = slow_disk.clone();
-    let server = taskforge::server::start_with(
-        config(&fsync, data_dir.path()),
-        storage,
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("server starts");
+    let (_data_dir, server) = start_on(slow_disk.clone(), &fsync).await;
     let admin = client(server.local_addr()).await;
-    admin
-        .queue_create("q", QueueSettings::default())
-        .await
-        .expect("queue");
     // A first round leaves a sync pending, due INTERVAL_MS later.
     let first = admin
         .enqueue(job("q", b"first"))
@@ -232,10 +229,7 @@ async fn fsync_interval_syncs_a_round_that_was_in_progress_when_its_sync_came_du
         .expect("enqueue")
         .job_id;
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS + SLACK_MS)).await;
-    let survivor = disk.durable_copy().expect("durable copy");
-    server.shutdown().await.expect("shutdown");
-
-    let (_reopened_dir, reopened, after) = reopen_on(survivor, &fsync).await;
+    let (_reopened_dir, reopened, after) = cut_power_and_reopen(&disk, server, &fsync).await;
     for (name, job_id) in [("first", first), ("second", second)] {
         assert!(
             after.job_get(job_id).await.is_ok(),
