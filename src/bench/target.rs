@@ -394,12 +394,11 @@ fn loopback_any_port() -> SocketAddr {
 /// are held while they are chosen, so they cannot be the same one.
 fn free_loopback_addresses() -> Result<(SocketAddr, SocketAddr), BenchError> {
     let bind = || std::net::TcpListener::bind(loopback_any_port());
-    let (first, second) = bind()
-        .and_then(|first| Ok((first, bind()?)))
-        .map_err(|error| BenchError::Server(format!("cannot find a free port: {error}")))?;
-    first
-        .local_addr()
-        .and_then(|first| Ok((first, second.local_addr()?)))
+    bind()
+        .and_then(|first| {
+            let second = bind()?;
+            Ok((first.local_addr()?, second.local_addr()?))
+        })
         .map_err(|error| BenchError::Server(format!("cannot find a free port: {error}")))
 }
 

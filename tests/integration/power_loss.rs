@@ -18,6 +18,10 @@ use crate::support::{job, ROOT_TOKEN};
 
 const PRODUCERS: usize = 2;
 const RUN_BEFORE_CUT: Duration = Duration::from_millis(400);
+/// The window of the `interval` tests.
+const INTERVAL_MS: u64 = 50;
+/// Scheduling delays on a loaded machine stretch the window a little.
+const SLACK_MS: u64 = 500;
 
 fn config(fsync: &str, data_dir: &std::path::Path) -> Config {
     let mut config = Config::defaults(Environment::Development);
@@ -149,9 +153,6 @@ async fn fsync_always_keeps_every_acknowledged_enqueue_through_a_power_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsync_interval_loses_at_most_its_window() {
-    const INTERVAL_MS: u64 = 50;
-    // Scheduling delays on a loaded machine stretch the window a little.
-    const SLACK_MS: u64 = 500;
     let outcomes = cut_power_under(&format!("interval:{INTERVAL_MS}")).await;
     let lost: Vec<Duration> = outcomes
         .iter()
@@ -175,9 +176,6 @@ async fn fsync_interval_loses_at_most_its_window() {
 /// happening to wake it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsync_interval_syncs_a_lone_write_within_its_window() {
-    const INTERVAL_MS: u64 = 50;
-    // Scheduling delays on a loaded machine stretch the window a little.
-    const SLACK_MS: u64 = 500;
     let fsync = format!("interval:{INTERVAL_MS}");
     let disk = Arc::new(PowerLossStorage::new());
     let (_data_dir, server) = start_on(disk.clone(), &fsync).await;
@@ -201,9 +199,6 @@ async fn fsync_interval_syncs_a_lone_write_within_its_window() {
 /// must run once that round ends, with nothing else happening to wake the committer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsync_interval_syncs_a_round_that_was_in_progress_when_its_sync_came_due() {
-    const INTERVAL_MS: u64 = 50;
-    // Scheduling delays on a loaded machine stretch the window a little.
-    const SLACK_MS: u64 = 500;
     let fsync = format!("interval:{INTERVAL_MS}");
     let disk = Arc::new(PowerLossStorage::new());
     let slow_disk = Arc::new(FaultyStorage::new(disk.clone()));
